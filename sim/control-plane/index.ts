@@ -1,0 +1,287 @@
+/**
+ * A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC on), kube-controller-manager
+ * (garbage collection, service accounts, namespaces, PV binding...) and kube-scheduler, with generated
+ * certificates and an admin kubeconfig. Used by tests in-process and by `npm run sim:up` in the background.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KubeClient } from "../../src/kube/client.ts";
+import { type ClusterConnection, kubeconfigYaml } from "../../src/kube/kubeconfig.ts";
+import { type Binaries, ensureBinaries, type Log } from "./build.ts";
+import { generatePki } from "./pki.ts";
+import { freePort, logTail, type ManagedProcess, startProcess, stopProcess } from "./processes.ts";
+
+export interface ControlPlaneOptions {
+  /** State folder (data, certificates, logs, kubeconfig). Default: a new temporary folder, removed on stop. */
+  dir?: string;
+  /** Start processes detached so they outlive this Node process (sim:up). */
+  detached?: boolean;
+  log?: Log;
+  /** How long to wait for every component to be ready. */
+  readyTimeoutMs?: number;
+  extraApiServerArgs?: string[];
+  /** Called as each process starts (sim:up records PIDs at once, so an interrupted start can be cleaned up). */
+  onProcess?: (p: Pick<ManagedProcess, "name" | "pid" | "logFile" | "command">) => void;
+}
+
+export interface ControlPlaneInfo {
+  dir: string;
+  kubeconfig: string;
+  server: string;
+  binDir: string;
+  ports: Record<string, number>;
+  processes: Pick<ManagedProcess, "name" | "pid" | "logFile" | "command">[];
+}
+
+export interface ControlPlane extends ControlPlaneInfo {
+  connection: ClusterConnection;
+  binaries: Binaries;
+  /** An admin client; closed by stop(). */
+  client: KubeClient;
+  /** Environment for child processes: KUBECONFIG set, the binaries first on PATH. */
+  env: NodeJS.ProcessEnv;
+  stop(options?: { keepData?: boolean }): Promise<void>;
+}
+
+export class ComponentStartError extends Error {
+  readonly component: string;
+  constructor(component: string, reason: string, logFile: string) {
+    super(`${component} failed to start: ${reason}\n--- last lines of ${logFile} ---\n${logTail(logFile)}`);
+    this.name = "ComponentStartError";
+    this.component = component;
+  }
+}
+
+function componentKubeconfig(path: string, server: string, ca: string, cert: string, key: string) {
+  writeFileSync(
+    path,
+    kubeconfigYaml({
+      server,
+      ca: readFileSync(ca, "utf8"),
+      cert: readFileSync(cert, "utf8"),
+      key: readFileSync(key, "utf8"),
+    }),
+    { mode: 0o600 },
+  );
+}
+
+/** Waits for `check` to return true, failing early when one of `procs` exits. */
+async function waitFor(
+  what: string,
+  owner: ManagedProcess,
+  procs: ManagedProcess[],
+  deadline: number,
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const exits = procs.map((p) => (p.exited ?? new Promise(() => {})).then((r) => ({ p, r }) as const));
+  let lastError = "";
+  for (;;) {
+    const exited = await Promise.race([...exits, sleep(0).then(() => undefined)]);
+    if (exited) {
+      const how = exited.r.signal ? `signal ${exited.r.signal}` : `exit code ${exited.r.code}`;
+      throw new ComponentStartError(
+        exited.p.name,
+        `process exited (${how}) while waiting for ${what}`,
+        exited.p.logFile,
+      );
+    }
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    if (Date.now() > deadline) {
+      throw new ComponentStartError(
+        owner.name,
+        `timed out waiting for ${what}${lastError ? ` (${lastError})` : ""}`,
+        owner.logFile,
+      );
+    }
+    await sleep(250);
+  }
+}
+
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const log = options.log ?? (() => {});
+  const binaries = await ensureBinaries({ log });
+  const ownsDir = options.dir === undefined;
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "azp-sim-cp-"));
+  mkdirSync(dir, { recursive: true });
+  const logs = join(dir, "logs");
+  const pki = await generatePki(join(dir, "pki"));
+  const ports = {
+    etcdClient: await freePort(),
+    etcdPeer: await freePort(),
+    apiserver: await freePort(),
+  };
+  const server = `https://127.0.0.1:${ports.apiserver}`;
+  const detached = options.detached ?? false;
+  const procs: ManagedProcess[] = [];
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 180_000);
+  const stopAll = async () => {
+    for (const p of [...procs].reverse()) await stopProcess(p);
+  };
+
+  try {
+    const etcd = startProcess(
+      "etcd",
+      binaries.etcd,
+      [
+        "--name=sim",
+        `--data-dir=${join(dir, "etcd")}`,
+        `--listen-client-urls=http://127.0.0.1:${ports.etcdClient}`,
+        `--advertise-client-urls=http://127.0.0.1:${ports.etcdClient}`,
+        `--listen-peer-urls=http://127.0.0.1:${ports.etcdPeer}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${ports.etcdPeer}`,
+        `--initial-cluster=sim=http://127.0.0.1:${ports.etcdPeer}`,
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+      ],
+      join(logs, "etcd.log"),
+      { detached },
+    );
+    procs.push(etcd);
+    options.onProcess?.(etcd);
+    await waitFor("etcd /health", etcd, procs, deadline, async () => {
+      const res = await fetch(`http://127.0.0.1:${ports.etcdClient}/health`);
+      return res.ok;
+    });
+
+    const apiserver = startProcess(
+      "kube-apiserver",
+      binaries["kube-apiserver"],
+      [
+        `--etcd-servers=http://127.0.0.1:${ports.etcdClient}`,
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        `--secure-port=${ports.apiserver}`,
+        `--tls-cert-file=${pki.serverCert}`,
+        `--tls-private-key-file=${pki.serverKey}`,
+        `--client-ca-file=${pki.caCert}`,
+        `--service-account-key-file=${pki.saPub}`,
+        `--service-account-signing-key-file=${pki.saKey}`,
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        "--authorization-mode=RBAC",
+        "--service-cluster-ip-range=10.96.0.0/24",
+        "--allow-privileged=true",
+        "--endpoint-reconciler-type=none",
+        "--profiling=false",
+        `--cert-dir=${join(dir, "apiserver-certs")}`,
+        ...(options.extraApiServerArgs ?? []),
+      ],
+      join(logs, "kube-apiserver.log"),
+      { detached },
+    );
+    procs.push(apiserver);
+    options.onProcess?.(apiserver);
+    const connection: ClusterConnection = {
+      server,
+      ca: readFileSync(pki.caCert, "utf8"),
+      cert: readFileSync(pki.clients.admin.cert, "utf8"),
+      key: readFileSync(pki.clients.admin.key, "utf8"),
+    };
+    const client = new KubeClient(connection, { timeoutMs: 10_000 });
+    await waitFor("kube-apiserver /readyz", apiserver, procs, deadline, async () => {
+      await client.request({ path: "/readyz" });
+      return true;
+    });
+
+    const kubeconfig = join(dir, "kubeconfig");
+    writeFileSync(kubeconfig, kubeconfigYaml(connection, "sim"), { mode: 0o600 });
+    const kcmConfig = join(dir, "kube-controller-manager.kubeconfig");
+    componentKubeconfig(
+      kcmConfig,
+      server,
+      pki.caCert,
+      pki.clients.controllerManager.cert,
+      pki.clients.controllerManager.key,
+    );
+    const schedConfig = join(dir, "kube-scheduler.kubeconfig");
+    componentKubeconfig(schedConfig, server, pki.caCert, pki.clients.scheduler.cert, pki.clients.scheduler.key);
+
+    const kcm = startProcess(
+      "kube-controller-manager",
+      binaries["kube-controller-manager"],
+      [
+        `--kubeconfig=${kcmConfig}`,
+        "--secure-port=0",
+        "--leader-elect=true",
+        "--leader-elect-resource-namespace=kube-system",
+        `--service-account-private-key-file=${pki.saKey}`,
+        `--root-ca-file=${pki.caCert}`,
+        `--cluster-signing-cert-file=${pki.caCert}`,
+        `--cluster-signing-key-file=${pki.caKey}`,
+        "--use-service-account-credentials=false",
+        "--concurrent-gc-syncs=5",
+      ],
+      join(logs, "kube-controller-manager.log"),
+      { detached },
+    );
+    procs.push(kcm);
+    options.onProcess?.(kcm);
+    const scheduler = startProcess(
+      "kube-scheduler",
+      binaries["kube-scheduler"],
+      [`--kubeconfig=${schedConfig}`, "--secure-port=0", "--leader-elect=true"],
+      join(logs, "kube-scheduler.log"),
+      { detached },
+    );
+    procs.push(scheduler);
+    options.onProcess?.(scheduler);
+
+    const leaseHeld = (name: string) => async () => {
+      const lease = await client.request<{ spec?: { holderIdentity?: string } }>({
+        path: `/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/${name}`,
+      });
+      return Boolean(lease.spec?.holderIdentity);
+    };
+    await waitFor("its leader lease", kcm, procs, deadline, leaseHeld("kube-controller-manager"));
+    await waitFor("its leader lease", scheduler, procs, deadline, leaseHeld("kube-scheduler"));
+    await waitFor("the default service account", kcm, procs, deadline, async () => {
+      await client.request({ path: "/api/v1/namespaces/default/serviceaccounts/default" });
+      return true;
+    });
+
+    const info: ControlPlaneInfo = {
+      dir,
+      kubeconfig,
+      server,
+      binDir: binaries.dir,
+      ports,
+      processes: procs.map(({ name, pid, logFile, command }) => ({ name, pid, logFile, command })),
+    };
+    let stopped = false;
+    const onExit = () => {
+      if (detached) return;
+      for (const p of procs) {
+        try {
+          process.kill(p.pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+      }
+    };
+    process.once("exit", onExit);
+    return {
+      ...info,
+      connection,
+      binaries,
+      client,
+      env: { ...process.env, KUBECONFIG: kubeconfig, PATH: `${binaries.dir}:${process.env.PATH ?? ""}` },
+      async stop(stopOptions = {}) {
+        if (stopped) return;
+        stopped = true;
+        process.off("exit", onExit);
+        client.close();
+        await stopAll();
+        if (ownsDir && !stopOptions.keepData) rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    if (ownsDir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
