@@ -86,21 +86,27 @@ async function buildAll(target: string, log: Log): Promise<void> {
   const staging = `${target}.partial-${process.pid}`;
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
-  for (const spec of moduleSpecs()) {
-    const started = Date.now();
-    log(`building ${spec.tools.join(" ")} (${spec.module}@${spec.version}); a first build takes many minutes`);
-    await run(
-      "go",
-      ["build", "-trimpath", "-o", `${staging}/`, "-ldflags", ldflags(spec.folder), ...spec.tools],
-      join(goModulesDir, spec.folder),
-      log,
-    );
-    log(`built ${spec.folder} in ${Math.round((Date.now() - started) / 1000)}s`);
+  try {
+    for (const spec of moduleSpecs()) {
+      const started = Date.now();
+      log(`building ${spec.tools.join(" ")} (${spec.module}@${spec.version}); a first build takes many minutes`);
+      // One package: name the output explicitly (go would call etcd's main "server"); several: go names each.
+      const names = binariesByModule[spec.folder];
+      const output = spec.tools.length === 1 ? join(staging, names[0]) : `${staging}/`;
+      await run(
+        "go",
+        ["build", "-trimpath", "-o", output, "-ldflags", ldflags(spec.folder), ...spec.tools],
+        join(goModulesDir, spec.folder),
+        log,
+      );
+      log(`built ${spec.folder} in ${Math.round((Date.now() - started) / 1000)}s`);
+    }
+    if (!allPresent(staging)) throw new Error(`build finished but binaries are missing in ${staging}`);
+    rmSync(target, { recursive: true, force: true });
+    renameSync(staging, target);
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
   }
-  // etcd's main package is the module root, so go names the binary after its last path element ("v3").
-  renameSync(join(staging, "v3"), join(staging, "etcd"));
-  rmSync(target, { recursive: true, force: true });
-  renameSync(staging, target);
 }
 
 async function withLock<T>(lockFile: string, fn: () => Promise<T>, log: Log): Promise<T> {

@@ -184,8 +184,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     };
     const client = new KubeClient(connection, { timeoutMs: 10_000 });
     await waitFor("kube-apiserver /readyz", apiserver, procs, deadline, async () => {
-      await client.request({ path: "/readyz" });
-      return true;
+      return (await client.requestText({ path: "/readyz" })).trim() === "ok";
     });
 
     const kubeconfig = join(dir, "kubeconfig");
@@ -213,7 +212,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         `--root-ca-file=${pki.caCert}`,
         `--cluster-signing-cert-file=${pki.caCert}`,
         `--cluster-signing-key-file=${pki.caKey}`,
-        "--use-service-account-credentials=false",
+        "--use-service-account-credentials=true",
         "--concurrent-gc-syncs=5",
       ],
       join(logs, "kube-controller-manager.log"),
@@ -224,7 +223,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const scheduler = startProcess(
       "kube-scheduler",
       binaries["kube-scheduler"],
-      [`--kubeconfig=${schedConfig}`, "--secure-port=0", "--leader-elect=true"],
+      [`--kubeconfig=${schedConfig}`, "--secure-port=0", "--leader-elect=true", "-v=2"],
       join(logs, "kube-scheduler.log"),
       { detached },
     );

@@ -4,6 +4,7 @@
  * client certificates for the admin and the control-plane components, and the service-account key pair.
  */
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -62,7 +63,8 @@ async function signed(
       "ca.crt",
       "-CAkey",
       "ca.key",
-      "-CAcreateserial",
+      "-set_serial",
+      `0x${randomBytes(12).toString("hex")}`,
       "-days",
       "30",
       "-sha256",

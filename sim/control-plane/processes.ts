@@ -51,13 +51,14 @@ export function logTail(logFile: string, lines = 15): string {
   return text.slice(-lines).join("\n");
 }
 
+/** True when the process exists and is not a zombie (an exited child nobody has reaped yet). */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  return !isZombieOrGone(pid);
 }
 
 /** True when `pid` is alive and still runs the same command (guards against PID reuse). */
@@ -86,10 +87,10 @@ export async function stopProcess(p: Pick<ManagedProcess, "pid" | "command" | "e
   if (!isSameProcess(p.pid, p.command)) return;
   const gone = async (deadline: number) => {
     while (Date.now() < deadline) {
-      if (isZombieOrGone(p.pid)) return true;
+      if (!isAlive(p.pid)) return true;
       await sleep(50);
     }
-    return isZombieOrGone(p.pid);
+    return !isAlive(p.pid);
   };
   try {
     process.kill(p.pid, "SIGTERM");

@@ -115,6 +115,28 @@ export class KubeClient {
     return req;
   }
 
+  /** Sends a request and returns the body as text (e.g. `/readyz`, `/metrics`); a non-2xx answer throws. */
+  requestText(spec: RequestSpec): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      this.#open(
+        spec,
+        spec.timeoutMs ?? this.#timeoutMs,
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", reject);
+          res.on("end", () => {
+            const text = Buffer.concat(chunks).toString("utf8");
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) resolve(text);
+            else reject(toApiError(status, text, `${spec.method ?? "GET"} ${spec.path}`));
+          });
+        },
+        reject,
+      );
+    });
+  }
+
   /** Sends a request and returns the decoded JSON body; a non-2xx answer throws KubeApiError. */
   request<T = unknown>(spec: RequestSpec): Promise<T> {
     return new Promise<T>((resolve, reject) => {
