@@ -213,6 +213,11 @@ export class KubeClient {
           res.on("end", () => resolve());
           res.on("aborted", () => reject(new Error(`watch ${spec.path}: stream aborted`)));
           res.on("error", reject);
+          // A connection dropped mid-stream may close the response without "end" or "error": never hang.
+          res.on("close", () => {
+            if (res.complete) resolve();
+            else reject(new Error(`watch ${spec.path}: stream closed before it ended`));
+          });
         },
         reject,
       );
