@@ -1,0 +1,76 @@
+/**
+ * The AutoScaledAgent API (azurepipelines.k8s.scaler.io/v1): types, schemas, defaults, validation, the CRD and the
+ * duration helpers. Imports nothing from the rest of src/ (the generator scripts aside).
+ */
+export {
+  API_VERSION,
+  CATEGORIES,
+  CLIENT_SECRET_KEY,
+  ConditionType,
+  CRD_NAME,
+  GROUP,
+  KIND,
+  LIST_KIND,
+  PAT_SECRET_KEY,
+  PLURAL,
+  resourcePath,
+  SHORT_NAMES,
+  SINGULAR,
+  VERSION,
+} from "./constants.ts";
+export { buildCrd, CRD_FILE, crdOpenApiSchema, crdYaml, PRINTER_COLUMNS, toCrdSchema } from "./crd.ts";
+export {
+  DURATION_PATTERN,
+  DurationError,
+  formatDuration,
+  formatDurationNanoseconds,
+  isCrdDuration,
+  isDuration,
+  parseDuration,
+  parseDurationNanoseconds,
+} from "./duration.ts";
+export type {
+  Container,
+  EnvVar,
+  IntOrString,
+  ObjectMetaTemplate,
+  PodSpec,
+  PodTemplateSpec,
+  ResourceRequirements,
+  Volume,
+  VolumeMount,
+} from "./podtemplate.ts";
+export { POD_TEMPLATE_KUBERNETES_VERSION, podTemplateSpecSchema } from "./podtemplate.ts";
+export { capabilitySetKey } from "./rules.ts";
+export type {
+  AutoScaledAgent,
+  AutoScaledAgentSpec,
+  AutoScaledAgentStatus,
+  CacheVolumeStatus,
+  Condition,
+  DefaultedAutoScaledAgent,
+  DefaultedAutoScaledAgentSpec,
+  DefaultedPodsWithCapabilities,
+  EntraIdAuthentication,
+  ExtraAgentContainersPolicy,
+  ObjectMeta,
+  PodCounts,
+  PodsWithCapabilities,
+  ReusableCacheVolume,
+  TemplateStatus,
+} from "./schema.ts";
+export {
+  AutoScaledAgentSchema,
+  AutoScaledAgentSpecSchema,
+  AutoScaledAgentStatusSchema,
+  ConditionSchema,
+  ConditionStatusValues,
+  DEFAULTS,
+  EntraIdAuthenticationSchema,
+  ExtraAgentContainersPolicySchema,
+  LIMITS,
+  PodsWithCapabilitiesSchema,
+  ReusableCacheVolumeSchema,
+} from "./schema.ts";
+export type { ValidateOptions, ValidationResult } from "./validate.ts";
+export { applyDefaults, validateAutoScaledAgent } from "./validate.ts";

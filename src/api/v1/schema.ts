@@ -1,0 +1,433 @@
+/**
+ * The AutoScaledAgent API as one TypeBox schema: the source of the TypeScript types (Static<>), of runtime
+ * validation and defaulting (validate.ts), and of the CRD (crd.ts).
+ *
+ * Compatibility with the original (Go) CRD: every field keeps its name, type, meaning and default. Stricter than
+ * the original only where a resource could never have worked (the original operator dereferenced these without
+ * checks): `poolName`, `organizationUrl`, `podsWithCapabilities` (at least one), `maxCount`, `podTemplateSpec`,
+ * a cache volume's `name` and `requestedStorage`, and a PAT secret name unless `entraIdAuthentication` is given.
+ * `minCount` defaults to 0. Everything added (`extraAgentContainers`, `entraIdAuthentication`, status) is optional.
+ *
+ * Keys starting with `x-azp-` are hints for runtime error messages and never reach the CRD.
+ * `x-crd-format` becomes `format` in the CRD (TypeBox would otherwise refuse unknown string formats).
+ */
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import { CLIENT_SECRET_KEY } from "./constants.ts";
+import { DURATION_PATTERN } from "./duration.ts";
+import { podTemplateSpecSchema } from "./podtemplate.ts";
+import {
+  atLeastOneContainer,
+  authenticationRequired,
+  exactlyOneEntraCredential,
+  minCountAtMostMaxCount,
+  uniqueCapabilitySets,
+} from "./rules.ts";
+import { QUANTITY_PATTERN } from "./structural.ts";
+
+const INT32_MAX = 2_147_483_647;
+export const DNS_SUBDOMAIN_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+export const DNS_LABEL_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+export const HTTP_URL_PATTERN = "^https?://[^\\s/?#]+(/[^\\s?#]*)?$";
+export const UNSIGNED_QUANTITY_PATTERN = QUANTITY_PATTERN.replace("^(\\+|-)?", "^");
+export const GUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+export const RFC3339_PATTERN =
+  "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+export const CONDITION_TYPE_PATTERN =
+  "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$";
+export const CONDITION_REASON_PATTERN = "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$";
+
+/** Limits that keep the CEL rules within the API server's cost budget (and catch runaway input). */
+export const LIMITS = {
+  podsWithCapabilities: 50,
+  capabilities: 64,
+  capabilityValueLength: 1024,
+  reusableCacheVolumes: 32,
+  allowedImages: 64,
+} as const;
+
+/** Every default of the spec, in one place (the schema below uses these). */
+export const DEFAULTS = {
+  maxTerminatedPodsToKeep: 5,
+  agentMinIdlePeriod: "5m",
+  dummyAgentGarbageCollectionInterval: "30m",
+  dummyAgentDeletionMinAge: "2h",
+  normalOfflineAgentDeletionMinAge: "5h",
+  minCount: 0,
+  capabilities: {} as Record<string, string>,
+  clientSecretKey: CLIENT_SECRET_KEY,
+} as const;
+
+const int32 = (options: Record<string, unknown> = {}) =>
+  Type.Integer({ format: "int32", minimum: 0, maximum: INT32_MAX, ...options });
+const int64 = (options: Record<string, unknown> = {}) => Type.Integer({ format: "int64", minimum: 0, ...options });
+const stringMap = (options: Record<string, unknown> = {}, value: TSchema = Type.String()) =>
+  Type.Record(Type.String(), value, options);
+const duration = (defaultValue: string, description: string) =>
+  Type.String({
+    pattern: DURATION_PATTERN,
+    default: defaultValue,
+    description: `${description} A Go duration such as "300ms", "1.5h" or "2h45m" (units ns, us, µs, ms, s, m, h).`,
+    "x-azp-expected": 'a Go duration such as "5m", "1h30m" or "300ms" (units ns, us, µs, ms, s, m, h)',
+  });
+const quantity = (description: string) =>
+  Type.Union([Type.Integer(), Type.String({ pattern: QUANTITY_PATTERN })], {
+    "x-kubernetes-int-or-string": true,
+    description,
+    "x-azp-expected": 'an integer or a quantity string such as "500m" or "1Gi"',
+  });
+const dnsSubdomain = (description: string) =>
+  Type.String({
+    minLength: 1,
+    maxLength: 253,
+    pattern: DNS_SUBDOMAIN_PATTERN,
+    description,
+    "x-azp-expected":
+      "a Kubernetes object name: lower-case letters, digits, '-' and '.', starting and ending alphanumeric",
+  });
+
+export const ReusableCacheVolumeSchema = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 63,
+      pattern: DNS_LABEL_PATTERN,
+      description:
+        "Name of the cache volume. A container volumeMount with this name gets a PersistentVolumeClaim that no other running pod holds; the operator adds the pod volume itself.",
+      "x-azp-expected": "a volume name: lower-case letters, digits and '-', starting and ending alphanumeric",
+    }),
+    storageClassName: Type.Optional(
+      Type.String({
+        description:
+          'Storage class of the claims the operator creates. Omitted: the cluster\'s default storage class; "": no class (pre-provisioned volumes only).',
+      }),
+    ),
+    requestedStorage: Type.String({
+      pattern: UNSIGNED_QUANTITY_PATTERN,
+      description: 'Size of each claim, a quantity such as "2Gi".',
+      "x-azp-expected": 'a storage size such as "2Gi" or "500Mi"',
+    }),
+  },
+  { description: "A reusable cache volume: PersistentVolumeClaims handed to one pod at a time." },
+);
+
+export const PodsWithCapabilitiesSchema = Type.Object(
+  {
+    capabilities: Type.Optional(
+      stringMap(
+        {
+          default: DEFAULTS.capabilities,
+          maxProperties: LIMITS.capabilities,
+          description:
+            "Azure Pipelines capabilities of the agents of this template. A job goes to the template whose capabilities satisfy its demands with the fewest extra capabilities. Each is also set as an environment variable of the agent container.",
+        },
+        Type.String({ maxLength: LIMITS.capabilityValueLength }),
+      ),
+    ),
+    minCount: Type.Optional(
+      int32({ default: DEFAULTS.minCount, description: "Agent pods kept running (idle) even without jobs." }),
+    ),
+    maxCount: int32({ description: "Upper bound of agent pods of this template, busy or not." }),
+    podLabels: Type.Optional(stringMap({ description: "Labels added to the agent pods." })),
+    podAnnotations: Type.Optional(stringMap({ description: "Annotations added to the agent pods." })),
+    podTemplateSpec: podTemplateSpecSchema({
+      description:
+        "Template of the agent pods. The first container runs the Azure Pipelines agent; further containers and init containers with restartPolicy Always (native sidecars) run beside it.",
+      "x-kubernetes-validations": [atLeastOneContainer.cel],
+    }),
+  },
+  {
+    description: "A kind of agent pod: its capabilities, how many, and its pod template.",
+    "x-kubernetes-validations": [minCountAtMostMaxCount.cel],
+  },
+);
+
+export const ExtraAgentContainersPolicySchema = Type.Object(
+  {
+    allowedImages: Type.Optional(
+      Type.Array(
+        Type.String({
+          minLength: 1,
+          maxLength: 512,
+          pattern: "^\\S+$",
+          "x-azp-expected": "an image pattern without spaces",
+        }),
+        {
+          minItems: 1,
+          maxItems: LIMITS.allowedImages,
+          description:
+            'Image patterns an extra container may use, matched against the whole image reference: "*" matches any characters except "/", "**" any characters. Omitted: any image.',
+        },
+      ),
+    ),
+    maxContainers: Type.Optional(
+      int32({ description: "Most extra containers one job may ask for; 0 refuses ExtraAgentContainers demands." }),
+    ),
+    maxCpuPerContainer: Type.Optional(quantity("Highest CPU limit an extra container may ask for.")),
+    maxMemoryPerContainer: Type.Optional(quantity("Highest memory limit an extra container may ask for.")),
+  },
+  {
+    description:
+      "Limits on the extra containers that jobs ask for with an ExtraAgentContainers demand. Omitted: no limits (as in the original).",
+  },
+);
+
+export const SecretKeyRefSchema = Type.Object({
+  name: dnsSubdomain("Name of a Secret in the resource's namespace."),
+  key: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 253,
+      pattern: "^[-._a-zA-Z0-9]+$",
+      default: DEFAULTS.clientSecretKey,
+      description: "Key in the Secret.",
+    }),
+  ),
+});
+
+export const EntraIdAuthenticationSchema = Type.Object(
+  {
+    tenantId: Type.String({
+      minLength: 1,
+      maxLength: 256,
+      pattern: "^[A-Za-z0-9][A-Za-z0-9.-]*$",
+      description: "Microsoft Entra tenant: its ID (a GUID) or a verified domain.",
+      "x-azp-expected": "a tenant ID (GUID) or domain name",
+    }),
+    clientId: Type.String({
+      pattern: GUID_PATTERN,
+      description: "Application (client) ID of the service principal or managed identity.",
+      "x-azp-expected": "a GUID such as 00000000-0000-0000-0000-000000000000",
+    }),
+    clientSecretRef: Type.Optional(
+      Type.Unsafe<Static<typeof SecretKeyRefSchema>>({
+        ...SecretKeyRefSchema,
+        description: "Service principal with a client secret, read from this Secret key.",
+      }),
+    ),
+    workloadIdentity: Type.Optional(
+      Type.Object(
+        {
+          serviceAccountName: Type.Optional(
+            dnsSubdomain(
+              "ServiceAccount in the resource's namespace whose token (audience api://AzureADTokenExchange) the operator exchanges. Omitted: the operator's own federated token.",
+            ),
+          ),
+        },
+        {
+          description: "Workload identity federation: a Kubernetes service account token exchanged for an Entra token.",
+        },
+      ),
+    ),
+    authorityHost: Type.Optional(
+      Type.String({
+        pattern: HTTP_URL_PATTERN,
+        maxLength: 2048,
+        description: "Entra authority host. Omitted: https://login.microsoftonline.com (the public cloud).",
+        "x-azp-expected": "an http(s) URL",
+      }),
+    ),
+  },
+  {
+    description:
+      "Authenticate the operator to Azure DevOps with Microsoft Entra ID instead of the PAT. The identity must be a member of the organization and an administrator of the pool.",
+    "x-kubernetes-validations": [exactlyOneEntraCredential.cel],
+  },
+);
+
+export const AutoScaledAgentSpecSchema = Type.Object(
+  {
+    poolName: Type.String({ minLength: 1, maxLength: 256, description: "Name of the Azure DevOps agent pool." }),
+    organizationUrl: Type.String({
+      pattern: HTTP_URL_PATTERN,
+      maxLength: 2048,
+      description: "URL of the Azure DevOps organization, e.g. https://dev.azure.com/my-org.",
+      "x-azp-expected": "an http(s) URL such as https://dev.azure.com/my-org",
+    }),
+    personalAccessTokenSecretName: Type.Optional(
+      dnsSubdomain('Name of a Secret in this namespace whose key "pat" holds the Azure DevOps personal access token.'),
+    ),
+    maxTerminatedPodsToKeep: Type.Optional(
+      int32({
+        default: DEFAULTS.maxTerminatedPodsToKeep,
+        description:
+          "How many of the most recently started agent pods that have terminated are kept (for debugging); older ones are deleted.",
+      }),
+    ),
+    agentMinIdlePeriod: Type.Optional(
+      duration(
+        DEFAULTS.agentMinIdlePeriod,
+        "How long an agent must have been idle before its pod may be removed because it is not needed.",
+      ),
+    ),
+    dummyAgentGarbageCollectionInterval: Type.Optional(
+      duration(DEFAULTS.dummyAgentGarbageCollectionInterval, "How often offline agents are garbage-collected."),
+    ),
+    dummyAgentDeletionMinAge: Type.Optional(
+      duration(
+        DEFAULTS.dummyAgentDeletionMinAge,
+        "Minimum age of an offline placeholder (dummy) agent, including those the registrator CLI registered, before it is deleted.",
+      ),
+    ),
+    normalOfflineAgentDeletionMinAge: Type.Optional(
+      duration(
+        DEFAULTS.normalOfflineAgentDeletionMinAge,
+        "Minimum age of an offline agent that once ran in a pod of this resource (and was not unregistered) before it is deleted.",
+      ),
+    ),
+    reusableCacheVolumes: Type.Optional(
+      Type.Array(ReusableCacheVolumeSchema, {
+        maxItems: LIMITS.reusableCacheVolumes,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["name"],
+      }),
+    ),
+    podsWithCapabilities: Type.Array(PodsWithCapabilitiesSchema, {
+      minItems: 1,
+      maxItems: LIMITS.podsWithCapabilities,
+      "x-kubernetes-validations": [uniqueCapabilitySets.cel],
+    }),
+    extraAgentContainers: Type.Optional(ExtraAgentContainersPolicySchema),
+    entraIdAuthentication: Type.Optional(EntraIdAuthenticationSchema),
+  },
+  {
+    description: "Desired state: the Azure DevOps pool to serve and the agent pods to run for it.",
+    "x-kubernetes-validations": [authenticationRequired.cel],
+  },
+);
+
+export const PodCountsSchema = Type.Object({
+  starting: int32({ description: "Pods created whose agent is not yet registered and idle." }),
+  idle: int32({ description: "Pods whose agent waits for a job." }),
+  busy: int32({ description: "Pods whose agent runs a job." }),
+  finished: int32({ description: "Terminated pods kept for debugging." }),
+});
+
+export const ConditionStatusValues = ["True", "False", "Unknown"] as const;
+
+export const ConditionSchema = Type.Object({
+  type: Type.String({ minLength: 1, maxLength: 316, pattern: CONDITION_TYPE_PATTERN }),
+  status: Type.Unsafe<(typeof ConditionStatusValues)[number]>(Type.String({ enum: [...ConditionStatusValues] })),
+  observedGeneration: Type.Optional(int64()),
+  lastTransitionTime: Type.String({ pattern: RFC3339_PATTERN, "x-crd-format": "date-time" }),
+  reason: Type.String({ minLength: 1, maxLength: 1024, pattern: CONDITION_REASON_PATTERN }),
+  message: Type.String({ maxLength: 32768 }),
+});
+
+export const TemplateStatusSchema = Type.Object({
+  index: int32({ description: "Position of the template in spec.podsWithCapabilities." }),
+  capabilities: Type.Optional(stringMap({ description: "The template's capabilities." })),
+  pendingJobs: int32({ description: "Queued jobs this template is the best fit for." }),
+  pods: PodCountsSchema,
+});
+
+export const CacheVolumeStatusSchema = Type.Object({
+  name: Type.String({ description: "The reusableCacheVolumes entry." }),
+  claimName: Type.String({ description: "The PersistentVolumeClaim." }),
+  holderPod: Type.Optional(Type.String({ description: "The pod that holds the claim, if any." })),
+});
+
+export const AutoScaledAgentStatusSchema = Type.Object(
+  {
+    observedGeneration: Type.Optional(int64({ description: "The metadata.generation this status describes." })),
+    poolId: Type.Optional(int32({ description: "ID of the Azure DevOps agent pool." })),
+    conditions: Type.Optional(
+      Type.Array(ConditionSchema, {
+        maxItems: 16,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        description: "Ready, AzureDevOpsReachable, Degraded.",
+      }),
+    ),
+    pendingJobs: Type.Optional(int32({ description: "Queued jobs that one of the templates can serve." })),
+    pods: Type.Optional(
+      Type.Unsafe<Static<typeof PodCountsSchema>>({
+        ...PodCountsSchema,
+        description: "Agent pods of all templates.",
+      }),
+    ),
+    templates: Type.Optional(
+      Type.Array(TemplateStatusSchema, {
+        maxItems: LIMITS.podsWithCapabilities,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["index"],
+        description: "Per entry of spec.podsWithCapabilities.",
+      }),
+    ),
+    cacheVolumes: Type.Optional(
+      Type.Array(CacheVolumeStatusSchema, {
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["claimName"],
+        description: "The cache volume claims and who holds them.",
+      }),
+    ),
+  },
+  { description: "Observed state, written by the operator." },
+);
+
+export const ObjectMetaSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String()),
+    generateName: Type.Optional(Type.String()),
+    namespace: Type.Optional(Type.String()),
+    uid: Type.Optional(Type.String()),
+    resourceVersion: Type.Optional(Type.String()),
+    generation: Type.Optional(Type.Integer()),
+    creationTimestamp: Type.Optional(Type.String()),
+    deletionTimestamp: Type.Optional(Type.String()),
+    labels: Type.Optional(stringMap()),
+    annotations: Type.Optional(stringMap()),
+    finalizers: Type.Optional(Type.Array(Type.String())),
+  },
+  { additionalProperties: true },
+);
+
+export const AutoScaledAgentSchema = Type.Object(
+  {
+    apiVersion: Type.Optional(Type.String()),
+    kind: Type.Optional(Type.String()),
+    metadata: Type.Optional(ObjectMetaSchema),
+    spec: AutoScaledAgentSpecSchema,
+    status: Type.Optional(AutoScaledAgentStatusSchema),
+  },
+  {
+    description:
+      "AutoScaledAgent runs ephemeral Azure Pipelines agents as pods for one agent pool, scaled to its queued jobs.",
+  },
+);
+
+export type ReusableCacheVolume = Static<typeof ReusableCacheVolumeSchema>;
+export type PodsWithCapabilities = Static<typeof PodsWithCapabilitiesSchema>;
+export type ExtraAgentContainersPolicy = Static<typeof ExtraAgentContainersPolicySchema>;
+export type EntraIdAuthentication = Static<typeof EntraIdAuthenticationSchema>;
+export type AutoScaledAgentSpec = Static<typeof AutoScaledAgentSpecSchema>;
+export type PodCounts = Static<typeof PodCountsSchema>;
+export type Condition = Static<typeof ConditionSchema>;
+export type TemplateStatus = Static<typeof TemplateStatusSchema>;
+export type CacheVolumeStatus = Static<typeof CacheVolumeStatusSchema>;
+export type AutoScaledAgentStatus = Static<typeof AutoScaledAgentStatusSchema>;
+export type ObjectMeta = Static<typeof ObjectMetaSchema>;
+export type AutoScaledAgent = Static<typeof AutoScaledAgentSchema>;
+
+type WithDefaults<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: Exclude<T[P], undefined> };
+
+/** The spec keys that always have a value once defaults are applied. */
+export const DEFAULTED_SPEC_KEYS = [
+  "maxTerminatedPodsToKeep",
+  "agentMinIdlePeriod",
+  "dummyAgentGarbageCollectionInterval",
+  "dummyAgentDeletionMinAge",
+  "normalOfflineAgentDeletionMinAge",
+] as const;
+/** The podsWithCapabilities keys that always have a value once defaults are applied. */
+export const DEFAULTED_TEMPLATE_KEYS = ["capabilities", "minCount"] as const;
+
+export type DefaultedPodsWithCapabilities = WithDefaults<
+  PodsWithCapabilities,
+  (typeof DEFAULTED_TEMPLATE_KEYS)[number]
+>;
+export type DefaultedAutoScaledAgentSpec = WithDefaults<
+  Omit<AutoScaledAgentSpec, "podsWithCapabilities">,
+  (typeof DEFAULTED_SPEC_KEYS)[number]
+> & { podsWithCapabilities: DefaultedPodsWithCapabilities[] };
+/** An AutoScaledAgent as the API server stores it (and as validateAutoScaledAgent returns it): defaults applied. */
+export type DefaultedAutoScaledAgent = Omit<AutoScaledAgent, "spec"> & { spec: DefaultedAutoScaledAgentSpec };

@@ -1,0 +1,307 @@
+/**
+ * Runtime defaulting and validation of AutoScaledAgent resources, from the same TypeBox schema as the CRD.
+ *
+ * `validateAutoScaledAgent` does what the API server does, in its order: drop nulls, apply defaults, check the
+ * schema, then the cross-field rules (rules.ts, the CRD's CEL rules). It also checks what the API server cannot
+ * afford to (runtime-only; the operator reports these in status): durations within Go's range, capability sets that
+ * differ only in letter case, empty capability names, and template volumes that clash with a cache volume.
+ * Every message starts with the field path, e.g. `spec.podsWithCapabilities[1].maxCount: must be >= minCount (3 > 2)`.
+ */
+import { Kind, type TSchema } from "@sinclair/typebox";
+import { type ValueError, ValueErrorType } from "@sinclair/typebox/errors";
+import { Value } from "@sinclair/typebox/value";
+import { API_VERSION, KIND } from "./constants.ts";
+import { DURATION_PATTERN, parseDurationNanoseconds } from "./duration.ts";
+import {
+  atLeastOneContainer,
+  authenticationRequired,
+  capabilitySetKey,
+  exactlyOneEntraCredential,
+  minCountAtMostMaxCount,
+  type Rule,
+  UNIQUE_CAPABILITIES_MESSAGE,
+  uniqueCapabilitySets,
+  type Violation,
+} from "./rules.ts";
+import { AutoScaledAgentSchema, type DefaultedAutoScaledAgent } from "./schema.ts";
+
+export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
+
+export interface ValidateOptions {
+  /**
+   * Fields the schema does not know: "ignore" (default; what a client does with objects from a newer CRD) or
+   * "error" (like `kubectl apply`'s strict field validation, for checking files people wrote).
+   */
+  unknownFields?: "ignore" | "error";
+}
+
+type Json = { [key: string]: unknown };
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** A deep copy without null-valued object fields (the API server drops those before defaulting). */
+function withoutNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutNulls);
+  if (!isObject(value)) return value;
+  const out: Json = {};
+  for (const [k, v] of Object.entries(value)) if (v !== null && v !== undefined) out[k] = withoutNulls(v);
+  return out;
+}
+
+/**
+ * A copy of `obj` with the CRD's defaults filled in (maxTerminatedPodsToKeep, the durations, each template's
+ * minCount and capabilities, ...), as the API server stores it. Null fields are dropped. `obj` is not changed.
+ */
+export function applyDefaults<T>(obj: T): T {
+  return Value.Default(AutoScaledAgentSchema, withoutNulls(obj)) as T;
+}
+
+function render(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  if (Array.isArray(value)) return "a list";
+  if (value === null) return "null";
+  if (typeof value === "object") return "an object";
+  return `${typeof value} ${String(value)}`;
+}
+
+/** Turns a JSON pointer into a Kubernetes field path (`spec.list[1].map[key]`), using the schema to tell maps. */
+export function fieldPath(pointer: string, schema: TSchema = AutoScaledAgentSchema): string {
+  if (pointer === "") return "";
+  const segments = pointer
+    .split("/")
+    .slice(1)
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+  let out = "";
+  let node: TSchema | undefined = schema;
+  for (const segment of segments) {
+    const kind = node?.[Kind];
+    if (kind === "Array") {
+      out += `[${segment}]`;
+      node = node?.items as TSchema | undefined;
+    } else if (kind === "Record") {
+      out += `[${segment}]`;
+      node = Object.values((node?.patternProperties ?? {}) as Record<string, TSchema>)[0];
+    } else {
+      out += out === "" ? segment : `.${segment}`;
+      const props = node?.properties as Record<string, TSchema> | undefined;
+      node = props?.[segment];
+    }
+  }
+  return out;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function describe(error: ValueError): string {
+  const s = error.schema as Json;
+  const v = error.value;
+  const expected = typeof s["x-azp-expected"] === "string" ? (s["x-azp-expected"] as string) : undefined;
+  switch (error.type) {
+    case ValueErrorType.ObjectRequiredProperty:
+      return "required";
+    case ValueErrorType.Object:
+      return `must be an object (got ${render(v)})`;
+    case ValueErrorType.Array:
+      return `must be a list (got ${render(v)})`;
+    case ValueErrorType.String:
+      return typeof v === "number" || typeof v === "boolean"
+        ? `must be a string (got ${render(v)}; quote it in YAML: "${String(v)}")`
+        : `must be a string (got ${render(v)})`;
+    case ValueErrorType.StringPattern:
+      return `must be ${expected ?? `a string matching ${s.pattern}`} (got ${render(v)})`;
+    case ValueErrorType.StringMinLength:
+      return s.minLength === 1 ? "must not be empty" : `must be at least ${plural(s.minLength as number, "character")}`;
+    case ValueErrorType.StringMaxLength:
+      return `must be at most ${plural(s.maxLength as number, "character")} (got ${(v as string).length})`;
+    case ValueErrorType.Integer:
+      return `must be an integer (got ${render(v)})`;
+    case ValueErrorType.Number:
+      return `must be a number (got ${render(v)})`;
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.NumberMinimum:
+      return `must be >= ${s.minimum} (got ${render(v)})`;
+    case ValueErrorType.IntegerMaximum:
+    case ValueErrorType.NumberMaximum:
+      return `must be <= ${s.maximum} (got ${render(v)})`;
+    case ValueErrorType.Boolean:
+      return `must be true or false (got ${render(v)})`;
+    case ValueErrorType.ArrayMinItems:
+      return s.minItems === 1 ? "must have at least one entry" : `must have at least ${s.minItems} entries`;
+    case ValueErrorType.ArrayMaxItems:
+      return `must have at most ${plural(s.maxItems as number, "entry").replace("entrys", "entries")} (got ${(v as unknown[]).length})`;
+    case ValueErrorType.ObjectMaxProperties:
+      return `must have at most ${s.maxProperties} entries (got ${Object.keys(v as object).length})`;
+    case ValueErrorType.ObjectMinProperties:
+      return `must have at least ${s.minProperties} entries`;
+    case ValueErrorType.Union:
+      return `must be ${expected ?? "one of the allowed forms"} (got ${render(v)})`;
+    default:
+      return `${error.message} (got ${render(v)})`;
+  }
+}
+
+function schemaErrors(value: unknown): string[] {
+  const errors: string[] = [];
+  const required = new Set<string>();
+  for (const error of Value.Errors(AutoScaledAgentSchema, value)) {
+    if (error.type === ValueErrorType.ObjectRequiredProperty) required.add(error.path);
+    else if (error.value === undefined && required.has(error.path)) continue;
+    const path = fieldPath(error.path);
+    errors.push(path === "" ? describe(error) : `${path}: ${describe(error)}`);
+  }
+  return errors;
+}
+
+/** Unknown fields (when asked for) and enum values, which TypeBox's string check does not cover. */
+function walkErrors(schema: TSchema | undefined, value: unknown, path: string, unknown: boolean, out: string[]): void {
+  if (!schema || value === undefined) return;
+  const kind = schema[Kind];
+  if (Array.isArray(schema.enum) && typeof value === "string" && !schema.enum.includes(value)) {
+    out.push(`${path}: must be one of ${schema.enum.join(", ")} (got ${render(value)})`);
+  }
+  if (kind === "Array" && Array.isArray(value)) {
+    value.forEach((item, i) => {
+      walkErrors(schema.items as TSchema, item, `${path}[${i}]`, unknown, out);
+    });
+  } else if (kind === "Record" && isObject(value)) {
+    const valueSchema = Object.values((schema.patternProperties ?? {}) as Record<string, TSchema>)[0];
+    for (const [k, v] of Object.entries(value)) walkErrors(valueSchema, v, `${path}[${k}]`, unknown, out);
+  } else if (kind === "Object" && isObject(value)) {
+    const props = (schema.properties ?? {}) as Record<string, TSchema>;
+    const open = schema.additionalProperties === true || schema["x-kubernetes-preserve-unknown-fields"] === true;
+    for (const [k, v] of Object.entries(value)) {
+      const child = path === "" ? k : `${path}.${k}`;
+      const prop = props[k];
+      if (prop) walkErrors(prop, v, child, unknown, out);
+      else if (unknown && !open) {
+        const similar = Object.keys(props).find((p) => p.toLowerCase() === k.toLowerCase());
+        out.push(`${child}: unknown field${similar ? ` (did you mean ${similar}?)` : ""}`);
+      }
+    }
+  }
+}
+
+function applyRule<T>(rule: Rule<T>, self: T, path: string, out: string[]): void {
+  for (const v of rule.check(self)) out.push(formatViolation(path, v));
+}
+
+function formatViolation(path: string, v: Violation): string {
+  const where = v.field.startsWith(".") && path === "" ? v.field.slice(1) : `${path}${v.field}`;
+  return `${where}: ${v.message}`;
+}
+
+const isStringMap = (v: unknown): v is Record<string, string> =>
+  isObject(v) && Object.values(v).every((x) => typeof x === "string");
+
+/** The CEL rules' TypeScript side, plus the runtime-only checks. Guards keep malformed parts from throwing. */
+function ruleErrors(obj: Json): string[] {
+  const out: string[] = [];
+  const spec = obj.spec;
+  if (!isObject(spec)) return out;
+  const durationPattern = new RegExp(DURATION_PATTERN);
+  applyRule(authenticationRequired, spec, "spec", out);
+  for (const key of [
+    "agentMinIdlePeriod",
+    "dummyAgentGarbageCollectionInterval",
+    "dummyAgentDeletionMinAge",
+    "normalOfflineAgentDeletionMinAge",
+  ]) {
+    const text = spec[key];
+    // Only what the pattern admits: the schema check already reported the rest. This catches overflow.
+    if (typeof text !== "string" || !durationPattern.test(text)) continue;
+    try {
+      parseDurationNanoseconds(text);
+    } catch (err) {
+      out.push(`spec.${key}: ${(err as Error).message}`);
+    }
+  }
+  if (isObject(spec.entraIdAuthentication)) {
+    applyRule(exactlyOneEntraCredential, spec.entraIdAuthentication, "spec.entraIdAuthentication", out);
+  }
+  const cacheNames = new Map<string, number>();
+  if (Array.isArray(spec.reusableCacheVolumes)) {
+    spec.reusableCacheVolumes.forEach((volume, i) => {
+      if (!isObject(volume) || typeof volume.name !== "string") return;
+      const earlier = cacheNames.get(volume.name);
+      if (earlier === undefined) cacheNames.set(volume.name, i);
+      else out.push(`spec.reusableCacheVolumes[${i}].name: duplicate of reusableCacheVolumes[${earlier}].name`);
+    });
+  }
+  const templates = spec.podsWithCapabilities;
+  if (!Array.isArray(templates)) return out;
+  const path = "spec.podsWithCapabilities";
+  const comparable = templates.every(
+    (t) => isObject(t) && (t.capabilities === undefined || isStringMap(t.capabilities)),
+  );
+  if (comparable) {
+    const entries = templates as { capabilities?: Record<string, string> }[];
+    const exact = uniqueCapabilitySets.check(entries);
+    for (const v of exact) out.push(formatViolation(path, v));
+    const exactDuplicates = new Set(exact.map((v) => v.field));
+    const seen = new Map<string, number>();
+    entries.forEach((entry, i) => {
+      const key = capabilitySetKey(entry.capabilities, true);
+      const earlier = seen.get(key);
+      if (earlier === undefined) seen.set(key, i);
+      else if (!exactDuplicates.has(`[${i}].capabilities`)) {
+        out.push(
+          `${path}[${i}].capabilities: ${UNIQUE_CAPABILITIES_MESSAGE}; the same as podsWithCapabilities[${earlier}] apart from letter case, and Azure DevOps compares capabilities case-insensitively`,
+        );
+      }
+    });
+  }
+  templates.forEach((entry, i) => {
+    if (!isObject(entry)) return;
+    const at = `${path}[${i}]`;
+    if (isStringMap(entry.capabilities) && Object.keys(entry.capabilities).some((k) => k.trim() === "")) {
+      out.push(`${at}.capabilities: capability names must not be empty`);
+    }
+    const min = entry.minCount ?? 0;
+    if (Number.isInteger(min) && Number.isInteger(entry.maxCount)) {
+      applyRule(minCountAtMostMaxCount, { minCount: min as number, maxCount: entry.maxCount as number }, at, out);
+    }
+    const template = entry.podTemplateSpec;
+    if (!isObject(template)) return;
+    const podSpec = template.spec;
+    if (
+      podSpec === undefined ||
+      (isObject(podSpec) && (podSpec.containers === undefined || Array.isArray(podSpec.containers)))
+    ) {
+      applyRule(atLeastOneContainer, template as { spec?: { containers?: unknown[] } }, `${at}.podTemplateSpec`, out);
+    }
+    if (isObject(podSpec) && Array.isArray(podSpec.volumes)) {
+      podSpec.volumes.forEach((volume, j) => {
+        if (isObject(volume) && typeof volume.name === "string" && cacheNames.has(volume.name)) {
+          out.push(
+            `${at}.podTemplateSpec.spec.volumes[${j}].name: ${JSON.stringify(volume.name)} is a reusableCacheVolumes entry; the operator adds that volume (a PersistentVolumeClaim) itself, so the template must not define it`,
+          );
+        }
+      });
+    }
+  });
+  return out;
+}
+
+/**
+ * Defaults and validates an AutoScaledAgent. On success, `value` is a defaulted copy; on failure, `errors` holds
+ * one message per problem, each starting with the field path.
+ */
+export function validateAutoScaledAgent(
+  obj: unknown,
+  options: ValidateOptions = {},
+): ValidationResult<DefaultedAutoScaledAgent> {
+  if (!isObject(obj)) return { ok: false, errors: [`must be an object (an ${KIND} resource), got ${render(obj)}`] };
+  const value = applyDefaults(obj) as Json;
+  const errors: string[] = [];
+  if (value.apiVersion !== undefined && value.apiVersion !== API_VERSION) {
+    errors.push(`apiVersion: must be ${API_VERSION} (got ${render(value.apiVersion)})`);
+  }
+  if (value.kind !== undefined && value.kind !== KIND) errors.push(`kind: must be ${KIND} (got ${render(value.kind)})`);
+  errors.push(...schemaErrors(value));
+  walkErrors(AutoScaledAgentSchema, value, "", options.unknownFields === "error", errors);
+  errors.push(...ruleErrors(value));
+  const unique = [...new Set(errors)];
+  return unique.length === 0 ? { ok: true, value: value as DefaultedAutoScaledAgent } : { ok: false, errors: unique };
+}
