@@ -107,6 +107,9 @@ export class KubeClient {
       agent: this.#agent,
       headers: this.#headers(contentType),
     };
+    // An explicit length: a chunked body on DELETE can leave bytes on a kept-alive connection.
+    if (payload !== undefined)
+      (options.headers as Record<string, string>)["Content-Length"] = String(Buffer.byteLength(payload));
     if (spec.signal) options.signal = spec.signal;
     const req = httpsRequest(options, onResponse);
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${spec.path}: timed out after ${timeoutMs}ms`)));

@@ -1,0 +1,108 @@
+/**
+ * What a simulated container "runs", chosen by image name (and, for agents, by environment): a sleeper that runs
+ * until stopped, a program that exits with a given code after a delay, or the Azure Pipelines agent.
+ */
+
+export interface ProgramContext {
+  namespace: string;
+  podName: string;
+  containerName: string;
+  image: string;
+  /** The container's resolved environment (secrets included: never log it). */
+  env: Record<string, string>;
+  /** The pod's termination grace period, for programs that wait on SIGTERM. */
+  gracePeriodMs: number;
+  /** Aborted when the container gets SIGTERM. */
+  terminate: AbortSignal;
+  /** Aborted when the container is killed (SIGKILL): the program must stop at once, without cleaning up. */
+  kill: AbortSignal;
+  log(line: string): void;
+}
+
+export interface RunningProgram {
+  /** Resolves to the exit code. */
+  exited: Promise<number>;
+  /** A preStop hook: resolves when the hook is done (the kubelet bounds it by the grace period). */
+  preStop?(signal: AbortSignal): Promise<void>;
+}
+
+export type Program = (ctx: ProgramContext) => RunningProgram;
+
+const abortPromise = (signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+
+/** Runs until SIGTERM (exit 143) or SIGKILL (exit 137). */
+export const sleeper: Program = (ctx) => ({
+  exited: (async () => {
+    ctx.log("sleeping until stopped");
+    await Promise.race([abortPromise(ctx.terminate), abortPromise(ctx.kill)]);
+    ctx.log(ctx.kill.aborted ? "killed" : "received SIGTERM, exiting");
+    return ctx.kill.aborted ? 137 : 143;
+  })(),
+});
+
+/** Exits with `code` after `afterMs`; SIGTERM or SIGKILL end it earlier. */
+export function exitAfter(code: number, afterMs: number): Program {
+  return (ctx) => ({
+    exited: (async () => {
+      ctx.log(`will exit with code ${code} after ${afterMs}ms`);
+      const timer = new Promise<"done">((resolve) => {
+        const t = setTimeout(() => resolve("done"), afterMs);
+        const clear = () => clearTimeout(t);
+        ctx.terminate.addEventListener("abort", clear, { once: true });
+        ctx.kill.addEventListener("abort", clear, { once: true });
+      });
+      const how = await Promise.race([
+        timer,
+        abortPromise(ctx.terminate).then(() => "term" as const),
+        abortPromise(ctx.kill).then(() => "kill" as const),
+      ]);
+      if (how === "kill") return 137;
+      if (how === "term") return 143;
+      ctx.log(`exiting with code ${code}`);
+      return code;
+    })(),
+  });
+}
+
+export interface ProgramRule {
+  /** Matched against the image reference; the first matching rule wins. */
+  image: RegExp;
+  /** Builds the program; `match` is the regular expression's match of the image. */
+  program: (match: RegExpExecArray, ctx: ProgramContext) => Program;
+}
+
+/**
+ * Default rules:
+ * - `…/sim-exit:<code>` or `…/sim-exit:<code>-<ms>ms`: exits with <code> after <ms> (default 0 ms);
+ * - anything else: the sleeper.
+ * Agent detection is separate (see `isAgentContainer`), and unpullable images never get this far.
+ */
+export const defaultProgramRules: ProgramRule[] = [
+  {
+    image: /(?:^|\/)sim-exit:(\d+)(?:-(\d+)ms)?$/,
+    program: (m) => exitAfter(Number(m[1]), Number(m[2] ?? 0)),
+  },
+];
+
+/** Default pull rule: images whose reference contains `does-not-exist` or ends with `:unpullable` fail to pull. */
+export function defaultIsPullable(image: string): boolean {
+  return !image.includes("does-not-exist") && !image.endsWith(":unpullable");
+}
+
+/** Default agent rule: the image names the Azure Pipelines agent, or the environment has AZP_URL and AZP_POOL. */
+export function defaultIsAgentContainer(image: string, env: Record<string, string>): boolean {
+  return /azure-pipelines-agent|azp-agent/.test(image) || (Boolean(env.AZP_URL) && Boolean(env.AZP_POOL));
+}
+
+export function chooseProgram(rules: readonly ProgramRule[], ctx: ProgramContext): Program {
+  for (const rule of rules) {
+    rule.image.lastIndex = 0;
+    const m = rule.image.exec(ctx.image);
+    if (m) return rule.program(m, ctx);
+  }
+  return sleeper;
+}
