@@ -571,6 +571,33 @@ describe("scale down (contract 4)", () => {
     );
   });
 
+  test("job cancelled while running: the pod finishes on its own, nothing removed or re-created", () => {
+    const cancelled: JobRequest = {
+      ...running(1, "p1"),
+      result: "canceled",
+      finishTime: new Date(NOW - 1000).toISOString(),
+    };
+    const whileAgentExits = plan({
+      templates: [tpl({}, 0, 5)],
+      jobRequests: [cancelled],
+      ...withPods([{ pod: pod("p1"), agent: agent("p1", { lastCompletedRequestFinishMs: NOW - 1000 }) }]),
+    });
+    assert.equal(whileAgentExits.podStates.p1, "finishing");
+    assert.deepEqual([whileAgentExits.removals, whileAgentExits.creates, whileAgentExits.idleMarks], [[], [], []]);
+    const exited = plan({
+      templates: [tpl({}, 0, 5)],
+      jobRequests: [cancelled],
+      pods: [
+        pod("p1", {
+          agentContainer: "terminated",
+          otherContainers: [{ name: "buildkit", state: "running", nativeSidecar: false }],
+        }),
+      ],
+    });
+    assert.deepEqual(exited.stopSidecars, [{ podName: "p1", containers: ["buildkit"] }]);
+    assert.deepEqual([exited.removals, exited.creates], [[], []]);
+  });
+
   test("a marked pod that is needed again loses its mark", () => {
     const p = plan({
       templates: [tpl({}, 0, 5)],
