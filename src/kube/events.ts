@@ -330,6 +330,8 @@ export class EventRecorder {
   }
 
   async #drain(entry: SeriesEntry): Promise<void> {
+    // Let repeats recorded in the same tick join the first write.
+    await Promise.resolve();
     while (entry.written < entry.count) {
       try {
         if (!entry.name) {

@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { backoffDelay } from "./backoff.ts";
+import { delay, formatMicroTime, ManualClock } from "./clock.ts";
+import { resourcePath } from "./resource.ts";
+import { objectKey, Store, splitKey } from "./store.ts";
+
+describe("backoffDelay", () => {
+  const opts = { initialMs: 100, maxMs: 1000 };
+  const table: [number, number][] = [
+    [0, 100],
+    [1, 200],
+    [3, 800],
+    [4, 1000],
+    [50, 1000],
+    [1e9, 1000],
+  ];
+  for (const [attempt, expected] of table) {
+    test(`attempt ${attempt}: ${expected} ms`, () => assert.equal(backoffDelay(attempt, opts), expected));
+  }
+  test("jitter only shortens, never exceeds the cap", () => {
+    assert.equal(
+      backoffDelay(10, { ...opts, jitter: 0.5 }, () => 0.999999),
+      500,
+    );
+    assert.equal(
+      backoffDelay(10, { ...opts, jitter: 0.5 }, () => 0),
+      1000,
+    );
+    assert.equal(
+      backoffDelay(0, { ...opts, factor: 3, jitter: 0.2 }, () => 0.5),
+      90,
+    );
+  });
+});
+
+describe("resourcePath", () => {
+  const table: [Parameters<typeof resourcePath>, string][] = [
+    [[{ apiVersion: "v1", resource: "pods" }], "/api/v1/pods"],
+    [[{ apiVersion: "v1", resource: "pods" }, { namespace: "ci" }], "/api/v1/namespaces/ci/pods"],
+    [
+      [
+        { apiVersion: "v1", resource: "pods" },
+        { namespace: "ci", name: "p", subresource: "status" },
+      ],
+      "/api/v1/namespaces/ci/pods/p/status",
+    ],
+    [
+      [
+        { apiVersion: "coordination.k8s.io/v1", resource: "leases" },
+        { namespace: "x", name: "l" },
+      ],
+      "/apis/coordination.k8s.io/v1/namespaces/x/leases/l",
+    ],
+    [[{ apiVersion: "v1", resource: "namespaces" }, { name: "ci" }], "/api/v1/namespaces/ci"],
+  ];
+  for (const [args, expected] of table) test(expected, () => assert.equal(resourcePath(...args), expected));
+  test("rejects an empty name and a subresource without a name", () => {
+    assert.throws(() => resourcePath({ apiVersion: "v1", resource: "pods" }, { name: "" }));
+    assert.throws(() => resourcePath({ apiVersion: "v1", resource: "pods" }, { subresource: "status" }));
+  });
+});
+
+describe("Store", () => {
+  const o = (ns: string | undefined, name: string, rv: string, owner = "") => ({
+    metadata: { name, resourceVersion: rv, ...(ns ? { namespace: ns } : {}), labels: { owner } },
+  });
+  test("keys, indexes, replace deltas", () => {
+    const store = new Store<ReturnType<typeof o>>({
+      owner: (x) => (x.metadata.labels.owner ? [x.metadata.labels.owner] : []),
+    });
+    assert.equal(objectKey(o("ns", "a", "1")), "ns/a");
+    assert.equal(objectKey(o(undefined, "n", "1")), "n");
+    assert.deepEqual(splitKey("ns/a"), { namespace: "ns", name: "a" });
+    assert.deepEqual(splitKey("n"), { name: "n" });
+    store.upsert(o("ns", "a", "1", "x"));
+    store.upsert(o("ns", "b", "1", "x"));
+    store.upsert(o("other", "c", "1", "y"));
+    assert.deepEqual(
+      store
+        .byIndex("owner", "x")
+        .map((x) => x.metadata.name)
+        .sort(),
+      ["a", "b"],
+    );
+    assert.equal(store.listByNamespace("ns").length, 2);
+    store.upsert(o("ns", "b", "2", "y"));
+    assert.deepEqual(
+      store.byIndex("owner", "x").map((x) => x.metadata.name),
+      ["a"],
+    );
+    const delta = store.replace([o("ns", "a", "1", "x"), o("ns", "b", "3", "y"), o("ns", "d", "1")]);
+    assert.deepEqual(
+      delta.added.map((x) => x.metadata.name),
+      ["d"],
+    );
+    assert.deepEqual(
+      delta.updated.map((x) => x.obj.metadata.name),
+      ["b"],
+    );
+    assert.deepEqual(
+      delta.deleted.map((x) => x.metadata.name),
+      ["c"],
+    );
+    assert.deepEqual(
+      store.byIndex("owner", "y").map((x) => x.metadata.name),
+      ["b"],
+    );
+    assert.deepEqual(store.byIndex("owner", "missing"), []);
+    assert.throws(() => store.byIndex("nope", "x"));
+  });
+});
+
+describe("clock", () => {
+  test("formatMicroTime has six fractional digits", () => {
+    assert.equal(formatMicroTime(Date.UTC(2024, 0, 2, 3, 4, 5, 678)), "2024-01-02T03:04:05.678000Z");
+  });
+  test("delay resolves true on time, false on abort, and clears its timer", async () => {
+    const clock = new ManualClock();
+    const p = delay(clock, 100);
+    await clock.tick(100);
+    assert.equal(await p, true);
+    const ac = new AbortController();
+    const q = delay(clock, 100, ac.signal);
+    ac.abort();
+    assert.equal(await q, false);
+    assert.equal(clock.pendingTimers, 0);
+  });
+});
