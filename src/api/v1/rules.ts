@@ -13,7 +13,11 @@ export interface CelRule {
   reason?: "FieldValueInvalid" | "FieldValueRequired" | "FieldValueForbidden" | "FieldValueDuplicate";
 }
 
-/** A failed check: `field` is relative to the node the rule sits on ("" for the node itself, ".x", "[2].y"). */
+/**
+ * A failed check: `field` is relative to the node the rule sits on ("" for the node itself, ".x", "[2].y").
+ * Runtime validation prints `<path>: <message>`, with "required: " in front for FieldValueRequired rules, as the
+ * API server prints "Required value: ".
+ */
 export interface Violation {
   field: string;
   message: string;
@@ -36,7 +40,7 @@ export function capabilitySetKey(capabilities: Caps, caseInsensitive = false): s
 }
 
 export const AUTH_REQUIRED_MESSAGE =
-  'required: the name of a Secret whose key "pat" holds the Azure DevOps personal access token (or set entraIdAuthentication)';
+  'the name of a Secret whose key "pat" holds the Azure DevOps personal access token (or set entraIdAuthentication)';
 
 /** On spec: a way to authenticate to Azure DevOps. */
 export const authenticationRequired: Rule<{ personalAccessTokenSecretName?: string; entraIdAuthentication?: unknown }> =
@@ -62,7 +66,8 @@ export const uniqueCapabilitySets: Rule<{ capabilities?: Caps }[]> = {
     // `capabilities` defaults to {} so it is always present when rules run.
     rule: "self.all(a, self.exists_one(b, b.capabilities == a.capabilities))",
     message: UNIQUE_CAPABILITIES_MESSAGE,
-    reason: "FieldValueDuplicate",
+    // Not FieldValueDuplicate: the API server prints no message for that reason.
+    reason: "FieldValueInvalid",
   },
   check: (entries) => {
     const violations: Violation[] = [];
@@ -86,7 +91,8 @@ export const uniqueCapabilitySets: Rule<{ capabilities?: Caps }[]> = {
 export const minCountAtMostMaxCount: Rule<{ minCount?: number; maxCount: number }> = {
   cel: {
     rule: "self.minCount <= self.maxCount",
-    messageExpression: "'must be >= minCount (' + string(self.minCount) + ' > ' + string(self.maxCount) + ')'",
+    // format() (CEL strings library v2, Kubernetes 1.29+): string concatenation would blow the cost budget.
+    messageExpression: "'must be >= minCount (%d > %d)'.format([self.minCount, self.maxCount])",
     fieldPath: ".maxCount",
     reason: "FieldValueInvalid",
   },
@@ -98,8 +104,7 @@ export const minCountAtMostMaxCount: Rule<{ minCount?: number; maxCount: number 
   },
 };
 
-export const CONTAINER_REQUIRED_MESSAGE =
-  "must have at least one container: the first container runs the Azure Pipelines agent";
+export const CONTAINER_REQUIRED_MESSAGE = "at least one container: the first container runs the Azure Pipelines agent";
 
 /** On each podTemplateSpec: at least one container. */
 export const atLeastOneContainer: Rule<{ spec?: { containers?: unknown[] } }> = {

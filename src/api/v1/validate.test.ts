@@ -411,14 +411,14 @@ describe("validateAutoScaledAgent: invalid resources", () => {
       "a pod template without spec",
       (o) => (o.spec.podsWithCapabilities[0].podTemplateSpec = { metadata: {} }),
       [
-        `${P}[0].podTemplateSpec.spec.containers: must have at least one container: the first container runs the Azure Pipelines agent`,
+        `${P}[0].podTemplateSpec.spec.containers: required: at least one container: the first container runs the Azure Pipelines agent`,
       ],
     ],
     [
       "a pod template without containers",
       (o) => (o.spec.podsWithCapabilities[0].podTemplateSpec.spec.containers = []),
       [
-        `${P}[0].podTemplateSpec.spec.containers: must have at least one container: the first container runs the Azure Pipelines agent`,
+        `${P}[0].podTemplateSpec.spec.containers: required: at least one container: the first container runs the Azure Pipelines agent`,
       ],
     ],
     [
@@ -426,7 +426,7 @@ describe("validateAutoScaledAgent: invalid resources", () => {
       (o) => (o.spec.podsWithCapabilities[0].podTemplateSpec.spec = { volumes: [] }),
       [
         `${P}[0].podTemplateSpec.spec.containers: required`,
-        `${P}[0].podTemplateSpec.spec.containers: must have at least one container: the first container runs the Azure Pipelines agent`,
+        `${P}[0].podTemplateSpec.spec.containers: required: at least one container: the first container runs the Azure Pipelines agent`,
       ],
     ],
     [
@@ -503,7 +503,37 @@ describe("validateAutoScaledAgent: invalid resources", () => {
           { name: "c", requestedStorage: "2Gi" },
         ];
       },
-      ["spec.reusableCacheVolumes[1].name: duplicate of reusableCacheVolumes[0].name"],
+      ['spec.reusableCacheVolumes[1]: duplicate entry (name "c", as in spec.reusableCacheVolumes[0])'],
+    ],
+    [
+      "two containers with one name",
+      (o) => {
+        o.spec.podsWithCapabilities[0].podTemplateSpec.spec.containers.push({ name: "agent", image: "other:1" });
+      },
+      [
+        `${P}[0].podTemplateSpec.spec.containers[1]: duplicate entry (name "agent", as in ${P}[0].podTemplateSpec.spec.containers[0])`,
+      ],
+    ],
+    [
+      "two ports that differ only by the defaulted protocol",
+      (o) => {
+        o.spec.podsWithCapabilities[0].podTemplateSpec.spec.containers[0].ports = [
+          { containerPort: 80 },
+          { containerPort: 80, protocol: "TCP" },
+        ];
+      },
+      [
+        `${P}[0].podTemplateSpec.spec.containers[0].ports[1]: duplicate entry (containerPort number 80, protocol "TCP", as in ${P}[0].podTemplateSpec.spec.containers[0].ports[0])`,
+      ],
+    ],
+    [
+      "a duplicate finalizer (a set)",
+      (o) => {
+        o.spec.podsWithCapabilities[0].podTemplateSpec.metadata = { finalizers: ["a", "a"] };
+      },
+      [
+        `${P}[0].podTemplateSpec.metadata.finalizers[1]: duplicate entry ("a", as in ${P}[0].podTemplateSpec.metadata.finalizers[0])`,
+      ],
     ],
     [
       "a template volume named like a cache volume",

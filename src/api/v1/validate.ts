@@ -154,7 +154,26 @@ function schemaErrors(value: unknown): string[] {
   return errors;
 }
 
-/** Unknown fields (when asked for) and enum values, which TypeBox's string check does not cover. */
+/** Duplicates in lists the API server treats as maps (by their keys) or sets, as it refuses them. */
+function duplicateErrors(schema: TSchema, list: unknown[], path: string, out: string[]): void {
+  const listType = schema["x-kubernetes-list-type"];
+  if (listType !== "map" && listType !== "set") return;
+  const keys = listType === "map" ? ((schema["x-kubernetes-list-map-keys"] ?? []) as string[]) : [];
+  const first = new Map<string, number>();
+  list.forEach((item, i) => {
+    if (listType === "map" && !isObject(item)) return;
+    const identity = JSON.stringify(listType === "map" ? keys.map((k) => (item as Json)[k]) : item);
+    const earlier = first.get(identity);
+    if (earlier === undefined) {
+      first.set(identity, i);
+      return;
+    }
+    const what = listType === "map" ? keys.map((k) => `${k} ${render((item as Json)[k])}`).join(", ") : render(item);
+    out.push(`${path}[${i}]: duplicate entry (${what}, as in ${path}[${earlier}])`);
+  });
+}
+
+/** Unknown fields (when asked for), enum values and list duplicates, which TypeBox's checks do not cover. */
 function walkErrors(schema: TSchema | undefined, value: unknown, path: string, unknown: boolean, out: string[]): void {
   if (!schema || value === undefined) return;
   const kind = schema[Kind];
@@ -165,6 +184,7 @@ function walkErrors(schema: TSchema | undefined, value: unknown, path: string, u
     value.forEach((item, i) => {
       walkErrors(schema.items as TSchema, item, `${path}[${i}]`, unknown, out);
     });
+    duplicateErrors(schema, value, path, out);
   } else if (kind === "Record" && isObject(value)) {
     const valueSchema = Object.values((schema.patternProperties ?? {}) as Record<string, TSchema>)[0];
     for (const [k, v] of Object.entries(value)) walkErrors(valueSchema, v, `${path}[${k}]`, unknown, out);
@@ -184,7 +204,8 @@ function walkErrors(schema: TSchema | undefined, value: unknown, path: string, u
 }
 
 function applyRule<T>(rule: Rule<T>, self: T, path: string, out: string[]): void {
-  for (const v of rule.check(self)) out.push(formatViolation(path, v));
+  const prefix = rule.cel.reason === "FieldValueRequired" ? "required: " : "";
+  for (const v of rule.check(self)) out.push(formatViolation(path, { ...v, message: `${prefix}${v.message}` }));
 }
 
 function formatViolation(path: string, v: Violation): string {
@@ -220,14 +241,11 @@ function ruleErrors(obj: Json): string[] {
   if (isObject(spec.entraIdAuthentication)) {
     applyRule(exactlyOneEntraCredential, spec.entraIdAuthentication, "spec.entraIdAuthentication", out);
   }
-  const cacheNames = new Map<string, number>();
+  const cacheNames = new Set<string>();
   if (Array.isArray(spec.reusableCacheVolumes)) {
-    spec.reusableCacheVolumes.forEach((volume, i) => {
-      if (!isObject(volume) || typeof volume.name !== "string") return;
-      const earlier = cacheNames.get(volume.name);
-      if (earlier === undefined) cacheNames.set(volume.name, i);
-      else out.push(`spec.reusableCacheVolumes[${i}].name: duplicate of reusableCacheVolumes[${earlier}].name`);
-    });
+    for (const volume of spec.reusableCacheVolumes) {
+      if (isObject(volume) && typeof volume.name === "string") cacheNames.add(volume.name);
+    }
   }
   const templates = spec.podsWithCapabilities;
   if (!Array.isArray(templates)) return out;
