@@ -13,6 +13,7 @@ import {
   minCountAtMostMaxCount,
   uniqueCapabilitySets,
 } from "./rules.ts";
+import { DEFAULTED_SPEC_KEYS, DEFAULTED_TEMPLATE_KEYS } from "./schema.ts";
 import { type JsonSchema, structuralProblems } from "./structural.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: fixtures are free-form JSON, navigated without ceremony
@@ -118,6 +119,16 @@ describe("the generated CRD", () => {
     const item = spec.podsWithCapabilities.items.properties;
     assert.equal(item.minCount.default, DEFAULTS.minCount);
     assert.deepEqual(item.capabilities.default, {});
+  });
+
+  test("DEFAULTED_SPEC_KEYS and DEFAULTED_TEMPLATE_KEYS list exactly the defaulted fields", () => {
+    const spec = openApi().properties.spec.properties as Record<string, Node>;
+    const defaulted = (props: Record<string, Node>) =>
+      Object.keys(props)
+        .filter((k) => props[k]?.default !== undefined)
+        .sort();
+    assert.deepEqual(defaulted(spec), [...DEFAULTED_SPEC_KEYS].sort());
+    assert.deepEqual(defaulted(spec.podsWithCapabilities?.items.properties), [...DEFAULTED_TEMPLATE_KEYS].sort());
   });
 
   test("the original's field types and formats are kept", () => {

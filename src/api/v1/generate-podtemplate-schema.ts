@@ -11,7 +11,8 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { KubeClient } from "../../kube/client.ts";
 import { loadKubeconfigFile } from "../../kube/kubeconfig.ts";
@@ -56,7 +57,7 @@ async function fromCluster(kubeconfig: string): Promise<{ doc: OpenApiV3Document
 
 /** Formats the written file with the project's Biome settings, so `biome check` stays clean. */
 function formatWithBiome(file: string): void {
-  const root = join(dirname(new URL(import.meta.url).pathname), "..", "..", "..");
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
   const biome = join(root, "node_modules", ".bin", "biome");
   if (!existsSync(biome)) {
     process.stderr.write(`note: ${biome} not found; run "npx biome format --write ${file}"\n`);
@@ -71,7 +72,7 @@ async function main(argv: string[]): Promise<void> {
     args: argv,
     allowPositionals: true,
     options: {
-      out: { type: "string", default: join(dirname(new URL(import.meta.url).pathname), "podtemplatespec.schema.json") },
+      out: { type: "string", default: fileURLToPath(new URL("./podtemplatespec.schema.json", import.meta.url)) },
       "openapi-file": { type: "string" },
       "kubernetes-version": { type: "string" },
       help: { type: "boolean", short: "h" },

@@ -506,6 +506,15 @@ describe("validateAutoScaledAgent: invalid resources", () => {
       ['spec.reusableCacheVolumes[1]: duplicate entry (name "c", as in spec.reusableCacheVolumes[0])'],
     ],
     [
+      "a misspelt imagePullPolicy (the API server publishes the enum)",
+      (o) => {
+        o.spec.podsWithCapabilities[0].podTemplateSpec.spec.containers[0].imagePullPolicy = "always";
+      },
+      [
+        `${P}[0].podTemplateSpec.spec.containers[0].imagePullPolicy: must be one of Always, IfNotPresent, Never (got "always")`,
+      ],
+    ],
+    [
       "two containers with one name",
       (o) => {
         o.spec.podsWithCapabilities[0].podTemplateSpec.spec.containers.push({ name: "agent", image: "other:1" });
