@@ -3,11 +3,13 @@
  * `.sim/kubeconfig` and `.sim/env`. `npm run sim:down`: stops every process sim:up started and removes its data.
  * Both are idempotent. SIM_DIR overrides the `.sim` folder.
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { startControlPlane } from "./control-plane/index.ts";
-import { isSameProcess, stopProcess } from "./control-plane/processes.ts";
-import { readState, type SimState, simDir, writeState } from "./state.ts";
+import { isSameProcess, logTail, startProcess, stopProcess } from "./control-plane/processes.ts";
+import type { ServicesInfo } from "./services.ts";
+import { type RecordedProcess, readState, type SimState, simDir, writeState } from "./state.ts";
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -24,6 +26,43 @@ export async function down(dir: string): Promise<void> {
     }
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Starts the emulator and the virtual node in a background process and waits for its ready file. */
+async function startServices(
+  dir: string,
+  kubeconfig: string,
+  record: (p: RecordedProcess) => void,
+): Promise<ServicesInfo> {
+  const readyFile = join(dir, "services.json");
+  rmSync(readyFile, { force: true });
+  const p = startProcess(
+    "sim-services",
+    process.execPath,
+    [
+      join(import.meta.dirname, "services.ts"),
+      "--kubeconfig",
+      kubeconfig,
+      "--ready-file",
+      readyFile,
+      "--log-dir",
+      join(dir, "logs", "pods"),
+    ],
+    join(dir, "logs", "services.log"),
+    { detached: true },
+  );
+  record({ name: p.name, pid: p.pid, logFile: p.logFile, command: p.command });
+  let exited = false;
+  void p.exited?.then(() => {
+    exited = true;
+  });
+  const deadline = Date.now() + 120_000;
+  while (!existsSync(readyFile)) {
+    if (exited) throw new Error(`sim-services exited during start:\n${logTail(p.logFile)}`);
+    if (Date.now() > deadline) throw new Error(`sim-services did not get ready:\n${logTail(p.logFile)}`);
+    await sleep(100);
+  }
+  return JSON.parse(readFileSync(readyFile, "utf8")) as ServicesInfo;
 }
 
 export async function up(dir: string): Promise<void> {
@@ -52,15 +91,31 @@ export async function up(dir: string): Promise<void> {
   });
   cp.client.close();
   state.ports = { ...cp.ports };
+  const services = await startServices(dir, cp.kubeconfig, (p) => {
+    state.processes.push(p);
+    writeState(dir, state);
+  }).catch(async (err: unknown) => {
+    await down(dir);
+    throw err;
+  });
   const envLines = [
     `export KUBECONFIG=${shellQuote(cp.kubeconfig)}`,
     `export PATH=${shellQuote(cp.binDir)}:"$PATH"`,
     `export SIM_DIR=${shellQuote(dir)}`,
+    `export AZP_URL=${shellQuote(services.organizationUrl)}`,
+    `export AZP_POOL=${shellQuote(services.pool)}`,
+    `export AZP_PAT=${shellQuote(services.pat)}`,
+    `export AZP_READ_PAT=${shellQuote(services.readPat)}`,
+    `export SIM_NODE=${shellQuote(services.nodes[0] ?? "")}`,
+    `export SIM_EMULATOR_CONTROL_URL=${shellQuote(services.controlUrl)}`,
   ];
   writeFileSync(join(dir, "env"), `${envLines.join("\n")}\n`);
   state.ready = true;
   writeState(dir, state);
   log(`control plane ready at ${cp.server}`);
+  log(
+    `Azure DevOps emulator at ${services.organizationUrl} (pool ${services.pool}); virtual node ${services.nodes.join(", ")}`,
+  );
   log(`run: source ${join(dir, "env")} && kubectl get nodes`);
 }
 

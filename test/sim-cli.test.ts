@@ -31,7 +31,7 @@ test("sim:up then sim:down leaves no process and no port behind", async () => {
     const state = readState(dir);
     assert.ok(state?.ready, "state says ready");
     const names = state.processes.map((p) => p.name).sort();
-    assert.deepEqual(names, ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]);
+    assert.deepEqual(names, ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "sim-services"]);
     for (const p of state.processes) assert.ok(isAlive(p.pid), `${p.name} runs`);
     for (const f of ["kubeconfig", "env", "logs/kube-apiserver.log"]) assert.ok(existsSync(join(dir, f)), f);
 
@@ -41,6 +41,23 @@ test("sim:up then sim:down leaves no process and no port behind", async () => {
       `source '${join(dir, "env")}' && kubectl get namespace default -o name`,
     ]);
     assert.equal(stdout.trim(), "namespace/default");
+
+    // the virtual node is Ready, and the emulator answers with the PATs the env file exports
+    const script = [
+      `source '${join(dir, "env")}'`,
+      'kubectl get node "$SIM_NODE" -o jsonpath=\'{.status.conditions[?(@.type=="Ready")].status}\'',
+      "echo",
+      'echo "$AZP_URL|$AZP_POOL|$AZP_PAT|$AZP_READ_PAT"',
+    ].join(" && ");
+    const out = (await run("bash", ["-c", script])).stdout.trim().split("\n");
+    assert.equal(out[0], "True");
+    const [url, pool, pat, readPat] = (out[1] ?? "").split("|");
+    assert.ok(url && pool === "sim-pool" && pat && readPat);
+    const pools = await fetch(`${url}/_apis/distributedtask/pools?poolName=${encodeURIComponent(pool)}`, {
+      headers: { Authorization: `Basic ${Buffer.from(`:${readPat}`).toString("base64")}` },
+    });
+    assert.equal(pools.status, 200);
+    assert.equal(((await pools.json()) as { count: number }).count, 1);
 
     // up twice is harmless: the same processes keep running
     const again = await sim("up", dir);
