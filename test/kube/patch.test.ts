@@ -207,9 +207,8 @@ describe("patch flavours on a real API server", () => {
     await assert.rejects(apply(client, path, desired("two"), { fieldManager: "manager-b" }), isConflict);
     const forced = await apply<ConfigMap>(client, path, desired("two"), { fieldManager: "manager-b", force: true });
     assert.equal(forced.data?.shared, "two");
-    const managers = (forced.metadata?.managedFields as { manager: string; fieldsV1?: unknown }[]).map(
-      (m) => m.manager,
-    );
+    const managedFields = (forced.metadata?.managedFields ?? []) as { manager: string }[];
+    const managers = managedFields.map((m) => m.manager);
     assert.ok(managers.includes("manager-b"));
     // Same manager, same content: a no-op apply is fine.
     await apply(client, path, desired("two"), { fieldManager: "manager-b" });
