@@ -90,11 +90,18 @@ export class ManualClock implements Clock {
   }
 }
 
-/** Resolves after `ms` on `clock`, or rejects with the signal's reason when it aborts first. */
+/**
+ * Resolves after `ms` on `clock`, or rejects with the signal's reason when it aborts first. Zero or less resolves
+ * at once, without a timer (so it needs no advance of a manual clock).
+ */
 export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) {
       reject(signal.reason);
+      return;
+    }
+    if (ms <= 0) {
+      resolve();
       return;
     }
     const onAbort = () => {
