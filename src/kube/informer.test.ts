@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { KubeApiError, type WatchEvent } from "./client.ts";
 import { ManualClock, settle } from "./clock.ts";
-import { Informer, type InformerOptions } from "./informer.ts";
+import { controllerOwnerKeys, enqueueHandler, Informer, type InformerOptions } from "./informer.ts";
 import type { ListWatch, WatchOptions } from "./listwatch.ts";
 import type { KubeObject } from "./types.ts";
 
@@ -496,5 +496,39 @@ describe("Informer", () => {
     // Each immediate end waits out a growing backoff instead of spinning.
     assert.ok(server.watches.length <= 2, `watches opened: ${server.watches.length}`);
     await informer.stop();
+  });
+});
+
+describe("enqueueHandler", () => {
+  test("adds, updates and deletes enqueue the object's key, or its controller owner's", () => {
+    const keys: string[] = [];
+    const queue = { add: (k: string) => keys.push(k) };
+    const own = enqueueHandler<Obj>(queue);
+    const pod: Obj = {
+      metadata: {
+        name: "p",
+        namespace: "ns",
+        ownerReferences: [
+          { apiVersion: "apps/v1", kind: "ReplicaSet", name: "rs", uid: "1" },
+          {
+            apiVersion: "azurepipelines.k8s.scaler.io/v1",
+            kind: "AutoScaledAgent",
+            name: "asa",
+            uid: "2",
+            controller: true,
+          },
+        ],
+      },
+    };
+    own.onAdd?.(pod, { initialList: false });
+    own.onUpdate?.(pod, pod);
+    own.onDelete?.(pod, { finalStateUnknown: true });
+    const owners = enqueueHandler<Obj>(queue, controllerOwnerKeys("AutoScaledAgent", "azurepipelines.k8s.scaler.io"));
+    owners.onAdd?.(pod, { initialList: false });
+    enqueueHandler<Obj>(queue, controllerOwnerKeys("AutoScaledAgent", "other.group")).onAdd?.(pod, {
+      initialList: false,
+    });
+    enqueueHandler<Obj>(queue, controllerOwnerKeys("ReplicaSet")).onAdd?.(pod, { initialList: false });
+    assert.deepEqual(keys, ["ns/p", "ns/p", "ns/p", "ns/asa"]);
   });
 });

@@ -406,3 +406,30 @@ export class Informer<T extends KubeObject> {
     }, this.#resyncIntervalMs);
   }
 }
+
+/**
+ * The usual handler of a controller: every add, update (including resyncs) and delete puts the affected keys on
+ * a work queue. `keysOf` maps an object to the keys to reconcile: by default its own `namespace/name`; for
+ * owned objects (pods of an AutoScaledAgent), the owner's key.
+ */
+export function enqueueHandler<T extends KubeObject>(
+  queue: { add(key: string): void },
+  keysOf: (obj: T) => readonly string[] = (obj) => [objectKey(obj)],
+): InformerHandler<T> {
+  const enqueue = (obj: T) => {
+    for (const key of keysOf(obj)) queue.add(key);
+  };
+  return { onAdd: enqueue, onUpdate: (_old, obj) => enqueue(obj), onDelete: enqueue };
+}
+
+/** Keys (`namespace/name`) of an object's controller owner of the given kind, for `enqueueHandler`. */
+export function controllerOwnerKeys(kind: string, apiGroup?: string): (obj: KubeObject) => string[] {
+  return (obj) => {
+    const owner = obj.metadata?.ownerReferences?.find(
+      (o) => o.controller && o.kind === kind && (apiGroup === undefined || o.apiVersion.split("/")[0] === apiGroup),
+    );
+    if (!owner) return [];
+    const ns = obj.metadata?.namespace;
+    return [ns ? `${ns}/${owner.name}` : owner.name];
+  };
+}

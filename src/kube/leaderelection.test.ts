@@ -316,7 +316,7 @@ describe("LeaderElector loop (in-memory lease, manual clock)", () => {
         log.push(`${id} start`);
         signal.addEventListener("abort", () => log.push(`${id} signal`));
       },
-      onStoppedLeading: () => log.push(`${id} stop`),
+      onStoppedLeading: (info) => log.push(`${id} stop${info.requested ? " (requested)" : ""}`),
     });
   }
 
@@ -342,7 +342,7 @@ describe("LeaderElector loop (in-memory lease, manual clock)", () => {
     await run(clock, 1000);
     assert.notEqual(store.lease?.spec?.renewTime, renewTime, "renewed");
     await a.stop();
-    assert.deepEqual(log, ["a start", "a signal", "a stop"]);
+    assert.deepEqual(log, ["a start", "a signal", "a stop (requested)"]);
     assert.equal(store.lease?.spec?.holderIdentity, "");
     await run(clock, 1000); // b's next retry, well under a lease duration
     assert.equal(b.isLeader, true);

@@ -211,6 +211,7 @@ export function validateTimings(t: ElectionTimings): void {
 }
 
 const jitterFactor = 1.2;
+const stoppingReason = "stopping";
 
 // ---------------------------------------------------------------------------------------------------------------
 // I/O
@@ -264,8 +265,11 @@ export interface LeaderElectorOptions {
   logger?: Logger;
   /** Called when this candidate becomes leader; `signal` aborts when leadership ends. Errors are logged. */
   onStartedLeading?: (signal: AbortSignal) => void | Promise<void>;
-  /** Called once each time leadership ends (lost, renew deadline passed, or stop). */
-  onStoppedLeading?: () => void;
+  /**
+   * Called once each time leadership ends: lost, renew deadline passed (`requested: false`), or `stop()`
+   * (`requested: true`, called before the lease is released).
+   */
+  onStoppedLeading?: (info: { requested: boolean; reason: string }) => void;
   /** Called when the observed holder changes (including to ourselves). */
   onNewLeader?: (identity: string) => void;
 }
@@ -363,7 +367,7 @@ export class LeaderElector {
 
   async #shutdown(): Promise<void> {
     this.#stop.abort();
-    this.#stepDown("stopping");
+    this.#stepDown(stoppingReason);
     const work = this.#leaderWork;
     if (work) {
       const waitAbort = new AbortController();
@@ -526,9 +530,10 @@ export class LeaderElector {
     this.#clock.clearTimeout(this.#deadlineTimer);
     this.#deadlineTimer = undefined;
     this.#leaderAbort?.abort(new Error(`leadership ended: ${reason}`));
-    this.#log[reason === "stopping" ? "info" : "warn"]("stopped leading", { identity: this.identity, reason });
+    const requested = reason === stoppingReason;
+    this.#log[requested ? "info" : "warn"]("stopped leading", { identity: this.identity, reason });
     try {
-      this.#options.onStoppedLeading?.();
+      this.#options.onStoppedLeading?.({ requested, reason });
     } catch (err) {
       this.#log.error("onStoppedLeading threw", { error: errorMessage(err) });
     }

@@ -25,6 +25,7 @@ interface Line {
   identity?: string;
   leader?: string;
   leading?: boolean;
+  requested?: boolean;
   level?: string;
   message?: string;
   fields?: Record<string, unknown>;
@@ -196,7 +197,7 @@ describe("leader election between two processes", () => {
     const lease = uniqueName("graceful");
     const [leader, follower] = await electPair(lease, timings);
     leader.kill("SIGTERM");
-    await leader.waitFor("leadership ended", (l) => l.event === "stopped");
+    await leader.waitFor("leadership ended on request", (l) => l.event === "stopped" && l.requested === true);
     await leader.waitFor("released", (l) => l.message === "released the leader lease");
     assert.equal(await leader.exited, 0);
     await follower.waitFor("the follower to lead", (l) => l.event === "started", 30_000);
