@@ -118,6 +118,9 @@ describe("pools", () => {
       byIds.json.value.map((p: { id: number }) => p.id),
       [id],
     );
+    const manageable = await call("GET", `${api}/pools?actionFilter=manage`, { token: readPat });
+    assert.equal(manageable.json.count, 0);
+    assert.equal((await call("GET", `${api}/pools?actionFilter=manage`)).json.count, 2);
     const one = await call("GET", `${api}/pools/${id}`, { token: readPat });
     assert.equal(one.status, 200);
     assert.equal(one.json.name, "Pool With Spaces");

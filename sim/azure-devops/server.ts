@@ -409,6 +409,9 @@ const routes: Route[] = [
     const name = param(rc.url, "poolName");
     const ids = intListParam(rc.url, "poolIds");
     const type = param(rc.url, "poolType");
+    // actionFilter=manage: only pools the caller may manage; a read-only credential manages none.
+    const manageOnly = (param(rc.url, "actionFilter") ?? "").toLowerCase() === "manage";
+    if (manageOnly && rc.identity.scope !== "manage") return { status: 200, body: list([]) };
     const found = engine
       .listPools()
       .filter((p) => name === undefined || name === "" || matchPoolName(name, p.name))
