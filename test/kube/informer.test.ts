@@ -295,10 +295,13 @@ describe("informer on a real API server", () => {
     await deleteNamespace(cluster.client, namespace);
   });
 
-  test("all namespaces with a label selector", async () => {
+  test("all namespaces with a label selector; stop leaves no timer behind", async () => {
     const other = await createNamespace(cluster.client, "inf-sel");
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const timersBefore = timers();
     const { informer, snapshot } = recordingInformer(
       listWatchFor<ConfigMap>(cluster.client, { resource: configMaps, labelSelector: `sel-test=${other}` }),
+      { resyncIntervalMs: 60_000 },
     );
     informer.start();
     await informer.waitForSync();
@@ -317,6 +320,7 @@ describe("informer on a real API server", () => {
     assert.deepEqual(snapshot(), { "sel-1": "1", "sel-2": "1" });
     assert.ok(informer.store.get(`${other}/sel-2`));
     await informer.stop();
+    assert.equal(timers(), timersBefore, "no timer left behind (watchdog, backoff, resync)");
     await deleteNamespace(cluster.client, other);
   });
 });
