@@ -448,7 +448,7 @@ export class SimulatedAgent extends EventEmitter<SimulatedAgentEvents> {
       await sleep(this.#clock, job.startDelayMs, either);
       await this.#renew(job.requestId);
       this.emit("jobStarted", job);
-      const renewEvery = this.options.renewIntervalMs ?? 60_000;
+      const renewEvery = Math.max(1, this.options.renewIntervalMs ?? 60_000);
       const scheduleRenew = () => {
         renewTimer = this.#clock.setTimeout(() => {
           this.#renew(job.requestId).catch((e: unknown) => this.#log(`lock renewal failed: ${e}`));

@@ -217,14 +217,7 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
     predicate: (job: SimJobView) => boolean,
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<SimJobView> {
-    return this.#waitFor(
-      () => this.getJob(requestId),
-      "job",
-      (j) => j.requestId === requestId,
-      predicate,
-      `job ${requestId}`,
-      options,
-    );
+    return this.#waitFor(() => this.getJob(requestId), predicate, `job ${requestId}`, options);
   }
 
   // ---- agents
@@ -244,37 +237,35 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
     options: { timeoutMs?: number; signal?: AbortSignal } = {},
   ): Promise<SimAgentView> {
     const find = () => this.listAgents().find((a) => a.name.toLowerCase() === name.toLowerCase());
-    return this.#waitFor(
-      find,
-      "agent",
-      (a) => a.name.toLowerCase() === name.toLowerCase(),
-      predicate,
-      `agent ${name}`,
-      options,
-    );
+    return this.#waitFor(find, predicate, `agent ${name}`, options);
   }
 
-  #waitFor<K extends "job" | "agent", V extends ControlEvents[K][0]>(
+  /** Re-checks `current()` against `predicate` now and after every job or agent change. */
+  #waitFor<V>(
     current: () => V | undefined,
-    event: K,
-    relevant: (v: V) => boolean,
     predicate: (v: V) => boolean,
     what: string,
     options: { timeoutMs?: number; signal?: AbortSignal },
   ): Promise<V> {
     return new Promise<V>((resolve, reject) => {
-      const now = current();
-      if (now && predicate(now)) {
+      const check = () => {
+        const v = current();
+        return v !== undefined && predicate(v) ? v : undefined;
+      };
+      const now = check();
+      if (now !== undefined) {
         resolve(now);
         return;
       }
       const cleanup = () => {
         clearTimeout(timer);
-        this.off(event, listener as never);
+        this.off("job", listener);
+        this.off("agent", listener);
         options.signal?.removeEventListener("abort", onAbort);
       };
-      const listener = (v: V) => {
-        if (relevant(v) && predicate(v)) {
+      const listener = () => {
+        const v = check();
+        if (v !== undefined) {
           cleanup();
           resolve(v);
         }
@@ -286,10 +277,12 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
       const timeoutMs = options.timeoutMs ?? 30_000;
       const timer = setTimeout(() => {
         cleanup();
-        const last = current();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last)}`));
+        reject(
+          new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(current())}`),
+        );
       }, timeoutMs);
-      this.on(event, listener as never);
+      this.on("job", listener);
+      this.on("agent", listener);
       options.signal?.addEventListener("abort", onAbort, { once: true });
     });
   }

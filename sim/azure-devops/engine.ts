@@ -390,6 +390,7 @@ export class AzureDevOpsEngine extends EventEmitter<EngineEvents> {
     agent.userCapabilities = { ...(input.userCapabilities ?? {}) };
     agent.authorization = this.#authorization(input.authorization, agent.authorization);
     agent.accessPoint = input.accessPoint;
+    this.#capabilityCache.delete(agent.id);
     if (agent.sessionId && agent.authorization?.publicKey?.modulus !== oldKey) this.#dropSession(agent.sessionId);
     this.emit("agent", agent);
     this.#agentsChanged(poolId);
@@ -416,6 +417,7 @@ export class AzureDevOpsEngine extends EventEmitter<EngineEvents> {
     if (input.authorization !== undefined)
       agent.authorization = this.#authorization(input.authorization, agent.authorization);
     if (input.accessPoint !== undefined) agent.accessPoint = input.accessPoint;
+    this.#capabilityCache.delete(agent.id);
     this.emit("agent", agent);
     this.#agentsChanged(poolId);
     return agent;
@@ -432,6 +434,7 @@ export class AzureDevOpsEngine extends EventEmitter<EngineEvents> {
     if (held) throw agentBusy(agent.name, held.requestId);
     if (agent.sessionId) this.#dropSession(agent.sessionId);
     this.#agents.delete(agentId);
+    this.#capabilityCache.delete(agentId);
     this.emit("agent", agent);
     this.#agentsChanged(poolId);
   }

@@ -26,6 +26,7 @@ import {
   requestBlocked,
   resourceNotFound,
   ServiceError,
+  sessionExpired,
 } from "./errors.ts";
 import { decideFaults, type FaultRule } from "./faults.ts";
 import { agentReference, agentView, jobRequestView, poolView, type ViewContext } from "./views.ts";
@@ -582,7 +583,14 @@ const routes: Route[] = [
   }),
 
   route("DELETE", `${pools}/{poolId}/sessions/{sessionId}`, "manage", "delete an agent session", (rc) => {
-    rc.ctx.control.engine.deleteSession(poolIdOf(rc), decodeURIComponent(rc.params[1] as string));
+    const raw = rc.params[1] as string;
+    let sessionId: string;
+    try {
+      sessionId = decodeURIComponent(raw);
+    } catch {
+      throw sessionExpired(raw);
+    }
+    rc.ctx.control.engine.deleteSession(poolIdOf(rc), sessionId);
     return { status: 204 };
   }),
 
