@@ -1,0 +1,489 @@
+/**
+ * The reconciler of one AutoScaledAgent: observe (informer caches, the shared pool poll) -> plan (the pure core in
+ * src/scaling) -> act (Kubernetes and Azure DevOps calls) -> status. Level-triggered: every decision is recomputed
+ * from what is observed; the only memory is a short-lived list of pods created but not yet seen in the cache (so a
+ * lagging cache never causes a second create) and which problems were already reported.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  type AutoScaledAgent,
+  type AutoScaledAgentStatus,
+  type DefaultedAutoScaledAgent,
+  PAT_SECRET_KEY,
+  parseDuration,
+  resourcePath,
+  validateAutoScaledAgent,
+} from "../api/v1/index.ts";
+import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
+import type { EventRecorder } from "../kube/events.ts";
+import { errorMessage, type Logger } from "../kube/logger.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import { podName, podNameSuffix } from "../scaling/naming.ts";
+import { planScaling } from "../scaling/plan.ts";
+import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
+import { deriveConditions, type Findings, setConditions } from "./conditions.ts";
+import { annotations, labels } from "./keys.ts";
+import { observeAgent, observePod, type PodObject } from "./observe.ts";
+import type { AzureDevOpsPort, PodFactory, PoolSnapshot, PoolSubscription, PoolTarget } from "./ports.ts";
+
+export interface ReconcilerOptions {
+  client: KubeClient;
+  /** The cached resource, by key `namespace/name`. */
+  getResource(key: string): AutoScaledAgent | undefined;
+  /** The cached pods owned by the resource with this uid. */
+  podsOf(namespace: string, uid: string): PodObject[];
+  azureDevOps: AzureDevOpsPort;
+  pods: PodFactory;
+  events: EventRecorder;
+  metrics: Metrics;
+  logger: Logger;
+  /** Requeue a resource (when its pool poll changes). */
+  enqueue(key: string): void;
+  now(): number;
+  random?: (bytes: number) => Uint8Array;
+  /** Reconcile at least this often. */
+  resyncIntervalMs: number;
+  /** How long a created pod may be missing from the cache before it is forgotten. */
+  expectationTtlMs?: number;
+}
+
+type Resource = DefaultedAutoScaledAgent & {
+  metadata: { name: string; namespace: string; uid: string; generation?: number };
+};
+
+interface Attached {
+  fingerprint: string;
+  target: PoolTarget;
+  subscription: PoolSubscription;
+}
+
+export type ReconcileResult = { requeueAfterMs: number } | undefined;
+
+export class Reconciler {
+  readonly #o: ReconcilerOptions;
+  readonly #attached = new Map<string, Attached>();
+  /** Pods created by this process, by resource key, until the cache shows them. */
+  readonly #expected = new Map<string, Map<string, { at: number; pod: ObservedPod }>>();
+  /** Job request ids already reported as unmatched, by resource key. */
+  readonly #reported = new Map<string, Set<number>>();
+
+  constructor(options: ReconcilerOptions) {
+    this.#o = options;
+  }
+
+  /** Releases every pool subscription (shutdown, or leadership lost). */
+  close(): void {
+    for (const a of this.#attached.values()) a.subscription.release();
+    this.#attached.clear();
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const raw = this.#o.getResource(key);
+    if (!raw) {
+      this.#detach(key);
+      this.#expected.delete(key);
+      this.#reported.delete(key);
+      return undefined;
+    }
+    if (raw.metadata?.deletionTimestamp) {
+      this.#detach(key);
+      return undefined;
+    }
+    const log = this.#o.logger;
+    const findings: Findings = { problems: [] };
+    const validation = validateAutoScaledAgent(raw);
+    if (!validation.ok) {
+      const message = validation.errors.join("; ");
+      this.#o.events.warning(raw, "InvalidSpec", message, "Validate");
+      this.#o.metrics.reconciles.inc({ result: "invalid" });
+      findings.invalidSpec = message;
+      this.#detach(key);
+      await this.#writeStatus(raw, findings, undefined, undefined);
+      return undefined;
+    }
+    const resource = validation.value as Resource;
+    const pat = await this.#readPat(resource, findings);
+    if (pat === undefined) {
+      this.#detach(key);
+      await this.#writeStatus(raw, findings, undefined, undefined);
+      return { requeueAfterMs: Math.min(this.#o.resyncIntervalMs, 30_000) };
+    }
+    const subscription = this.#attach(key, {
+      organizationUrl: resource.spec.organizationUrl,
+      poolName: resource.spec.poolName,
+      pat,
+    });
+    const snapshot = subscription.latest();
+    const problem = subscription.lastError();
+    if (problem) {
+      const reason = azureDevOpsReason(problem.kind);
+      findings.azureDevOps = { ok: false, reason, message: problem.message };
+      this.#o.events.warning(raw, reason, problem.message, "PollAzureDevOps");
+    }
+    if (!snapshot) {
+      await this.#writeStatus(raw, findings, undefined, undefined);
+      return { requeueAfterMs: this.#o.resyncIntervalMs };
+    }
+    if (!problem) findings.azureDevOps = { ok: true, poolId: snapshot.poolId };
+
+    const plan = this.#plan(key, resource, snapshot);
+    await this.#act(key, resource, snapshot, plan, findings, subscription);
+    await this.#writeStatus(raw, findings, snapshot, plan);
+    this.#o.metrics.reconciles.inc({ result: "ok" });
+    log.debug("reconciled", { resource: key, creates: plan.creates.length, removals: plan.removals.length });
+    return { requeueAfterMs: this.#o.resyncIntervalMs };
+  }
+
+  async #readPat(resource: Resource, findings: Findings): Promise<string | undefined> {
+    const name = resource.spec.personalAccessTokenSecretName;
+    const ns = resource.metadata.namespace;
+    if (!name) {
+      findings.credentials = {
+        reason: "AuthenticationNotSupported",
+        message: "spec.personalAccessTokenSecretName is not set and this operator version needs it",
+      };
+      return undefined;
+    }
+    try {
+      const secret = await this.#o.client.request<{ data?: Record<string, string> }>({
+        path: `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(name)}`,
+      });
+      const value = secret.data?.[PAT_SECRET_KEY];
+      const pat = value === undefined ? "" : Buffer.from(value, "base64").toString("utf8").trim();
+      if (!pat) {
+        findings.credentials = {
+          reason: "SecretKeyMissing",
+          message: `Secret ${ns}/${name} has no non-empty key "${PAT_SECRET_KEY}" (the Azure DevOps personal access token)`,
+        };
+      } else {
+        return pat;
+      }
+    } catch (err) {
+      findings.credentials = isNotFound(err)
+        ? { reason: "SecretNotFound", message: `Secret ${ns}/${name} (spec.personalAccessTokenSecretName) not found` }
+        : { reason: "SecretUnreadable", message: `Secret ${ns}/${name} could not be read: ${errorMessage(err)}` };
+    }
+    const c = findings.credentials;
+    if (c) this.#o.events.warning(this.#ref(resource), c.reason, c.message, "ReadSecret");
+    return undefined;
+  }
+
+  #attach(key: string, target: PoolTarget): PoolSubscription {
+    const fingerprint = JSON.stringify([target.organizationUrl, target.poolName, target.pat]);
+    const existing = this.#attached.get(key);
+    if (existing?.fingerprint === fingerprint) return existing.subscription;
+    existing?.subscription.release();
+    const subscription = this.#o.azureDevOps.subscribe(target, () => this.#o.enqueue(key));
+    this.#attached.set(key, { fingerprint, target, subscription });
+    return subscription;
+  }
+
+  #detach(key: string): void {
+    this.#attached.get(key)?.subscription.release();
+    this.#attached.delete(key);
+  }
+
+  #ref(resource: Resource | AutoScaledAgent) {
+    return {
+      apiVersion: "azurepipelines.k8s.scaler.io/v1",
+      kind: "AutoScaledAgent",
+      namespace: resource.metadata?.namespace,
+      name: resource.metadata?.name,
+      uid: resource.metadata?.uid,
+    };
+  }
+
+  #plan(key: string, resource: Resource, snapshot: PoolSnapshot): ScalePlan {
+    const templates = resource.spec.podsWithCapabilities;
+    const cached = this.#o.podsOf(resource.metadata.namespace, resource.metadata.uid);
+    const observed = cached.map((p) => observePod(p, templates));
+    // Pods created but not yet in the cache count as unscheduled pods, so they are never created twice.
+    const expected = this.#expected.get(key);
+    if (expected) {
+      const now = this.#o.now();
+      const ttl = this.#o.expectationTtlMs ?? 60_000;
+      for (const [name, e] of expected) {
+        if (observed.some((p) => p.name === name) || now - e.at > ttl) expected.delete(name);
+        else observed.push(e.pod);
+      }
+    }
+    const names = new Set(observed.map((p) => p.name));
+    return planScaling({
+      templates: templates.map((t) => ({
+        capabilities: t.capabilities as Record<string, string>,
+        minCount: t.minCount,
+        maxCount: t.maxCount,
+      })),
+      jobRequests: snapshot.jobRequests,
+      pods: observed,
+      agents: snapshot.agents.filter((a) => names.has(a.name)).map(observeAgent),
+      now: this.#o.now(),
+      agentMinIdlePeriodMs: parseDuration(resource.spec.agentMinIdlePeriod),
+      maxTerminatedPodsToKeep: resource.spec.maxTerminatedPodsToKeep,
+    });
+  }
+
+  async #act(
+    key: string,
+    resource: Resource,
+    snapshot: PoolSnapshot,
+    plan: ScalePlan,
+    findings: Findings,
+    subscription: PoolSubscription,
+  ): Promise<void> {
+    const ns = resource.metadata.namespace;
+    const podsPath = `/api/v1/namespaces/${ns}/pods`;
+    const metricLabels = { namespace: ns, name: resource.metadata.name };
+    const ref = this.#ref(resource);
+    const target = this.#attached.get(key)?.target;
+    let changed = false;
+
+    // Jobs no template can serve: reported once per job request.
+    const reported = this.#reported.get(key) ?? new Set<number>();
+    this.#reported.set(key, reported);
+    for (const job of plan.unmatchedJobs) {
+      findings.problems.push({ reason: "JobNotServed", message: `job request ${job.requestId}: ${job.message}` });
+      if (reported.has(job.requestId)) continue;
+      reported.add(job.requestId);
+      this.#o.events.warning(ref, "JobNotServed", `job request ${job.requestId}: ${job.message}`, "Match");
+    }
+    const pending = new Set(snapshot.jobRequests.map((j) => j.requestId));
+    for (const id of reported) if (!pending.has(id)) reported.delete(id);
+
+    for (const create of plan.creates) {
+      const random = this.#o.random ?? ((n: number) => randomBytes(n));
+      const name = podName(resource.metadata.name, podNameSuffix(random(16)));
+      const built = this.#o.pods.build({ resource, create, podName: name });
+      if (!built.ok) {
+        findings.problems.push({ reason: built.reason, message: built.message });
+        this.#o.events.warning(ref, built.reason, built.message, "CreatePod");
+        continue;
+      }
+      for (const w of built.warnings) this.#o.events.warning(ref, "PodTemplateAdjusted", w, "CreatePod");
+      try {
+        await this.#o.client.request({ method: "POST", path: podsPath, body: built.pod });
+        changed = true;
+        const expected = this.#expected.get(key) ?? new Map();
+        this.#expected.set(key, expected);
+        expected.set(name, {
+          at: this.#o.now(),
+          pod: {
+            name,
+            templateIndex: create.templateIndex,
+            extraAgentContainers: create.extraAgentContainers,
+            createdAtMs: this.#o.now(),
+            phase: "Pending",
+            scheduled: false,
+            deleting: false,
+            agentContainer: "unknown",
+            otherContainers: [],
+            createdForRequestIds: create.forRequestIds,
+          },
+        });
+        this.#o.metrics.podsCreated.inc({ ...metricLabels, reason: create.reason });
+        this.#o.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
+      } catch (err) {
+        const message = `creating pod ${name} failed: ${errorMessage(err)}`;
+        findings.problems.push({ reason: "PodCreateFailed", message });
+        this.#o.events.warning(ref, "PodCreateFailed", message, "CreatePod");
+      }
+    }
+
+    for (const removal of plan.removals) {
+      if (removal.agentId !== null && target) {
+        const result = await this.#deleteAgent(target, snapshot.poolId, removal.agentId, findings);
+        if (result === "refused") {
+          this.#o.events.normal(
+            ref,
+            "ScaleDownDeferred",
+            `agent ${removal.podName} could not be unregistered (it just took a job?); keeping its pod`,
+            "DeletePod",
+          );
+          continue;
+        }
+        if (result === undefined) continue;
+      }
+      if (await this.#deletePod(ns, removal.podName, findings)) {
+        changed = true;
+        this.#o.metrics.podsDeleted.inc({ ...metricLabels, reason: removal.reason });
+        this.#o.events.normal(ref, "PodDeleted", `deleted pod ${removal.podName}: ${removal.message}`, "DeletePod");
+      }
+    }
+
+    for (const mark of plan.idleMarks) {
+      await this.#patchPod(
+        ns,
+        mark.podName,
+        {
+          metadata: { annotations: { [annotations.idleSince]: mark.action === "set" ? String(mark.atMs) : null } },
+        },
+        findings,
+      );
+    }
+
+    for (const stop of plan.stopSidecars) {
+      const pod = this.#o.podsOf(ns, resource.metadata.uid).find((p) => p.metadata.name === stop.podName);
+      const already = (pod?.metadata.annotations?.[annotations.sidecarsStopped] ?? "").split(",").filter(Boolean);
+      const patch = this.#o.pods.stopSidecarsPatch(stop.containers) as { metadata?: Record<string, unknown> };
+      const body = {
+        ...patch,
+        metadata: {
+          ...patch.metadata,
+          annotations: { [annotations.sidecarsStopped]: [...new Set([...already, ...stop.containers])].join(",") },
+        },
+      };
+      if (await this.#patchPod(ns, stop.podName, body, findings, "application/strategic-merge-patch+json")) {
+        this.#o.events.normal(
+          ref,
+          "SidecarsStopped",
+          `agent of pod ${stop.podName} finished; stopping ${stop.containers.join(", ")}`,
+          "StopSidecars",
+        );
+      }
+    }
+
+    for (const done of plan.deleteFinished) {
+      if (await this.#deletePod(ns, done.podName, findings)) {
+        changed = true;
+        this.#o.metrics.podsDeleted.inc({ ...metricLabels, reason: "finished" });
+      }
+      if (done.agentId !== null && target) await this.#deleteAgent(target, snapshot.poolId, done.agentId, findings);
+    }
+
+    for (const blocked of plan.blockedJobs.slice(0, 1)) {
+      this.#o.events.normal(ref, "MaxCountReached", blocked.message, "CreatePod");
+    }
+    if (changed) subscription.pollNow();
+  }
+
+  async #deleteAgent(target: PoolTarget, poolId: number, agentId: number, findings: Findings) {
+    try {
+      return await this.#o.azureDevOps.deleteAgent(target, poolId, agentId);
+    } catch (err) {
+      findings.problems.push({
+        reason: "AgentDeleteFailed",
+        message: `deleting agent ${agentId} failed: ${errorMessage(err)}`,
+      });
+      return undefined;
+    }
+  }
+
+  async #deletePod(ns: string, name: string, findings: Findings): Promise<boolean> {
+    try {
+      await this.#o.client.request({ method: "DELETE", path: `/api/v1/namespaces/${ns}/pods/${name}` });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      findings.problems.push({
+        reason: "PodDeleteFailed",
+        message: `deleting pod ${name} failed: ${errorMessage(err)}`,
+      });
+      return false;
+    }
+  }
+
+  async #patchPod(
+    ns: string,
+    name: string,
+    body: unknown,
+    findings: Findings,
+    contentType = "application/merge-patch+json",
+  ): Promise<boolean> {
+    try {
+      await this.#o.client.request({
+        method: "PATCH",
+        path: `/api/v1/namespaces/${ns}/pods/${name}`,
+        contentType,
+        body,
+      });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      findings.problems.push({
+        reason: "PodUpdateFailed",
+        message: `updating pod ${name} failed: ${errorMessage(err)}`,
+      });
+      return false;
+    }
+  }
+
+  async #writeStatus(
+    raw: AutoScaledAgent,
+    findings: Findings,
+    snapshot: PoolSnapshot | undefined,
+    plan: ScalePlan | undefined,
+  ): Promise<void> {
+    const ns = raw.metadata?.namespace ?? "";
+    const name = raw.metadata?.name ?? "";
+    const previous = raw.status;
+    const generation = raw.metadata?.generation;
+    const status: AutoScaledAgentStatus = {
+      ...previous,
+      conditions: setConditions(
+        previous?.conditions,
+        deriveConditions(findings),
+        new Date(this.#o.now()).toISOString().replace(/\.\d+Z$/, "Z"),
+        generation,
+      ),
+    };
+    if (generation !== undefined) status.observedGeneration = generation;
+    if (snapshot) status.poolId = snapshot.poolId;
+    if (plan) {
+      const sum = (f: (t: ScalePlan["templates"][number]) => number) => plan.templates.reduce((n, t) => n + f(t), 0);
+      status.pendingJobs = sum((t) => t.pendingJobs);
+      status.pods = {
+        starting: sum((t) => t.starting),
+        idle: sum((t) => t.idle),
+        busy: sum((t) => t.busy),
+        finished: sum((t) => t.finished),
+      };
+      status.templates = plan.templates.map((t) => ({
+        index: t.templateIndex,
+        pendingJobs: t.pendingJobs,
+        pods: { starting: t.starting, idle: t.idle, busy: t.busy, finished: t.finished },
+      }));
+      this.#o.metrics.pendingJobs.set({ namespace: ns, name }, status.pendingJobs);
+      for (const state of ["starting", "idle", "busy", "finishing", "terminating", "finished"] as const) {
+        this.#o.metrics.agentPods.set(
+          { namespace: ns, name, state },
+          sum((t) => t[state]),
+        );
+      }
+    }
+    if (JSON.stringify(stripTimes(status)) === JSON.stringify(stripTimes(previous ?? {}))) return;
+    try {
+      await this.#o.client.request({
+        method: "PATCH",
+        path: `${resourcePath(ns, name)}/status`,
+        contentType: "application/merge-patch+json",
+        body: { status },
+      });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      if (isConflict(err)) return;
+      this.#o.logger.warn("status update failed", { resource: `${ns}/${name}`, error: errorMessage(err) });
+    }
+  }
+}
+
+function stripTimes(status: AutoScaledAgentStatus): unknown {
+  return { ...status, conditions: status.conditions?.map(({ lastTransitionTime: _t, ...c }) => c) };
+}
+
+/** Condition reasons for Azure DevOps failure kinds. */
+export function azureDevOpsReason(kind: string): string {
+  const map: Record<string, string> = {
+    auth: "AzureDevOpsUnauthorized",
+    forbidden: "AzureDevOpsForbidden",
+    "not-found": "PoolNotFound",
+    "pool-not-found": "PoolNotFound",
+    "rate-limited": "AzureDevOpsRateLimited",
+    server: "AzureDevOpsServerError",
+    network: "AzureDevOpsUnreachable",
+    timeout: "AzureDevOpsTimeout",
+    "invalid-response": "AzureDevOpsInvalidResponse",
+  };
+  return map[kind] ?? "AzureDevOpsError";
+}
+
+export { labels };
