@@ -293,6 +293,17 @@ describe("end to end through HTTP", { timeout: 60_000 }, () => {
 });
 
 describe("registration", { timeout: 60_000 }, () => {
+  test("an agent whose registration is deleted while it waits stops with agent-removed", async () => {
+    const { agent } = newAgent("agent-doomed");
+    const online = once(agent, "online");
+    const run = agent.run();
+    await online;
+    const pool = emu.control.poolId({ pool: "sim-pool" });
+    emu.control.engine.deleteAgent(pool, agent.agentId as number);
+    await assert.rejects(run, (e: unknown) => e instanceof SimulatedAgentError && e.kind === "agent-removed");
+    assert.equal(emu.control.listAgents().length, 0);
+  });
+
   test("replaces a same-named registration when asked, refuses otherwise", async () => {
     const pool = emu.control.poolId({ pool: "sim-pool" });
     const stale = emu.control.engine.registerAgent(pool, { name: "agent-r", version: "4.0.0" });

@@ -87,7 +87,9 @@ export type SimulatedAgentErrorKind =
   | "agent-exists"
   | "session"
   | "service"
-  | "network";
+  | "network"
+  /** The registration was deleted (or replaced) while the agent was connected. */
+  | "agent-removed";
 
 export class SimulatedAgentError extends Error {
   readonly kind: SimulatedAgentErrorKind;
@@ -394,7 +396,19 @@ export class SimulatedAgent extends EventEmitter<SimulatedAgentEvents> {
         if (err instanceof SimulatedAgentError && err.typeKey === "TaskAgentSessionExpiredException") {
           this.#log("session expired; creating a new one");
           this.#sessionId = undefined;
-          await this.connect(stop);
+          try {
+            await this.connect(stop);
+          } catch (e) {
+            if (e instanceof SimulatedAgentError && (e.status === 404 || e.status === 409)) {
+              if (e.status === 404) this.#agentId = undefined;
+              throw new SimulatedAgentError(
+                "agent-removed",
+                `agent '${this.options.name}' lost its session and cannot reconnect: its registration was ${e.status === 404 ? "deleted" : "taken over by another agent"}`,
+                { status: e.status, ...(e.typeKey ? { typeKey: e.typeKey } : {}), cause: e },
+              );
+            }
+            throw e;
+          }
           continue;
         }
         if (err instanceof SimulatedAgentError && (err.kind === "auth" || err.kind === "forbidden")) throw err;

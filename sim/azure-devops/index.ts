@@ -12,6 +12,15 @@ import type { EngineOptions } from "./engine.ts";
 import type { RateLimitConfig } from "./ratelimit.ts";
 import { createRequestListener } from "./server.ts";
 
+export type {
+  AgentRunResult,
+  FinishedJob,
+  SimulatedAgentErrorKind,
+  SimulatedAgentEvents,
+  SimulatedAgentOptions,
+  SimulatedJob,
+} from "./agent.ts";
+export { SimulatedAgent, SimulatedAgentError } from "./agent.ts";
 export type { BearerTokenInfo, BearerTokenStore, PatConfig, Scope } from "./auth.ts";
 export { InMemoryBearerTokenStore } from "./auth.ts";
 export type { Clock } from "./clock.ts";

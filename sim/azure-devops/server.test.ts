@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "./index.ts";
+import {
+  type AzureDevOpsEmulator,
+  type BearerTokenInfo,
+  type BearerTokenStore,
+  startAzureDevOpsEmulator,
+} from "./index.ts";
 
 const managePat = "manage-pat-0123456789";
 const readPat = "read-pat-0123456789";
@@ -684,4 +689,29 @@ describe("control API", () => {
     );
     assert.equal((await call("GET", "/_sim/jobs", { token: null })).json.count, 0);
   });
+});
+
+test("the bearer-token store is pluggable", async () => {
+  const seen: string[] = [];
+  const store: BearerTokenStore = {
+    validate(token: string, _now: number): BearerTokenInfo | undefined {
+      seen.push(token);
+      return token.startsWith("issued-") ? { identity: `spn:${token}`, scope: "read" } : undefined;
+    },
+    add: () => undefined,
+    remove: () => false,
+    clear: () => undefined,
+    list: () => [],
+  };
+  const own = await startAzureDevOpsEmulator({ pools: ["p"], bearerTokenStore: store, log: () => undefined });
+  try {
+    const ok = await fetch(`${own.organizationUrl}/${api}/pools`, { headers: { Authorization: "Bearer issued-1" } });
+    assert.equal(ok.status, 200);
+    const refused = await fetch(`${own.organizationUrl}/${api}/pools`, { headers: { Authorization: "Bearer other" } });
+    assert.equal(refused.status, 203);
+    assert.deepEqual(seen, ["issued-1", "other"]);
+    assert.equal(own.control.requests()[0]?.identity, "spn:issued-1");
+  } finally {
+    await own.close();
+  }
 });
