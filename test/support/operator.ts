@@ -1,0 +1,100 @@
+/**
+ * Runs the operator as a separate process (as it runs in a cluster), with short intervals, its log in a file
+ * the test can read and search.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+const root = join(import.meta.dirname, "..", "..");
+
+export interface OperatorProcess {
+  child: ChildProcess;
+  logFile: string;
+  log(): string;
+  /** Waits for a log line matching `pattern`. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** SIGTERM and wait (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL: the process dies mid-whatever. */
+  kill(): Promise<void>;
+}
+
+export interface OperatorOptions {
+  kubeconfig: string;
+  namespaces: string[];
+  /** Extra flags; defaults give short intervals and no leader election. */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  identity?: string;
+}
+
+export function startOperatorProcess(options: OperatorOptions): OperatorProcess {
+  const dir = mkdtempSync(join(tmpdir(), "azp-operator-"));
+  const logFile = join(dir, "operator.log");
+  const fd = openSync(logFile, "a");
+  const child = spawn(
+    process.execPath,
+    [
+      join(root, "src", "cli", "operator.ts"),
+      "--kubeconfig",
+      options.kubeconfig,
+      "--namespaces",
+      options.namespaces.join(","),
+      "--port",
+      "0",
+      "--bind-address",
+      "127.0.0.1",
+      "--poll-interval",
+      "300ms",
+      "--idle-poll-interval",
+      "1s",
+      "--resync-interval",
+      "2s",
+      "--terminator-image",
+      "sim-exit:0",
+      "--log-format",
+      "text",
+      "--log-level",
+      "debug",
+      "--identity",
+      options.identity ?? "test-operator",
+      ...(options.args ?? ["--leader-elect", "false"]),
+    ],
+    { stdio: ["ignore", fd, fd], env: { ...process.env, ...options.env } },
+  );
+  closeSync(fd);
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const log = () => readFileSync(logFile, "utf8");
+  return {
+    child,
+    logFile,
+    log,
+    async waitForLog(pattern, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const line = log()
+          .split("\n")
+          .find((l) => pattern.test(l));
+        if (line) return line;
+        if (child.exitCode !== null) throw new Error(`operator exited (${child.exitCode}) before logging ${pattern}:\n${log().slice(-3000)}`);
+        if (Date.now() > deadline) throw new Error(`operator did not log ${pattern}:\n${log().slice(-3000)}`);
+        await sleep(100);
+      }
+    },
+    async stop(graceMs = 15_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
