@@ -1,0 +1,547 @@
+/**
+ * The Azure DevOps REST client for one organization and one credential: agent pools, agents and job requests.
+ *
+ * Every call has a timeout; GET and DELETE are retried on network errors, timeouts, 5xx and 429 with exponential
+ * backoff and jitter (bounded attempts, Retry-After honoured); POST and PATCH are never retried. Every answer is
+ * reported to the identity's rate-limit governor, and no request is sent before a Retry-After has elapsed. Every
+ * failure is an `AzureDevOpsError` (see errors.ts); a caller's abort signal rejects with the signal's reason.
+ */
+import { backoffDelay } from "../kube/backoff.ts";
+import { type Clock, delay, type Random, systemClock } from "../kube/clock.ts";
+import { type Logger, silentLogger } from "../kube/logger.ts";
+import { authorizationHeader, type Credential, describeCredential, identityKey, knownSecrets, redact } from "./auth.ts";
+import {
+  AgentBusyError,
+  AgentExistsError,
+  AmbiguousPoolError,
+  AzureDevOpsError,
+  type AzureDevOpsErrorKind,
+  classifyFetchFailure,
+  classifyResponse,
+  PoolNotFoundError,
+  type RequestFacts,
+} from "./errors.ts";
+import { parseRetryAfter, RateLimitGovernor } from "./governor.ts";
+import type { TaskAgent, TaskAgentInput, TaskAgentJobRequest, TaskAgentPool } from "./types.ts";
+
+export type HttpMethod = "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included. Default 4. */
+  readonly maxAttempts: number;
+  /** Backoff before the first retry; doubles per retry up to `maxDelayMs`. Defaults 500 ms and 8 s. */
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+  /** Fraction by which a backoff delay is randomly shortened. Default 0.5. */
+  readonly jitter: number;
+  /**
+   * The longest Retry-After the client waits for inside one call (default 30 s). A longer one ends the call with
+   * a `rate-limited` error carrying `retryAfterMs`, for the caller to schedule.
+   */
+  readonly maxRetryAfterMs: number;
+}
+
+export const defaultRetryPolicy: RetryPolicy = {
+  maxAttempts: 4,
+  initialDelayMs: 500,
+  maxDelayMs: 8_000,
+  jitter: 0.5,
+  maxRetryAfterMs: 30_000,
+};
+
+/** Methods retried as they are: repeating them cannot do anything twice. */
+const idempotentMethods: ReadonlySet<string> = new Set(["GET", "DELETE"]);
+const retriedKinds: ReadonlySet<AzureDevOpsErrorKind> = new Set(["network", "timeout", "server", "rate-limited"]);
+
+export interface RetryDecision {
+  readonly retry: boolean;
+  readonly delayMs: number;
+}
+
+/**
+ * Whether to retry after a failed attempt (`attempt` is 0 for the first), and after how long: only GET and DELETE,
+ * only for network errors, timeouts, 5xx and 429, only while attempts remain; the wait is the Retry-After when the
+ * service gave one (no retry when it exceeds `maxRetryAfterMs`), else exponential backoff with jitter.
+ */
+export function decideRetry(
+  input: { method: string; error: AzureDevOpsError; attempt: number },
+  policy: RetryPolicy = defaultRetryPolicy,
+  random: Random = () => 0,
+): RetryDecision {
+  const no = { retry: false, delayMs: 0 };
+  if (!idempotentMethods.has(input.method.toUpperCase())) return no;
+  if (!retriedKinds.has(input.error.kind)) return no;
+  if (input.attempt + 1 >= policy.maxAttempts) return no;
+  const retryAfter = input.error.retryAfterMs;
+  if (retryAfter !== undefined && retryAfter > 0) {
+    if (retryAfter > policy.maxRetryAfterMs) return no;
+    return { retry: true, delayMs: retryAfter };
+  }
+  return {
+    retry: true,
+    delayMs: backoffDelay(
+      input.attempt,
+      { initialMs: policy.initialDelayMs, maxMs: policy.maxDelayMs, jitter: policy.jitter },
+      random,
+    ),
+  };
+}
+
+export interface AzureDevOpsClientOptions {
+  /** `https://dev.azure.com/{org}` (Azure DevOps Server: `https://host/{collection}`). */
+  organizationUrl: string;
+  credential: Credential;
+  /** Shared per identity; by default the client gets its own (share one through a GovernorRegistry). */
+  governor?: RateLimitGovernor;
+  /** Default: the global fetch. */
+  fetch?: typeof fetch;
+  /** Per attempt, covering the whole answer (headers and body). Default 30 s. */
+  timeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+  clock?: Clock;
+  random?: Random;
+  logger?: Logger;
+  /** Sent on writes (`api-version=` query). Default `7.1`. */
+  apiVersion?: string;
+  userAgent?: string;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Aborting rejects the call with the signal's reason (no retry, no typed error). */
+  signal?: AbortSignal;
+}
+
+export interface ListAgentsOptions extends CallOptions {
+  agentName?: string;
+  includeCapabilities?: boolean;
+  includeAssignedRequest?: boolean;
+  includeLastCompletedRequest?: boolean;
+}
+
+export interface ListJobRequestsOptions extends CallOptions {
+  /**
+   * How many finished requests to include; 0 lists only unfinished ones (queued, assigned, running). Absent: the
+   * service's default mix. (`$top` is deliberately not offered: it changes the answer's shape.)
+   */
+  completedRequestCount?: number;
+}
+
+/** What `deleteAgent` did: deleted it, or found it already gone (404). */
+export type DeleteAgentResult = "deleted" | "not-found";
+
+interface RequestSpec {
+  method: HttpMethod;
+  /** Relative to the organization URL, without a leading slash. */
+  path: string;
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  /** Verb phrase for messages: "list the agents of pool 3". */
+  operation: string;
+  signal?: AbortSignal | undefined;
+}
+
+/** Checks an organization URL and returns it without a trailing slash. Throws a `configuration` error. */
+export function normalizeOrganizationUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value.trim());
+  } catch {
+    throw new AzureDevOpsError("configuration", `the organization URL '${value}' is not a URL`);
+  }
+  const shown = `${url.protocol}//${url.host}${url.pathname}`;
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new AzureDevOpsError("configuration", `the organization URL '${shown}' must use https (or http)`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new AzureDevOpsError(
+      "configuration",
+      `the organization URL '${shown}' must not hold credentials; put the token in the Secret`,
+    );
+  }
+  if (url.search !== "" || url.hash !== "") {
+    throw new AzureDevOpsError("configuration", `the organization URL '${shown}' must not have a query or fragment`);
+  }
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, "")}`;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+export class AzureDevOpsClient {
+  readonly organizationUrl: string;
+  readonly identity: string;
+  readonly governor: RateLimitGovernor;
+  #credential: Credential;
+  #fetch: typeof fetch;
+  #timeoutMs: number;
+  #retry: RetryPolicy;
+  #clock: Clock;
+  #random: Random;
+  #log: Logger;
+  #apiVersion: string;
+  #userAgent: string;
+
+  constructor(options: AzureDevOpsClientOptions) {
+    this.organizationUrl = normalizeOrganizationUrl(options.organizationUrl);
+    this.#credential = options.credential;
+    this.identity = identityKey(options.credential);
+    this.#clock = options.clock ?? systemClock();
+    this.#random = options.random ?? Math.random;
+    this.governor =
+      options.governor ?? new RateLimitGovernor(this.identity, { clock: this.#clock, random: this.#random });
+    this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#retry = { ...defaultRetryPolicy, ...options.retry };
+    this.#log = options.logger ?? silentLogger();
+    this.#apiVersion = options.apiVersion ?? "7.1";
+    this.#userAgent = options.userAgent ?? "azure-pipelines-k8s-agent-scaler";
+  }
+
+  // ---- pools
+
+  /**
+   * The pool with this name. The service matches names case-insensitively (and treats `*` as a wildcard). One
+   * result is the pool; among several, the one whose name equals the given name; otherwise `AmbiguousPoolError`.
+   * No result: `PoolNotFoundError`. Both have kind `configuration`.
+   */
+  async findPoolByName(name: string, options: CallOptions = {}): Promise<TaskAgentPool> {
+    const operation = `find the agent pool named '${name}'`;
+    const body = await this.#request({
+      method: "GET",
+      path: "_apis/distributedtask/pools",
+      query: { poolName: name },
+      operation,
+      signal: options.signal,
+    });
+    const pools = this.#list(body, operation, (v) => this.#pool(v, operation));
+    if (pools.length === 0) throw new PoolNotFoundError(name, this.organizationUrl);
+    if (pools.length === 1) return pools[0] as TaskAgentPool;
+    const exact = pools.filter((p) => p.name.toLowerCase() === name.toLowerCase());
+    if (exact.length === 1) return exact[0] as TaskAgentPool;
+    throw new AmbiguousPoolError(
+      name,
+      this.organizationUrl,
+      pools.map((p) => p.name),
+    );
+  }
+
+  async getPool(poolId: number, options: CallOptions = {}): Promise<TaskAgentPool> {
+    const operation = `read agent pool ${poolId}`;
+    const body = await this.#request({
+      method: "GET",
+      path: `_apis/distributedtask/pools/${poolId}`,
+      operation,
+      signal: options.signal,
+    });
+    return this.#pool(body, operation);
+  }
+
+  // ---- agents
+
+  async listAgents(poolId: number, options: ListAgentsOptions = {}): Promise<TaskAgent[]> {
+    const operation = `list the agents of pool ${poolId}`;
+    const body = await this.#request({
+      method: "GET",
+      path: `_apis/distributedtask/pools/${poolId}/agents`,
+      query: {
+        agentName: options.agentName,
+        includeCapabilities: options.includeCapabilities,
+        includeAssignedRequest: options.includeAssignedRequest,
+        includeLastCompletedRequest: options.includeLastCompletedRequest,
+      },
+      operation,
+      signal: options.signal,
+    });
+    return this.#list(body, operation, (v) => this.#agent(v, operation));
+  }
+
+  async getAgent(
+    poolId: number,
+    agentId: number,
+    options: Omit<ListAgentsOptions, "agentName"> = {},
+  ): Promise<TaskAgent> {
+    const operation = `read agent ${agentId} of pool ${poolId}`;
+    const body = await this.#request({
+      method: "GET",
+      path: `_apis/distributedtask/pools/${poolId}/agents/${agentId}`,
+      query: {
+        includeCapabilities: options.includeCapabilities,
+        includeAssignedRequest: options.includeAssignedRequest,
+        includeLastCompletedRequest: options.includeLastCompletedRequest,
+      },
+      operation,
+      signal: options.signal,
+    });
+    return this.#agent(body, operation);
+  }
+
+  /** Registers an agent (not retried). A taken name is `AgentExistsError` (409). */
+  async registerAgent(poolId: number, agent: TaskAgentInput, options: CallOptions = {}): Promise<TaskAgent> {
+    const operation = `register agent '${agent.name ?? ""}' in pool ${poolId}`;
+    try {
+      const body = await this.#request({
+        method: "POST",
+        path: `_apis/distributedtask/pools/${poolId}/agents`,
+        body: agent,
+        operation,
+        signal: options.signal,
+      });
+      return this.#agent(body, operation);
+    } catch (err) {
+      if (err instanceof AzureDevOpsError && err.status === 409) {
+        throw new AgentExistsError(agent.name ?? "", poolId, err);
+      }
+      throw err;
+    }
+  }
+
+  /** Changes some fields of an agent (PATCH; not retried). */
+  async updateAgent(
+    poolId: number,
+    agentId: number,
+    changes: TaskAgentInput,
+    options: CallOptions = {},
+  ): Promise<TaskAgent> {
+    const operation = `update agent ${agentId} of pool ${poolId}`;
+    const body = await this.#request({
+      method: "PATCH",
+      path: `_apis/distributedtask/pools/${poolId}/agents/${agentId}`,
+      body: { ...changes, id: agentId },
+      operation,
+      signal: options.signal,
+    });
+    return this.#agent(body, operation);
+  }
+
+  /**
+   * Deletes an agent registration. Resolves `"deleted"`, or `"not-found"` when the service says the agent (or its
+   * pool) does not exist: the goal, no registration, is reached either way, and a retried DELETE whose first
+   * attempt went through ends here too. A 404 that is not about the agent (wrong organization URL) still throws.
+   * Any other 4xx (except 401, 403, 429) is the service refusing for now (the agent runs a job): `AgentBusyError`.
+   */
+  async deleteAgent(poolId: number, agentId: number, options: CallOptions = {}): Promise<DeleteAgentResult> {
+    const operation = `delete agent ${agentId} of pool ${poolId}`;
+    try {
+      await this.#request({
+        method: "DELETE",
+        path: `_apis/distributedtask/pools/${poolId}/agents/${agentId}`,
+        operation,
+        signal: options.signal,
+      });
+      return "deleted";
+    } catch (err) {
+      if (!(err instanceof AzureDevOpsError) || err.status === undefined) throw err;
+      if (err.status === 404) {
+        if (err.typeKey !== undefined && err.typeKey !== "VssResourceNotFoundException") return "not-found";
+        throw err;
+      }
+      if (err.status >= 400 && err.status < 500 && ![401, 403, 429].includes(err.status)) {
+        throw new AgentBusyError(poolId, agentId, err);
+      }
+      throw err;
+    }
+  }
+
+  // ---- job requests
+
+  /** The pool's job requests; `completedRequestCount: 0` gives only unfinished ones. */
+  async listJobRequests(poolId: number, options: ListJobRequestsOptions = {}): Promise<TaskAgentJobRequest[]> {
+    const operation = `list the job requests of pool ${poolId}`;
+    const body = await this.#request({
+      method: "GET",
+      path: `_apis/distributedtask/pools/${poolId}/jobrequests`,
+      query: { completedRequestCount: options.completedRequestCount },
+      operation,
+      signal: options.signal,
+    });
+    return this.#list(body, operation, (v) => this.#jobRequest(v, operation));
+  }
+
+  // ---- shapes
+
+  #invalid(operation: string, problem: string): AzureDevOpsError {
+    return new AzureDevOpsError(
+      "invalid-response",
+      `Azure DevOps (${this.organizationUrl}) sent an unexpected answer to the request to ${operation}: ${problem}`,
+      { organizationUrl: this.organizationUrl },
+    );
+  }
+
+  #list<T>(body: unknown, operation: string, item: (value: unknown) => T): T[] {
+    if (!isRecord(body) || !Array.isArray(body.value)) throw this.#invalid(operation, "expected {count, value: [...]}");
+    return body.value.map(item);
+  }
+
+  #pool(value: unknown, operation: string): TaskAgentPool {
+    if (!isRecord(value) || typeof value.id !== "number" || typeof value.name !== "string") {
+      throw this.#invalid(operation, "an agent pool without a numeric id and a name");
+    }
+    return value as unknown as TaskAgentPool;
+  }
+
+  #agent(value: unknown, operation: string): TaskAgent {
+    if (!isRecord(value) || typeof value.id !== "number" || typeof value.name !== "string") {
+      throw this.#invalid(operation, "an agent without a numeric id and a name");
+    }
+    if (value.assignedRequest !== undefined && value.assignedRequest !== null) {
+      this.#jobRequest(value.assignedRequest, operation);
+    }
+    return value as unknown as TaskAgent;
+  }
+
+  #jobRequest(value: unknown, operation: string): TaskAgentJobRequest {
+    if (!isRecord(value) || typeof value.requestId !== "number") {
+      throw this.#invalid(operation, "a job request without a numeric requestId");
+    }
+    if (value.demands !== undefined && value.demands !== null) {
+      if (!Array.isArray(value.demands) || value.demands.some((d) => typeof d !== "string")) {
+        throw this.#invalid(operation, `job request ${value.requestId} has demands that are not a list of strings`);
+      }
+    }
+    return value as unknown as TaskAgentJobRequest;
+  }
+
+  // ---- the HTTP layer
+
+  #url(spec: RequestSpec): string {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(spec.query ?? {})) {
+      if (value !== undefined) params.set(key, String(value));
+    }
+    if (spec.method !== "GET") params.set("api-version", this.#apiVersion);
+    const query = params.toString();
+    // URLSearchParams encodes a space as "+"; the service reads "%20" everywhere, so use that.
+    return `${this.organizationUrl}/${spec.path}${query === "" ? "" : `?${query.replace(/\+/g, "%20")}`}`;
+  }
+
+  async #request(spec: RequestSpec): Promise<unknown> {
+    const facts: RequestFacts = {
+      method: spec.method,
+      url: this.#url(spec),
+      organizationUrl: this.organizationUrl,
+      operation: spec.operation,
+      credential: describeCredential(this.#credential),
+      secrets: knownSecrets(this.#credential),
+    };
+    let reauthenticated = false;
+    for (let attempt = 0; ; attempt++) {
+      await this.#waitForRateLimit(facts, spec.signal);
+      try {
+        return await this.#attempt(spec, facts);
+      } catch (err) {
+        if (!(err instanceof AzureDevOpsError)) throw err;
+        const credential = this.#credential;
+        if (err.kind === "auth" && credential.kind === "token" && credential.invalidate && !reauthenticated) {
+          // A refused token was not processed: ask the provider for a fresh one and try once more.
+          reauthenticated = true;
+          credential.invalidate();
+          attempt--;
+          this.#log.info("azure devops: token not accepted; retrying once with a fresh one", {
+            identity: this.identity,
+            url: facts.url,
+          });
+          continue;
+        }
+        const decision = decideRetry({ method: spec.method, error: err, attempt }, this.#retry, this.#random);
+        if (!decision.retry) throw err;
+        const waitMs = Math.max(decision.delayMs, this.governor.requestWaitMs());
+        this.#log.warn("azure devops: request failed; retrying", {
+          ...err.fields(),
+          attempt: attempt + 1,
+          retryInMs: waitMs,
+        });
+        if (!(await delay(this.#clock, waitMs, spec.signal))) throw spec.signal?.reason;
+      }
+    }
+  }
+
+  /** Waits out a Retry-After of this identity, or fails at once when it is longer than the client waits. */
+  async #waitForRateLimit(facts: RequestFacts, signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted) throw signal.reason;
+    const waitMs = this.governor.requestWaitMs();
+    if (waitMs <= 0) return;
+    if (waitMs > this.#retry.maxRetryAfterMs) {
+      throw new AzureDevOpsError(
+        "rate-limited",
+        `Azure DevOps (${this.organizationUrl}) asked this identity to wait ${Math.ceil(waitMs / 1000)} s ` +
+          `before its next request (Retry-After); not sending the request to ${facts.operation} yet`,
+        { method: facts.method, url: facts.url, organizationUrl: this.organizationUrl, retryAfterMs: waitMs },
+      );
+    }
+    this.#log.debug("azure devops: waiting for Retry-After", { identity: this.identity, waitMs });
+    if (!(await delay(this.#clock, waitMs, signal))) throw signal?.reason;
+  }
+
+  async #attempt(spec: RequestSpec, facts: RequestFacts): Promise<unknown> {
+    let auth: { value: string; secrets: readonly string[] };
+    try {
+      auth = await authorizationHeader(this.#credential);
+    } catch (err) {
+      if (err instanceof AzureDevOpsError) throw err;
+      const message = redact(err instanceof Error ? err.message : String(err), facts.secrets);
+      throw new AzureDevOpsError(
+        "auth",
+        `could not get a token for ${describeCredential(this.#credential)} to ${spec.operation}: ${message}`,
+        { method: facts.method, url: facts.url, organizationUrl: this.organizationUrl, cause: err },
+      );
+    }
+    const secrets = [...facts.secrets, ...auth.secrets];
+    const withSecrets: RequestFacts = { ...facts, secrets };
+    const headers: Record<string, string> = {
+      Authorization: auth.value,
+      Accept: "application/json",
+      "User-Agent": this.#userAgent,
+    };
+    let payload: string | undefined;
+    if (spec.body !== undefined) {
+      payload = JSON.stringify(spec.body);
+      headers["Content-Type"] = "application/json";
+    }
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout;
+    const started = this.#clock.now();
+    let status: number;
+    let contentType: string | null;
+    let bodyText: string;
+    let retryAfter: string | null;
+    try {
+      const response = await this.#fetch(facts.url, {
+        method: spec.method,
+        headers,
+        ...(payload === undefined ? {} : { body: payload }),
+        signal,
+      });
+      status = response.status;
+      contentType = response.headers.get("content-type");
+      retryAfter = response.headers.get("retry-after");
+      this.governor.observe(status, (name) => response.headers.get(name));
+      bodyText = await response.text();
+    } catch (err) {
+      if (spec.signal?.aborted) throw spec.signal.reason;
+      const failure = classifyFetchFailure(
+        withSecrets,
+        err,
+        timeout.aborted ? { timeoutMs: this.#timeoutMs } : undefined,
+      );
+      this.#log.debug("azure devops: no answer", { ...failure.fields(), durationMs: this.#clock.now() - started });
+      throw failure;
+    }
+    const result = classifyResponse(withSecrets, {
+      status,
+      contentType,
+      bodyText,
+      retryAfterMs: parseRetryAfter(retryAfter, this.#clock.now()),
+    });
+    this.#log.debug("azure devops: answer", {
+      method: spec.method,
+      url: facts.url,
+      status,
+      durationMs: this.#clock.now() - started,
+      identity: this.identity,
+    });
+    if (!result.ok) throw result.error;
+    return result.body;
+  }
+}
