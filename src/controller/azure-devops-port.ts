@@ -1,0 +1,95 @@
+/**
+ * The Azure DevOps side of the reconciler, built on the shared pollers (one per organization, pool and
+ * credential, whatever the number of resources) and one client per (organization, credential) for writes, all
+ * sharing the rate-limit budget of their identity.
+ */
+import { identityKey, patCredential } from "../azure-devops/auth.ts";
+import { AzureDevOpsClient } from "../azure-devops/client.ts";
+import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
+import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
+import type { Logger } from "../kube/logger.ts";
+import type { AgentDeletion, AzureDevOpsPort, PoolSnapshot, PoolTarget } from "./ports.ts";
+
+export interface AzureDevOpsPortOptions {
+  logger: Logger;
+  timeoutMs: number;
+  pollIntervalMs: number;
+  idlePollIntervalMs: number;
+  fetch?: typeof fetch;
+}
+
+function toSnapshot(s: PolledSnapshot): PoolSnapshot {
+  return { poolId: s.poolId, jobRequests: s.jobRequests, agents: s.agents, fetchedAt: s.fetchedAt };
+}
+
+export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDevOpsPort & { close(): void } {
+  const clientOptions = { timeoutMs: options.timeoutMs, ...(options.fetch ? { fetch: options.fetch } : {}) };
+  const registry = new PollerRegistry({
+    logger: options.logger,
+    client: clientOptions,
+    poller: {
+      fastIntervalMs: options.pollIntervalMs,
+      idleIntervalMs: options.idlePollIntervalMs,
+      minIntervalMs: Math.min(1000, options.pollIntervalMs),
+      agentsMaxAgeMs: Math.max(options.pollIntervalMs, options.idlePollIntervalMs),
+    },
+  });
+  const writers = new Map<string, AzureDevOpsClient>();
+  const writer = (target: PoolTarget) => {
+    const credential = patCredential(target.pat);
+    const key = JSON.stringify([target.organizationUrl, target.pat]);
+    let client = writers.get(key);
+    if (!client) {
+      client = new AzureDevOpsClient({
+        ...clientOptions,
+        organizationUrl: target.organizationUrl,
+        credential,
+        governor: registry.governors.get(identityKey(credential)),
+        logger: options.logger,
+      });
+      writers.set(key, client);
+    }
+    return client;
+  };
+  return {
+    subscribe(target, onChange) {
+      let lastError: AzureDevOpsError | undefined;
+      const handle = registry.acquire(
+        { organizationUrl: target.organizationUrl, poolName: target.poolName, credential: patCredential(target.pat) },
+        {
+          onSnapshot: () => {
+            lastError = undefined;
+            onChange();
+          },
+          onError: (err) => {
+            lastError = err;
+            onChange();
+          },
+        },
+      );
+      return {
+        latest: () => {
+          const s = handle.latest();
+          return s ? toSnapshot(s) : undefined;
+        },
+        lastError: () => (lastError ? { kind: lastError.kind, message: lastError.message } : undefined),
+        pollNow: () => handle.pollNow(),
+        release: () => {
+          void handle.release();
+        },
+      };
+    },
+    async deleteAgent(target, poolId, agentId): Promise<AgentDeletion> {
+      try {
+        const result = await writer(target).deleteAgent(poolId, agentId);
+        return result === "deleted" ? "deleted" : "gone";
+      } catch (err) {
+        if (err instanceof AgentBusyError) return "refused";
+        throw err;
+      }
+    },
+    close() {
+      void registry.close();
+    },
+  };
+}
