@@ -332,6 +332,12 @@ export class JobRequestPoller {
     while (!this.#stopped) {
       await this.#sleepUntilDue();
       if (this.#stopped) break;
+      // A Retry-After that arrived since the poll was scheduled (another poller or client of this identity).
+      const blockedMs = this.#reader.governor.requestWaitMs();
+      if (blockedMs > 0) {
+        this.#due = this.#clock.now() + blockedMs;
+        continue;
+      }
       const forced = this.#forced;
       this.#forced = false;
       this.#lastStart = this.#clock.now();
