@@ -546,6 +546,7 @@ export class PollerRegistry {
   /**
    * A handle on the poller of this (organization, pool, identity), started if it is new. The subscriber gets every
    * snapshot and error until the handle is released. The credential of the first acquirer is the one used.
+   * Throws a `configuration` AzureDevOpsError (synchronously) for a malformed organization URL.
    */
   acquire(key: PollerKey, subscriber: PollSubscriber): PollerHandle {
     if (this.#closed) throw new Error("the poller registry is closed");
