@@ -73,4 +73,4 @@ export {
   ReusableCacheVolumeSchema,
 } from "./schema.ts";
 export type { ValidateOptions, ValidationResult } from "./validate.ts";
-export { applyDefaults, validateAutoScaledAgent } from "./validate.ts";
+export { applyDefaults, validateAutoScaledAgent, validatePodTemplateSpec } from "./validate.ts";

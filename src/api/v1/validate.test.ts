@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import { parse } from "yaml";
-import { applyDefaults, DEFAULTS, validateAutoScaledAgent } from "./index.ts";
+import { applyDefaults, DEFAULTS, validateAutoScaledAgent, validatePodTemplateSpec } from "./index.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: fixtures are free-form JSON, navigated without ceremony
 type Obj = { [key: string]: any };
@@ -755,5 +755,49 @@ describe("samples", () => {
       r.value.spec.podsWithCapabilities[0]?.podTemplateSpec.spec?.initContainers?.[0]?.restartPolicy,
       "Always",
     );
+  });
+});
+
+describe("validatePodTemplateSpec", () => {
+  test("a valid template has no errors", () => {
+    assert.deepEqual(
+      validatePodTemplateSpec(
+        {
+          metadata: { labels: { a: "b" } },
+          spec: { restartPolicy: "Never", containers: [{ name: "agent", image: "a:1" }] },
+        },
+        { unknownFields: "error" },
+      ),
+      [],
+    );
+  });
+  test("types, required fields, enums and duplicates, each with its path", () => {
+    const errors = validatePodTemplateSpec({
+      spec: {
+        restartPolicy: "Sometimes",
+        containers: [{ image: "a:1" }, { name: "x", ports: [{ containerPort: "80" }] }],
+        volumes: [
+          { name: "v", emptyDir: {} },
+          { name: "v", emptyDir: {} },
+        ],
+      },
+    });
+    assert.ok(errors.includes("spec.containers[0].name: required"), errors.join("\n"));
+    assert.ok(
+      errors.some((e) => e.startsWith("spec.restartPolicy: must be one of")),
+      errors.join("\n"),
+    );
+    assert.ok(errors.some((e) => e.startsWith("spec.containers[1].ports[0].containerPort: must be an integer")));
+    assert.ok(
+      errors.some((e) => e.startsWith("spec.volumes[1]: duplicate entry")),
+      errors.join("\n"),
+    );
+  });
+  test("unknown fields only when asked for", () => {
+    const template = { spec: { containers: [{ name: "a", image: "a", imagepullpolicy: "Always" }] } };
+    assert.deepEqual(validatePodTemplateSpec(template), []);
+    assert.deepEqual(validatePodTemplateSpec(template, { unknownFields: "error" }), [
+      "spec.containers[0].imagepullpolicy: unknown field (did you mean imagePullPolicy?)",
+    ]);
   });
 });

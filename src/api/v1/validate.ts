@@ -142,13 +142,13 @@ function describe(error: ValueError): string {
   }
 }
 
-function schemaErrors(value: unknown): string[] {
+function schemaErrors(value: unknown, schema: TSchema = AutoScaledAgentSchema): string[] {
   const errors: string[] = [];
   const required = new Set<string>();
-  for (const error of Value.Errors(AutoScaledAgentSchema, value)) {
+  for (const error of Value.Errors(schema, value)) {
     if (error.type === ValueErrorType.ObjectRequiredProperty) required.add(error.path);
     else if (error.value === undefined && required.has(error.path)) continue;
-    const path = fieldPath(error.path);
+    const path = fieldPath(error.path, schema);
     errors.push(path === "" ? describe(error) : `${path}: ${describe(error)}`);
   }
   return errors;
@@ -322,4 +322,24 @@ export function validateAutoScaledAgent(
   errors.push(...ruleErrors(value));
   const unique = [...new Set(errors)];
   return unique.length === 0 ? { ok: true, value: value as DefaultedAutoScaledAgent } : { ok: false, errors: unique };
+}
+
+/** The pod template's schema, as it sits in the AutoScaledAgent schema. */
+function podTemplateSchema(): TSchema {
+  const spec = AutoScaledAgentSchema.properties.spec;
+  return spec.properties.podsWithCapabilities.items.properties.podTemplateSpec as TSchema;
+}
+
+/**
+ * Checks a pod template (or a pod's `metadata` labels/annotations and `spec`) against the PodTemplateSpec schema of
+ * the CRD, as the API server checks the field: types, patterns, required fields, enum values and list duplicates
+ * (and unknown fields with `{ unknownFields: "error" }`). Returns one message per problem, each starting with the
+ * field path (`spec.containers[0].name: required`); empty when valid.
+ */
+export function validatePodTemplateSpec(value: unknown, options: ValidateOptions = {}): string[] {
+  const schema = podTemplateSchema();
+  const cleaned = withoutNulls(value);
+  const errors = [...schemaErrors(cleaned, schema)];
+  walkErrors(schema, cleaned, "", options.unknownFields === "error", errors);
+  return [...new Set(errors)];
 }
