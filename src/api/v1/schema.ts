@@ -11,7 +11,7 @@
  * Keys starting with `x-azp-` are hints for runtime error messages and never reach the CRD.
  * `x-crd-format` becomes `format` in the CRD (TypeBox would otherwise refuse unknown string formats).
  */
-import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import { type Static, type TString, Type } from "@sinclair/typebox";
 import { CLIENT_SECRET_KEY } from "./constants.ts";
 import { DURATION_PATTERN } from "./duration.ts";
 import { podTemplateSpecSchema } from "./podtemplate.ts";
@@ -60,7 +60,7 @@ export const DEFAULTS = {
 const int32 = (options: Record<string, unknown> = {}) =>
   Type.Integer({ format: "int32", minimum: 0, maximum: INT32_MAX, ...options });
 const int64 = (options: Record<string, unknown> = {}) => Type.Integer({ format: "int64", minimum: 0, ...options });
-const stringMap = (options: Record<string, unknown> = {}, value: TSchema = Type.String()) =>
+const stringMap = (options: Record<string, unknown> = {}, value: TString = Type.String()) =>
   Type.Record(Type.String(), value, options);
 const duration = (defaultValue: string, description: string) =>
   Type.String({
