@@ -1,0 +1,354 @@
+/**
+ * The Helm chart, rendered by the real helm: lint, the objects of each mode (cluster-wide, namespaced), the
+ * operator's environment (parsed by the operator's own configuration parser), the values schema, the CRD copy,
+ * and the README that documents every value. No API server needed.
+ */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { parse } from "yaml";
+import { DURATION_PATTERN } from "../../src/api/v1/duration.ts";
+import { flags, type OperatorConfig, parseConfig } from "../../src/cli/config.ts";
+import {
+  CRD_FILE,
+  chartDir,
+  containerEnv,
+  find,
+  helmLint,
+  helmTemplate,
+  helmTemplateFails,
+  kindsAndNames,
+  type Obj,
+  repoRoot,
+  schemaValuePaths,
+} from "./support.ts";
+
+const chartFile = (path: string) => join(chartDir, path);
+const readYaml = (path: string): Obj => parse(readFileSync(path, "utf8"));
+const ciValues = readdirSync(chartFile("ci"))
+  .filter((f) => f.endsWith("-values.yaml"))
+  .map((f) => chartFile(`ci/${f}`));
+const fullname = "test-azure-pipelines-k8s-agent-scaler";
+
+function operatorConfig(deployment: Obj): OperatorConfig {
+  const config = parseConfig([], containerEnv(deployment), "host-name");
+  assert.notEqual(config, "help");
+  return config as OperatorConfig;
+}
+
+const rulesOf = (role: Obj) => role.rules as Obj[];
+
+describe("helm lint", () => {
+  test("passes with the default values and with every ci/*-values.yaml", async () => {
+    assert.ok(ciValues.length >= 2, "ci/ holds the values files chart-testing and these tests use");
+    for (const valuesFiles of [[], ...ciValues.map((f) => [f])]) {
+      const r = await helmLint({ valuesFiles });
+      assert.equal(r.code, 0, `helm lint ${valuesFiles.join(" ")}:\n${r.stdout}${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /\[(ERROR|WARNING)\]/);
+    }
+  });
+});
+
+describe("helm template with the default values", async () => {
+  const objs = await helmTemplate({ namespace: "operators" });
+  const deployment = find(objs, "Deployment", fullname, "operators");
+
+  test("renders the operator cluster-wide: ServiceAccount, ClusterRole and binding, Lease Role, Service", () => {
+    assert.deepEqual(kindsAndNames(objs), [
+      `ClusterRole ${fullname}`,
+      `ClusterRole ${fullname}-editor`,
+      `ClusterRole ${fullname}-viewer`,
+      `ClusterRoleBinding ${fullname}`,
+      `Deployment operators/${fullname}`,
+      `Role operators/${fullname}-leader-election`,
+      `RoleBinding operators/${fullname}-leader-election`,
+      `Service operators/${fullname}-metrics`,
+      `ServiceAccount operators/${fullname}`,
+    ]);
+    const binding = find(objs, "ClusterRoleBinding", fullname);
+    assert.deepEqual(binding.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: fullname });
+    assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: fullname, namespace: "operators" }]);
+  });
+
+  test("the ClusterRole grants exactly what the operator does", () => {
+    assert.deepEqual(rulesOf(find(objs, "ClusterRole", fullname)), [
+      { apiGroups: ["azurepipelines.k8s.scaler.io"], resources: ["autoscaledagents"], verbs: ["get", "list", "watch"] },
+      {
+        apiGroups: ["azurepipelines.k8s.scaler.io"],
+        resources: ["autoscaledagents/status"],
+        verbs: ["get", "patch", "update"],
+      },
+      { apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch", "create", "delete", "patch"] },
+      { apiGroups: [""], resources: ["secrets"], verbs: ["get"] },
+      {
+        apiGroups: [""],
+        resources: ["persistentvolumeclaims"],
+        verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
+      },
+      { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "patch"] },
+    ]);
+  });
+
+  test("the Lease Role allows creating Leases and reading and renewing only the operator's", () => {
+    const config = operatorConfig(deployment);
+    assert.deepEqual(rulesOf(find(objs, "Role", `${fullname}-leader-election`)), [
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+      {
+        apiGroups: ["coordination.k8s.io"],
+        resources: ["leases"],
+        resourceNames: [config.leaderElectionName],
+        verbs: ["get", "update"],
+      },
+    ]);
+    assert.equal(config.leaderElectionName, fullname, "one Lease per release, so two releases do not share one");
+    assert.equal(config.leaderElectionNamespace, "operators");
+  });
+
+  test("the Deployment: one replica, the operator image, probes, restricted security context, metrics port", () => {
+    const chart = readYaml(chartFile("Chart.yaml"));
+    const pod = deployment.spec.template.spec;
+    const [container, ...others] = pod.containers as Obj[];
+    assert.equal(others.length, 0);
+    assert.equal(deployment.spec.replicas, 1);
+    assert.equal(pod.serviceAccountName, fullname);
+    assert.equal(container?.image, `ghcr.io/azure-pipelines-k8s-agent-scaler/operator:${chart.appVersion}`);
+    assert.deepEqual(container?.livenessProbe.httpGet, { path: "/healthz", port: "http-metrics" });
+    assert.deepEqual(container?.readinessProbe.httpGet, { path: "/readyz", port: "http-metrics" });
+    assert.deepEqual(container?.ports, [{ name: "http-metrics", containerPort: 8080, protocol: "TCP" }]);
+    assert.deepEqual(pod.securityContext, { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
+    assert.deepEqual(container?.securityContext, {
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    assert.ok(container?.resources.requests.cpu && container.resources.limits.memory);
+    // The selector is a subset of the pod labels and is what the Service selects.
+    const labels = deployment.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(deployment.spec.selector.matchLabels)) assert.equal(labels[k], v);
+    const service = find(objs, "Service", `${fullname}-metrics`);
+    assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+    assert.equal(service.spec.ports[0].targetPort, "http-metrics");
+  });
+
+  test("the environment is the operator's own flags, parsed as the operator parses it, with its defaults", () => {
+    const known = new Set([...Object.values(flags).map((f) => f.env), "POD_NAMESPACE"]);
+    const env = containerEnv(deployment, { name: "scaler-abc", namespace: "operators" });
+    for (const name of Object.keys(env)) assert.ok(known.has(name), `${name} is not an operator setting`);
+    const config = parseConfig([], env, "host-name") as OperatorConfig;
+    assert.equal(config.identity, "scaler-abc", "POD_NAME (downward API) is the identity");
+    assert.deepEqual(config.namespaces, []);
+    assert.equal(config.leaderElect, true);
+    assert.equal(config.port, 8080);
+    // The chart's defaults are the operator's defaults.
+    const defaults = parseConfig([], { POD_NAMESPACE: "operators" }, "host-name") as OperatorConfig;
+    for (const key of [
+      "leaseDurationMs",
+      "renewDeadlineMs",
+      "retryPeriodMs",
+      "workers",
+      "pollIntervalMs",
+      "idlePollIntervalMs",
+      "azureDevOpsTimeoutMs",
+      "resyncIntervalMs",
+      "terminatorImage",
+      "logLevel",
+      "logFormat",
+    ] as const) {
+      assert.equal(config[key], defaults[key], key);
+    }
+  });
+
+  test("--include-crds adds the CRD from crds/", async () => {
+    const withCrds = await helmTemplate({ includeCrds: true });
+    const crd = find(withCrds, "CustomResourceDefinition", "autoscaledagents.azurepipelines.k8s.scaler.io");
+    assert.equal(crd.spec.group, "azurepipelines.k8s.scaler.io");
+  });
+});
+
+describe("helm template in namespaced mode with the extras (ci/namespaced-values.yaml)", async () => {
+  const objs = await helmTemplate({ namespace: "operators", valuesFiles: [chartFile("ci/namespaced-values.yaml")] });
+  const deployment = find(objs, "Deployment", fullname);
+
+  test("a Role and RoleBinding in each watched namespace, and nothing cluster-wide but the aggregated roles", () => {
+    assert.deepEqual(
+      kindsAndNames(objs).filter((o) => o.startsWith("Role") || o.startsWith("Cluster")),
+      [
+        `ClusterRole ${fullname}-editor`,
+        `ClusterRole ${fullname}-viewer`,
+        `Role operators/${fullname}-leader-election`,
+        `Role team-a/${fullname}`,
+        `Role team-b/${fullname}`,
+        `RoleBinding operators/${fullname}-leader-election`,
+        `RoleBinding team-a/${fullname}`,
+        `RoleBinding team-b/${fullname}`,
+      ],
+    );
+    for (const ns of ["team-a", "team-b"]) {
+      const binding = find(objs, "RoleBinding", fullname, ns);
+      assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: fullname, namespace: "operators" }]);
+      const secrets = rulesOf(find(objs, "Role", fullname, ns)).find((r) => r.resources.includes("secrets"));
+      assert.deepEqual(secrets, {
+        apiGroups: [""],
+        resources: ["secrets"],
+        resourceNames: ["azure-pat"],
+        verbs: ["get"],
+      });
+    }
+  });
+
+  test("the operator watches those namespaces, with the values' settings; extraEnv replaces a setting", () => {
+    const env = containerEnv(deployment);
+    const config = operatorConfig(deployment);
+    assert.deepEqual(config.namespaces, ["team-a", "team-b"]);
+    assert.equal(config.leaderElectionName, "agents-leader");
+    assert.equal(config.logLevel, "debug");
+    assert.equal(config.logFormat, "text");
+    assert.equal(config.pollIntervalMs, 2000);
+    assert.equal(config.idlePollIntervalMs, 60_000);
+    assert.equal(config.azureDevOpsTimeoutMs, 45_000, "extraEnv AZURE_DEVOPS_TIMEOUT wins");
+    assert.equal(config.terminatorImage, "registry.example.com/mirror/busybox:1.37");
+    assert.equal(env.NODE_OPTIONS, "--max-old-space-size=768");
+    const container = deployment.spec.template.spec.containers[0];
+    const names = (container.env as Obj[]).map((e) => e.name);
+    assert.equal(new Set(names).size, names.length, "no duplicate variables (server-side apply refuses them)");
+    assert.deepEqual(
+      rulesOf(find(objs, "Role", `${fullname}-leader-election`))[1]?.resourceNames,
+      ["agents-leader"],
+      "the Lease Role follows leaderElection.leaseName",
+    );
+  });
+
+  test("image, replicas, scheduling, workload identity and the ServiceMonitor", () => {
+    const pod = deployment.spec.template;
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(
+      pod.spec.containers[0].image,
+      "registry.example.com/azure-pipelines-k8s-agent-scaler/operator:0.1.0-rc.1",
+    );
+    assert.equal(pod.spec.containers[0].imagePullPolicy, "Always");
+    assert.deepEqual(pod.spec.imagePullSecrets, [{ name: "registry-credentials" }]);
+    assert.deepEqual(pod.spec.nodeSelector, { "kubernetes.io/os": "linux" });
+    assert.equal(pod.spec.tolerations[0].key, "dedicated");
+    assert.ok(pod.spec.affinity.podAntiAffinity);
+    assert.equal(pod.spec.priorityClassName, "system-cluster-critical");
+    assert.equal(pod.metadata.labels["azure.workload.identity/use"], "true");
+    assert.equal(pod.metadata.annotations["example.com/team"], "platform");
+    const sa = find(objs, "ServiceAccount", fullname);
+    assert.equal(sa.metadata.annotations["azure.workload.identity/client-id"], "00000000-0000-0000-0000-000000000000");
+    const monitor = find(objs, "ServiceMonitor", fullname);
+    assert.equal(monitor.metadata.labels.release, "prometheus");
+    assert.deepEqual(monitor.spec.selector.matchLabels, find(objs, "Service", `${fullname}-metrics`).spec.selector);
+    assert.deepEqual(monitor.spec.endpoints, [
+      { port: "http-metrics", path: "/metrics", interval: "15s", scrapeTimeout: "10s" },
+    ]);
+  });
+});
+
+describe("other values", () => {
+  test("an image digest wins over the tag", async () => {
+    const digest = `sha256:${"ab".repeat(32)}`;
+    const objs = await helmTemplate({ values: { image: { digest, tag: "ignored" } } });
+    const image = find(objs, "Deployment").spec.template.spec.containers[0].image;
+    assert.equal(image, `ghcr.io/azure-pipelines-k8s-agent-scaler/operator@${digest}`);
+  });
+
+  test("an existing ServiceAccount, no RBAC, no leader election, no Service", async () => {
+    const objs = await helmTemplate({
+      values: {
+        serviceAccount: { create: false, name: "platform-operator" },
+        rbac: { create: false },
+        leaderElection: { enabled: false },
+        metrics: { service: { enabled: false } },
+      },
+    });
+    assert.deepEqual(kindsAndNames(objs), [`Deployment operators/${fullname}`]);
+    const deployment = find(objs, "Deployment");
+    assert.equal(deployment.spec.template.spec.serviceAccountName, "platform-operator");
+    assert.equal(operatorConfig(deployment).leaderElect, false);
+  });
+
+  test("fullnameOverride names every object", async () => {
+    const objs = await helmTemplate({ values: { fullnameOverride: "agent-scaler" } });
+    assert.ok(kindsAndNames(objs).every((n) => n.split(" ")[1]?.split("/").pop()?.startsWith("agent-scaler")));
+  });
+
+  test("a release named like the chart is not repeated", async () => {
+    const objs = await helmTemplate({ release: "azure-pipelines-k8s-agent-scaler" });
+    find(objs, "Deployment", "azure-pipelines-k8s-agent-scaler");
+  });
+
+  test("the schema refuses wrong values with a message naming them", async () => {
+    const cases: [Obj, RegExp][] = [
+      [{ logLevel: "verbose" }, /logLevel/],
+      [{ logFormat: "xml" }, /logFormat/],
+      [{ pollInterval: 5 }, /pollInterval/],
+      [{ pollInterval: "5 seconds" }, /pollInterval/],
+      [{ watchNamespaces: ["Team_A"] }, /watchNamespaces/],
+      [{ watchNamespace: ["team-a"] }, /watchNamespace/],
+      [{ image: { pullPolicy: "Sometimes" } }, /pullPolicy/],
+      [{ replicaCount: -1 }, /replicaCount/],
+      [{ metrics: { port: 70000 } }, /port/],
+    ];
+    for (const [values, message] of cases) {
+      const stderr = await helmTemplateFails({ values });
+      assert.match(stderr, message, JSON.stringify(values));
+    }
+  });
+
+  test("the schema's durations are the operator's duration syntax", () => {
+    const schema = JSON.parse(readFileSync(chartFile("values.schema.json"), "utf8"));
+    for (const key of ["pollInterval", "idlePollInterval", "azureDevOpsTimeout", "resyncInterval"]) {
+      assert.equal(schema.properties[key].pattern, DURATION_PATTERN, key);
+    }
+  });
+
+  test("several replicas without leader election are refused", async () => {
+    const stderr = await helmTemplateFails({ values: { replicaCount: 2, leaderElection: { enabled: false } } });
+    assert.match(stderr, /leaderElection/);
+  });
+
+  test("serviceAccount.create=false needs a name", async () => {
+    const stderr = await helmTemplateFails({ values: { serviceAccount: { create: false } } });
+    assert.match(stderr, /serviceAccount\.name is required/);
+  });
+});
+
+describe("chart files", () => {
+  test("crds/ holds the CRD of config/crd (copy it again after regenerating the CRD)", () => {
+    const source = readYaml(join(repoRoot, "config", "crd", CRD_FILE));
+    const copy = readYaml(chartFile(`crds/${CRD_FILE}`));
+    assert.deepEqual(copy, source, `charts/azure-pipelines-k8s-agent-scaler/crds/${CRD_FILE} is out of date`);
+    assert.deepEqual(readdirSync(chartFile("crds")), [CRD_FILE]);
+  });
+
+  test("Chart.yaml: apiVersion v2, version 0.1.0, appVersion of the operator", () => {
+    const chart = readYaml(chartFile("Chart.yaml"));
+    const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8"));
+    assert.equal(chart.apiVersion, "v2");
+    assert.equal(chart.name, "azure-pipelines-k8s-agent-scaler");
+    assert.equal(chart.version, "0.1.0");
+    assert.equal(chart.appVersion, pkg.version);
+  });
+
+  test("the README documents every value, and values.yaml sets only values the schema knows", () => {
+    const schema = JSON.parse(readFileSync(chartFile("values.schema.json"), "utf8"));
+    const readme = readFileSync(chartFile("README.md"), "utf8");
+    const documented = schemaValuePaths(schema).filter((p) => p !== "global");
+    assert.ok(documented.length > 40);
+    const missing = documented.filter((p) => !readme.includes(`\`${p}\``));
+    assert.deepEqual(missing, [], "values missing from the chart README");
+    const values = readYaml(chartFile("values.yaml"));
+    const unknown = (obj: Obj, node: Obj, prefix: string): string[] =>
+      Object.entries(obj).flatMap(([k, v]) => {
+        const child = node.properties?.[k];
+        if (!child) return [`${prefix}${k}`];
+        return child.properties && v && typeof v === "object" && !Array.isArray(v)
+          ? unknown(v as Obj, child, `${prefix}${k}.`)
+          : [];
+      });
+    assert.deepEqual(unknown(values, schema, ""), []);
+  });
+});
