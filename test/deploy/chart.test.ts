@@ -18,6 +18,7 @@ import {
   helmLint,
   helmTemplate,
   helmTemplateFails,
+  invalidNames,
   kindsAndNames,
   type Obj,
   repoRoot,
@@ -69,6 +70,12 @@ describe("helm template with the default values", async () => {
     const binding = find(objs, "ClusterRoleBinding", fullname);
     assert.deepEqual(binding.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: fullname });
     assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: fullname, namespace: "operators" }]);
+  });
+
+  test("every name is valid, also for a release name that makes the full name as long as it gets", async () => {
+    assert.deepEqual(invalidNames(objs), []);
+    const long = await helmTemplate({ release: "r".repeat(53), valuesFiles: [chartFile("ci/namespaced-values.yaml")] });
+    assert.deepEqual(invalidNames(long), []);
   });
 
   test("the ClusterRole grants exactly what the operator does", () => {

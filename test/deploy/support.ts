@@ -159,6 +159,21 @@ export function find(objs: Obj[], kind: string, name?: string, namespace?: strin
 export const kindsAndNames = (objs: Obj[]) =>
   objs.map((o) => `${o.kind} ${o.metadata?.namespace ? `${o.metadata.namespace}/` : ""}${o.metadata?.name}`).sort();
 
+/**
+ * Names the API server would refuse: Services (and Namespaces) are DNS labels of at most 63 characters, everything
+ * else a DNS subdomain of at most 253. `headroom` reserves room for a longer release name or name prefix.
+ */
+export function invalidNames(objs: Obj[], headroom = 0): string[] {
+  const label = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+  const subdomain = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+  return objs.flatMap((o) => {
+    const name = String(o.metadata?.name ?? "");
+    const isLabel = o.kind === "Service" || o.kind === "Namespace";
+    const ok = isLabel ? label.test(name) && name.length + headroom <= 63 : subdomain.test(name) && name.length <= 253;
+    return ok ? [] : [`${o.kind} ${name} (${name.length} characters)`];
+  });
+}
+
 /** The operator container's environment, with the downward-API fields the kubelet would fill in. */
 export function containerEnv(deployment: Obj, pod = { name: "operator-pod-0", namespace: "" }): NodeJS.ProcessEnv {
   const container = (deployment.spec.template.spec.containers as Obj[]).find((c) => c.name === "manager") as Obj;

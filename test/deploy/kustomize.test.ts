@@ -1,0 +1,139 @@
+/**
+ * The Kustomize manifests, rendered by the real kubectl kustomize: config/default holds the CRD, RBAC and the
+ * operator, consistently named and wired; its RBAC is the chart's; the namespaced variant binds the operator's
+ * ServiceAccount; the Deployment's environment parses as the operator's configuration. No API server needed.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { parse } from "yaml";
+import type { OperatorConfig } from "../../src/cli/config.ts";
+import { flags, parseConfig } from "../../src/cli/config.ts";
+import {
+  CRD_FILE,
+  containerEnv,
+  find,
+  helmTemplate,
+  invalidNames,
+  kindsAndNames,
+  kustomize,
+  KUSTOMIZE_NAMESPACE as NS,
+  type Obj,
+  KUSTOMIZE_PREFIX as PREFIX,
+  repoRoot,
+} from "./support.ts";
+
+const CRD_NAME = "autoscaledagents.azurepipelines.k8s.scaler.io";
+
+describe("kubectl kustomize config/default", async () => {
+  const objs = await kustomize(join(repoRoot, "config", "default"));
+  const deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
+  const sa = `${PREFIX}controller-manager`;
+
+  test("renders the CRD, the operator's namespace, RBAC, Deployment and metrics Service", () => {
+    assert.deepEqual(kindsAndNames(objs), [
+      `ClusterRole ${PREFIX}autoscaledagent-editor-role`,
+      `ClusterRole ${PREFIX}autoscaledagent-viewer-role`,
+      `ClusterRole ${PREFIX}manager-role`,
+      `ClusterRoleBinding ${PREFIX}manager-rolebinding`,
+      `CustomResourceDefinition ${CRD_NAME}`,
+      `Deployment ${NS}/${PREFIX}controller-manager`,
+      `Namespace ${NS}`,
+      `Role ${NS}/${PREFIX}leader-election-role`,
+      `RoleBinding ${NS}/${PREFIX}leader-election-rolebinding`,
+      `Service ${NS}/${PREFIX}metrics`,
+      `ServiceAccount ${NS}/${sa}`,
+    ]);
+  });
+
+  test("every name is valid, with room for an overlay's own name prefix", () => {
+    assert.deepEqual(invalidNames(objs, 16), []);
+  });
+
+  test("the CRD is config/crd's", () => {
+    const crd = find(objs, "CustomResourceDefinition", CRD_NAME);
+    const source = parse(readFileSync(join(repoRoot, "config", "crd", CRD_FILE), "utf8"));
+    assert.deepEqual(crd.spec, source.spec);
+  });
+
+  test("bindings name the rendered ServiceAccount and roles", () => {
+    for (const binding of objs.filter((o) => o.kind.endsWith("Binding"))) {
+      assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: sa, namespace: NS }], binding.metadata.name);
+      find(objs, binding.roleRef.kind, binding.roleRef.name);
+    }
+    assert.equal(deployment.spec.template.spec.serviceAccountName, sa);
+  });
+
+  test("its RBAC rules are the chart's, and the namespaced variant's", async () => {
+    const chart = await helmTemplate({ release: "t" });
+    const chartRules = find(chart, "ClusterRole", "t-azure-pipelines-k8s-agent-scaler").rules;
+    assert.deepEqual(find(objs, "ClusterRole", `${PREFIX}manager-role`).rules, chartRules);
+    const namespaced = await kustomize(join(repoRoot, "config", "rbac", "namespaced"));
+    assert.deepEqual(find(namespaced, "Role").rules, chartRules);
+    for (const [chartRole, kustomizeRole] of [
+      ["editor", "autoscaledagent-editor-role"],
+      ["viewer", "autoscaledagent-viewer-role"],
+    ]) {
+      const mine = find(objs, "ClusterRole", `${PREFIX}${kustomizeRole}`);
+      const theirs = find(chart, "ClusterRole", `t-azure-pipelines-k8s-agent-scaler-${chartRole}`);
+      assert.deepEqual(mine.rules, theirs.rules);
+      const aggregation = (o: Obj) =>
+        Object.keys(o.metadata.labels).filter((l) => l.startsWith("rbac.authorization.k8s.io/aggregate-to"));
+      assert.deepEqual(aggregation(mine), aggregation(theirs));
+    }
+  });
+
+  test("the namespaced variant binds the ServiceAccount config/default creates", async () => {
+    const namespaced = await kustomize(join(repoRoot, "config", "rbac", "namespaced"));
+    const binding = find(namespaced, "RoleBinding");
+    assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: sa, namespace: NS }]);
+    assert.equal(binding.roleRef.name, find(namespaced, "Role").metadata.name);
+  });
+
+  test("the Deployment: one replica, downward-API identity, probes, restricted security context", () => {
+    const pod = deployment.spec.template.spec;
+    const container = pod.containers[0] as Obj;
+    assert.equal(deployment.spec.replicas, 1);
+    assert.equal(container.image, "ghcr.io/azure-pipelines-k8s-agent-scaler/operator:0.1.0");
+    const env = Object.fromEntries((container.env as Obj[]).map((e) => [e.name, e]));
+    assert.deepEqual(env.POD_NAME?.valueFrom, { fieldRef: { fieldPath: "metadata.name" } });
+    assert.deepEqual(env.POD_NAMESPACE?.valueFrom, { fieldRef: { fieldPath: "metadata.namespace" } });
+    assert.equal(container.livenessProbe.httpGet.path, "/healthz");
+    assert.equal(container.readinessProbe.httpGet.path, "/readyz");
+    assert.equal(container.livenessProbe.httpGet.port, "http-metrics");
+    assert.deepEqual(container.ports, [{ name: "http-metrics", containerPort: 8080, protocol: "TCP" }]);
+    assert.deepEqual(pod.securityContext, { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
+    assert.equal(container.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(container.securityContext.allowPrivilegeEscalation, false);
+    assert.deepEqual(container.securityContext.capabilities, { drop: ["ALL"] });
+    assert.equal(container.securityContext.seccompProfile.type, "RuntimeDefault");
+    assert.ok(container.resources.requests && container.resources.limits);
+    const service = find(objs, "Service", `${PREFIX}metrics`);
+    assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+    const namespace = find(objs, "Namespace", NS);
+    assert.equal(namespace.metadata.labels["pod-security.kubernetes.io/enforce"], "restricted");
+  });
+
+  test("the environment parses as the operator's configuration; the Lease Role names its Lease", () => {
+    const known = new Set([...Object.values(flags).map((f) => f.env), "POD_NAMESPACE"]);
+    const env = containerEnv(deployment, { name: "scaler-0", namespace: NS });
+    for (const name of Object.keys(env)) assert.ok(known.has(name), `${name} is not an operator setting`);
+    const config = parseConfig([], env, "host") as OperatorConfig;
+    assert.equal(config.identity, "scaler-0");
+    assert.deepEqual(config.namespaces, []);
+    assert.equal(config.leaderElect, true);
+    assert.equal(config.leaderElectionNamespace, NS);
+    assert.equal(config.port, 8080);
+    const lease = find(objs, "Role", `${PREFIX}leader-election-role`);
+    assert.deepEqual(lease.rules, [
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },
+      {
+        apiGroups: ["coordination.k8s.io"],
+        resources: ["leases"],
+        resourceNames: [config.leaderElectionName],
+        verbs: ["get", "update"],
+      },
+    ]);
+  });
+});
