@@ -10,7 +10,9 @@
 # Environment:
 #   AZP_URL          organization URL, e.g. https://dev.azure.com/my-organization (required)
 #   AZP_TOKEN        personal access token (Agent Pools: Read & manage), or
-#   AZP_TOKEN_FILE   a file holding it (e.g. a mounted Secret)
+#   AZP_TOKEN_FILE   a file holding it (e.g. a mounted Secret), or, without a token,
+#   VSTS_AGENT_INPUT_AUTH=SP with VSTS_AGENT_INPUT_CLIENTID, _TENANTID and _CLIENTSECRET: a service principal
+#                    (the agent's own unattended inputs; the operator sets them for Entra ID client secrets)
 #   AZP_POOL         agent pool (default: Default)
 #   AZP_AGENT_NAME   agent name (default: the host name; the operator sets the pod name)
 #   AZP_WORK         work folder (default: _work below the agent folder)
@@ -27,11 +29,13 @@ die() {
 }
 
 [[ -n "${AZP_URL:-}" ]] || die "AZP_URL is not set (e.g. https://dev.azure.com/my-organization)"
-if [[ -z "${AZP_TOKEN:-}" ]]; then
-  [[ -n "${AZP_TOKEN_FILE:-}" ]] || die "set AZP_TOKEN or AZP_TOKEN_FILE"
+if [[ -z "${AZP_TOKEN:-}" && -n "${AZP_TOKEN_FILE:-}" ]]; then
   [[ -r "${AZP_TOKEN_FILE}" ]] || die "AZP_TOKEN_FILE ${AZP_TOKEN_FILE} is not readable"
   AZP_TOKEN="$(tr -d '[:space:]' <"${AZP_TOKEN_FILE}")"
   [[ -n "${AZP_TOKEN}" ]] || die "AZP_TOKEN_FILE ${AZP_TOKEN_FILE} is empty"
+fi
+if [[ -z "${AZP_TOKEN:-}" && -z "${VSTS_AGENT_INPUT_AUTH:-}" ]]; then
+  die "set AZP_TOKEN or AZP_TOKEN_FILE (or VSTS_AGENT_INPUT_AUTH and its inputs for a service principal)"
 fi
 
 agent_dir="${AZP_AGENT_DIR:-/azp}"
@@ -41,13 +45,29 @@ work="${AZP_WORK:-_work}"
 retry_seconds="${AZP_REMOVE_RETRY_SECONDS:-5}"
 remove_attempts="${AZP_REMOVE_ATTEMPTS:-5}"
 
-# The token stays in this shell only: it is not exported to the agent (and so not to the jobs' steps), and it is
-# passed to config.sh through its environment (VSTS_AGENT_INPUT_TOKEN), never on a command line that `ps` shows.
-token="${AZP_TOKEN}"
-export -n AZP_TOKEN
+# Credentials stay in this shell only. config.sh gets them as its unattended inputs (VSTS_AGENT_INPUT_*) in its
+# environment, never on a command line that `ps` shows; the agent (and so the jobs' steps) never gets them.
+inputs=()
+while IFS= read -r name; do
+  inputs+=("${name}=${!name}")
+  unset "${name}"
+done < <(compgen -e | grep '^VSTS_AGENT_INPUT_' || true)
+if [[ -n "${AZP_TOKEN:-}" ]]; then
+  inputs+=("VSTS_AGENT_INPUT_AUTH=PAT" "VSTS_AGENT_INPUT_TOKEN=${AZP_TOKEN}")
+fi
 unset AZP_TOKEN
 # Every environment variable becomes an agent capability; these must not.
-export VSO_AGENT_IGNORE="AZP_TOKEN,AZP_TOKEN_FILE,VSTS_AGENT_INPUT_TOKEN${VSO_AGENT_IGNORE:+,${VSO_AGENT_IGNORE}}"
+ignore="AZP_TOKEN,AZP_TOKEN_FILE"
+for input in "${inputs[@]}"; do
+  [[ ",${ignore}," == *",${input%%=*},"* ]] || ignore+=",${input%%=*}"
+done
+export VSO_AGENT_IGNORE="${ignore}${VSO_AGENT_IGNORE:+,${VSO_AGENT_IGNORE}}"
+
+# Runs config.sh with the credentials (the later of two same-named inputs wins: AZP_TOKEN over the environment's).
+agent_config() (
+  ((${#inputs[@]} == 0)) || export "${inputs[@]}"
+  exec ./config.sh "$@"
+)
 
 cd "${agent_dir}"
 [[ -x ./config.sh && -x ./run.sh ]] || die "no agent in ${agent_dir} (config.sh and run.sh are missing)"
@@ -60,7 +80,7 @@ remove_registration() {
   local attempts="$1" attempt=1
   "${configured}" || return 0
   while :; do
-    if VSTS_AGENT_INPUT_TOKEN="${token}" ./config.sh remove --unattended --auth PAT; then
+    if agent_config remove --unattended; then
       configured=false
       log "agent ${agent_name} removed from pool ${pool}"
       return 0
@@ -88,9 +108,8 @@ on_signal() {
 }
 
 log "configuring agent ${agent_name} for pool ${pool} at ${AZP_URL}"
-VSTS_AGENT_INPUT_TOKEN="${token}" ./config.sh --unattended \
+agent_config --unattended \
   --url "${AZP_URL}" \
-  --auth PAT \
   --pool "${pool}" \
   --agent "${agent_name}" \
   --work "${work}" \

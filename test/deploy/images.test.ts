@@ -132,17 +132,17 @@ describe("images/agent", () => {
       `#!/usr/bin/env bash
 if [ "$1" = remove ]; then
   n=$(cat "${dir}/remove-count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "${dir}/remove-count"
-  echo "remove args=[$*] token=\${VSTS_AGENT_INPUT_TOKEN:-}" >> "${log}"
+  echo "remove args=[$*] auth=\${VSTS_AGENT_INPUT_AUTH:-} token=\${VSTS_AGENT_INPUT_TOKEN:-}" >> "${log}"
   if [ "$n" -le ${options.removeFailures ?? 0} ]; then echo "job running" >&2; exit 1; fi
   exit 0
 fi
-echo "configure args=[$*] token=\${VSTS_AGENT_INPUT_TOKEN:-} env_token=\${AZP_TOKEN:-}" >> "${log}"
+echo "configure args=[$*] auth=\${VSTS_AGENT_INPUT_AUTH:-} token=\${VSTS_AGENT_INPUT_TOKEN:-} secret=\${VSTS_AGENT_INPUT_CLIENTSECRET:-} env_token=\${AZP_TOKEN:-}" >> "${log}"
 `,
     );
     write(
       "run.sh",
       `#!/usr/bin/env bash
-echo "run args=[$*] env_token=\${AZP_TOKEN:-} ignore=\${VSO_AGENT_IGNORE:-} input=\${VSTS_AGENT_INPUT_TOKEN:-}" >> "${log}"
+echo "run args=[$*] env_token=\${AZP_TOKEN:-} ignore=\${VSO_AGENT_IGNORE:-} input=\${VSTS_AGENT_INPUT_TOKEN:-}\${VSTS_AGENT_INPUT_CLIENTSECRET:-}\${VSTS_AGENT_INPUT_AUTH:-}" >> "${log}"
 ${
   options.runForever
     ? `trap 'echo "run got TERM" >> "${log}"; exit 0' TERM
@@ -191,16 +191,18 @@ while :; do sleep 0.05; done`
     assert.equal(await run.exited, 3, `the agent's exit code is the container's\n${run.output()}`);
     const [configure, runLine, remove, ...rest] = agent.calls();
     assert.deepEqual(rest, []);
-    assert.match(configure ?? "", /^configure args=\[--unattended --url https:\/\/dev\.azure\.com\/example --auth PAT/);
-    assert.match(configure ?? "", /--pool linux pool --agent agent-pod-1 --work _work --replace --acceptTeeEula\]/);
-    assert.match(configure ?? "", / token=s3cret-token /, "the token reaches config.sh through its environment");
-    assert.doesNotMatch(configure?.split(" token=")[0] ?? "", /s3cret/, "never on the command line");
+    assert.equal(
+      configure,
+      "configure args=[--unattended --url https://dev.azure.com/example --pool linux pool --agent agent-pod-1 " +
+        "--work _work --replace --acceptTeeEula] auth=PAT token=s3cret-token secret= env_token=",
+      "the token reaches config.sh as its unattended input, never on the command line",
+    );
     assert.equal(
       runLine,
-      "run args=[--once] env_token= ignore=AZP_TOKEN,AZP_TOKEN_FILE,VSTS_AGENT_INPUT_TOKEN input=",
+      "run args=[--once] env_token= ignore=AZP_TOKEN,AZP_TOKEN_FILE,VSTS_AGENT_INPUT_AUTH,VSTS_AGENT_INPUT_TOKEN input=",
       "the agent (and its jobs) never see the token; it is excluded from capabilities",
     );
-    assert.equal(remove, "remove args=[remove --unattended --auth PAT] token=s3cret-token");
+    assert.equal(remove, "remove args=[remove --unattended] auth=PAT token=s3cret-token");
     assert.doesNotMatch(run.output(), /s3cret/, "the token is never printed");
   });
 
@@ -213,14 +215,36 @@ while :; do sleep 0.05; done`
     assert.equal(await run.exited, 0, run.output());
     const calls = agent.calls();
     assert.match(calls[0] ?? "", / token=file-token /);
-    assert.match(calls[1] ?? "", /^run args=\[\] .*ignore=AZP_TOKEN,AZP_TOKEN_FILE,VSTS_AGENT_INPUT_TOKEN,MY_SECRET /);
+    assert.match(calls[1] ?? "", /^run args=\[\] .*ignore=AZP_TOKEN,AZP_TOKEN_FILE,[A-Z_,]*,MY_SECRET /);
+  });
+
+  test("start.sh registers a service principal from the agent's own inputs, which the agent never sees", async () => {
+    const agent = fakeAgent({});
+    const { AZP_TOKEN: _, ...rest } = env;
+    const run = startScript(agent.dir, ["--once"], {
+      ...rest,
+      // As the operator sets them for entraIdAuthentication.clientSecretRef.
+      VSTS_AGENT_INPUT_AUTH: "SP",
+      VSTS_AGENT_INPUT_CLIENTID: "00000000-0000-0000-0000-000000000001",
+      VSTS_AGENT_INPUT_TENANTID: "contoso.example",
+      VSTS_AGENT_INPUT_CLIENTSECRET: "sp-s3cret",
+      VSO_AGENT_IGNORE: "VSTS_AGENT_INPUT_CLIENTSECRET",
+    });
+    assert.equal(await run.exited, 0, run.output());
+    const [configure, runLine, remove] = agent.calls();
+    assert.match(configure ?? "", / auth=SP token= secret=sp-s3cret /);
+    assert.doesNotMatch(configure?.split("] auth=")[0] ?? "", /s3cret/);
+    assert.match(runLine ?? "", / input=$/, "no credential reaches the agent");
+    assert.match(runLine ?? "", /ignore=AZP_TOKEN,AZP_TOKEN_FILE,.*VSTS_AGENT_INPUT_CLIENTSECRET/);
+    assert.equal(remove, "remove args=[remove --unattended] auth=SP token=");
+    assert.doesNotMatch(run.output(), /s3cret/);
   });
 
   test("start.sh refuses to start without AZP_URL or a token", async () => {
     const agent = fakeAgent({});
     for (const [missing, message] of [
       ["AZP_URL", /AZP_URL is not set/],
-      ["AZP_TOKEN", /set AZP_TOKEN or AZP_TOKEN_FILE/],
+      ["AZP_TOKEN", /set AZP_TOKEN or AZP_TOKEN_FILE \(or VSTS_AGENT_INPUT_AUTH/],
     ] as const) {
       const partial: NodeJS.ProcessEnv = { ...env };
       delete partial[missing];
