@@ -5,12 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { repoRoot } from "./support.ts";
+import { repoRoot, tempDir } from "./support.ts";
 
 interface Instruction {
   op: string;
@@ -121,7 +120,7 @@ describe("images/agent", () => {
 
   // A fake agent folder: config.sh and run.sh append what they see to calls.log.
   function fakeAgent(options: { removeFailures?: number; runExit?: number; runForever?: boolean }) {
-    const dir = mkdtempSync(join(tmpdir(), "fake-agent-"));
+    const dir = tempDir("fake-agent-");
     const log = join(dir, "calls.log");
     const write = (name: string, text: string) => {
       writeFileSync(join(dir, name), text);

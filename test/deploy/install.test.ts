@@ -12,8 +12,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { stringify } from "yaml";
@@ -42,6 +41,7 @@ import {
   type Obj,
   repoRoot,
   runOk,
+  tempDir,
   tools,
   writeTemp,
 } from "./support.ts";
@@ -402,7 +402,7 @@ describe("Helm chart, namespaced (watchNamespaces, patSecretNames), and the oper
   });
 
   test("the operator, with this ServiceAccount and the Deployment's environment, syncs, leads, reports", async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), "deploy-test-operator-"));
+    const dir = tempDir("deploy-test-operator-");
     const kubeconfig = join(dir, "kubeconfig");
     await writeServiceAccountKubeconfig(cluster.client, { namespace: opNs, name: fullname }, kubeconfig);
     const env = containerEnv(deployment, { name: "operator-pod-0", namespace: opNs });
@@ -540,7 +540,7 @@ describe("Kustomize, namespaced: the overlay of docs/installation.md (config/rba
     opNs = await namespace("kust-op");
     watched = await namespace("kust-watched");
     outside = await namespace("kust-outside");
-    const root = mkdtempSync(join(tmpdir(), "deploy-test-overlay-"));
+    const root = tempDir("deploy-test-overlay-");
     // The operator: config/default without its cluster-wide binding, watching one namespace.
     const operator = overlayDir(
       {
@@ -655,7 +655,7 @@ describe("helm install, upgrade and uninstall", () => {
 
 // ---- Kustomize overlays written to a temporary folder, referring to this repository's config/ ----
 
-function overlayDir(kustomization: Obj, dir = mkdtempSync(join(tmpdir(), "deploy-test-overlay-"))): string {
+function overlayDir(kustomization: Obj, dir = tempDir("deploy-test-overlay-")): string {
   mkdirSync(dir, { recursive: true });
   const resources = (kustomization.resources as string[]).map((r) => relative(dir, join(repoRoot, r)));
   writeFileSync(join(dir, "kustomization.yaml"), stringify({ ...kustomization, resources }));

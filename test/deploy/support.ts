@@ -3,7 +3,7 @@
  * manifests into objects, server-side apply through kubectl, and access reviews for a ServiceAccount.
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
@@ -57,10 +57,22 @@ export function runOk(cmd: string, args: string[], options: { input?: string; cw
   return r.stdout;
 }
 
+/** Temporary folders of this process, removed when it exits. */
+const temporary: string[] = [];
+process.once("exit", () => {
+  for (const dir of temporary) rmSync(dir, { recursive: true, force: true });
+});
+
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  temporary.push(dir);
+  return dir;
+}
+
 let helmDir: string | undefined;
 /** Helm's cache and config folders, private to this process (no repositories, nothing of the user's). */
 function helmHome(kind: string): string {
-  helmDir ??= mkdtempSync(join(tmpdir(), "deploy-test-helm-"));
+  helmDir ??= tempDir("deploy-test-helm-");
   return join(helmDir, kind);
 }
 
@@ -133,11 +145,11 @@ export async function kustomize(dir: string): Promise<Obj[]> {
   return parseYamlDocuments(runOk(kubectl, ["kustomize", dir]));
 }
 
-let tempDir: string | undefined;
+let filesDir: string | undefined;
 let tempCount = 0;
 export function writeTemp(name: string, text: string): string {
-  tempDir ??= mkdtempSync(join(tmpdir(), "deploy-test-"));
-  const path = join(tempDir, `${++tempCount}-${name}`);
+  filesDir ??= tempDir("deploy-test-");
+  const path = join(filesDir, `${++tempCount}-${name}`);
   writeFileSync(path, text);
   return path;
 }
