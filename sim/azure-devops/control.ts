@@ -8,6 +8,7 @@ import { EventEmitter } from "node:events";
 import { type BearerTokenInfo, type BearerTokenStore, type PatConfig, PatStore } from "./auth.ts";
 import type { Clock } from "./clock.ts";
 import { AzureDevOpsEngine, type EngineOptions, type JobRecord, type QueueJobInput } from "./engine.ts";
+import { type EntraIdConfig, EntraIdDirectory } from "./entra.ts";
 import { argumentInvalid, poolNotFound } from "./errors.ts";
 import { type FaultRule, validateFaultRule } from "./faults.ts";
 import { defaultRateLimitConfig, type RateLimitConfig, RateLimiter } from "./ratelimit.ts";
@@ -44,6 +45,8 @@ export interface EmulatorSettings {
   engine: Omit<EngineOptions, "clock" | "organizationUrl">;
   rateLimit: Partial<RateLimitConfig>;
   requestLogLimit: number;
+  /** Microsoft Entra ID: tenants, service principals, federated issuers, token lifetime. */
+  entraId?: EntraIdConfig;
 }
 
 export interface QueueJobRequest extends Omit<QueueJobInput, "poolId"> {
@@ -70,6 +73,8 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
   readonly pats = new PatStore();
   readonly bearerTokens: BearerTokenStore;
   readonly rateLimiter: RateLimiter;
+  /** The Entra ID side: service principals and the token endpoint; its tokens land in `bearerTokens`. */
+  readonly entra: EntraIdDirectory;
   #settings: EmulatorSettings;
   #organizationUrl: () => string;
   #engine: AzureDevOpsEngine;
@@ -85,6 +90,7 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
     this.bearerTokens = bearerTokens;
     this.#organizationUrl = organizationUrl;
     this.rateLimiter = new RateLimiter(settings.rateLimit);
+    this.entra = new EntraIdDirectory(settings.entraId ?? {}, clock, bearerTokens);
     this.#engine = this.#newEngine();
     this.#seed();
   }
@@ -120,13 +126,15 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
 
   /**
    * Back to the configured start: a new engine with only the configured pools (IDs start over), only the
-   * configured PATs and bearer tokens, no faults, rate limiting as configured, an empty request log.
+   * configured PATs and bearer tokens, only the configured Entra principals (tokens issued so far are gone), no
+   * faults, rate limiting as configured, an empty request log.
    */
   reset(): void {
     this.#engine.close();
     this.#engine = this.#newEngine();
     this.pats.clear();
     this.bearerTokens.clear();
+    this.entra.reset();
     this.rateLimiter.reset();
     this.rateLimiter.configure({ enabled: false, ...this.#settings.rateLimit });
     this.#faults = [];

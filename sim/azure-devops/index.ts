@@ -1,16 +1,20 @@
 /**
  * The Azure DevOps emulator: `startAzureDevOpsEmulator(options)` serves the REST API of one organization at
- * `http://127.0.0.1:PORT/{organization}` (loopback only) plus the control API under `/_sim/`, and returns the URLs
- * and a typed control handle. See README.md in this folder.
+ * `http://127.0.0.1:PORT/{organization}` (loopback only), the Microsoft Entra ID token endpoint, and the control API
+ * under `/_sim/`, and returns the URLs and a typed control handle. With `https`, the same is also served over TLS
+ * on a second port (MSAL only talks to an https authority). See README.md in this folder.
  */
 import { createServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { Socket } from "node:net";
 import { type BearerTokenInfo, type BearerTokenStore, InMemoryBearerTokenStore, type PatConfig } from "./auth.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { EmulatorControl } from "./control.ts";
 import type { EngineOptions } from "./engine.ts";
+import type { EntraIdConfig } from "./entra.ts";
 import type { RateLimitConfig } from "./ratelimit.ts";
 import { createRequestListener } from "./server.ts";
+import { selfSignedTls, type TlsMaterial } from "./tls.ts";
 
 export type {
   AgentRunResult,
@@ -27,9 +31,36 @@ export type { Clock } from "./clock.ts";
 export { ManualClock, systemClock } from "./clock.ts";
 export type { EmulatorControl, QueueJobRequest, RequestLogEntry } from "./control.ts";
 export type { TaskResult } from "./engine.ts";
+export type {
+  EntraIdConfig,
+  EntraIdDirectory,
+  EntraTenantConfig,
+  FederatedCredentialConfig,
+  FederatedIssuerConfig,
+  ServicePrincipalConfig,
+  ServicePrincipalView,
+} from "./entra.ts";
+export {
+  AZURE_DEVOPS_RESOURCE_ID,
+  entraIdentity,
+  JWT_BEARER_ASSERTION_TYPE,
+  WORKLOAD_IDENTITY_AUDIENCE,
+} from "./entra.ts";
 export type { FaultRule } from "./faults.ts";
 export type { RateLimitConfig } from "./ratelimit.ts";
+export type { TlsMaterial } from "./tls.ts";
+export { selfSignedTls } from "./tls.ts";
 export type { SimAgentView, SimJobView } from "./views.ts";
+
+export interface HttpsOptions {
+  /** TCP port on 127.0.0.1 for the HTTPS listener; 0 (default) picks a free one. */
+  port?: number;
+  /**
+   * Certificate and key of the server (PEM), and the CA that signed it (reported as `caCertificate`). Default: a
+   * throw-away CA and a certificate for 127.0.0.1 / ::1 / localhost, made with the openssl CLI at start.
+   */
+  tls?: TlsMaterial;
+}
 
 export interface AzureDevOpsEmulatorOptions {
   /** TCP port on 127.0.0.1; 0 (default) picks a free one. */
@@ -64,6 +95,16 @@ export interface AzureDevOpsEmulatorOptions {
   defaultCompletedRequestCount?: number;
   finishedRetention?: number;
   failUnmatchableQueuedJobs?: boolean;
+  /**
+   * Also listen with TLS (another port, same API, same state): what an Entra authority host must be for MSAL.
+   * `true` for the defaults. Off by default.
+   */
+  https?: boolean | HttpsOptions;
+  /**
+   * Microsoft Entra ID at start (and again on reset): token lifetime, tenants, service principals (secret and/or
+   * federated credentials, organization scope) and federated issuers' keys.
+   */
+  entraId?: EntraIdConfig;
   /** Diagnostics (unexpected failures). Default stderr. */
   log?: (line: string) => void;
 }
@@ -77,6 +118,14 @@ export interface AzureDevOpsEmulator {
   organization: string;
   /** The control URL: `http://127.0.0.1:PORT/_sim`. */
   controlUrl: string;
+  /**
+   * `https://127.0.0.1:HTTPS_PORT` when `https` is on: the Entra authority host (`authorityHost` of
+   * `@azure/identity`, `AZURE_AUTHORITY_HOST`); the service API is there too (`${httpsUrl}/{organization}`).
+   */
+  httpsUrl: string | undefined;
+  httpsPort: number | undefined;
+  /** The CA certificate (PEM) clients must trust to call `httpsUrl`; undefined without https or a given CA. */
+  caCertificate: string | undefined;
   /** Typed in-process control: pools, PATs, jobs, waits, request log, faults, rate limiting, reset. */
   control: EmulatorControl;
   /** Accepts `token` as `Authorization: Bearer <token>` (e.g. issued by a simulated token endpoint). */
@@ -104,7 +153,11 @@ export async function startAzureDevOpsEmulator(options: AzureDevOpsEmulatorOptio
   const clock = options.clock ?? systemClock({ unref: true });
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   let port = 0;
+  let httpsPort: number | undefined;
   const baseUrl = () => `http://127.0.0.1:${port}`;
+  const httpsBaseUrl = () => (httpsPort === undefined ? undefined : `https://127.0.0.1:${httpsPort}`);
+  const httpsOptions = options.https === true ? {} : options.https === false ? undefined : options.https;
+  const tls = httpsOptions === undefined ? undefined : (httpsOptions.tls ?? (await selfSignedTls()));
   const organizationUrl = () => `${baseUrl()}/${organization}`;
   const engine: Omit<EngineOptions, "clock" | "organizationUrl"> = {};
   for (const key of engineKeys) {
@@ -119,38 +172,52 @@ export async function startAzureDevOpsEmulator(options: AzureDevOpsEmulatorOptio
       engine,
       rateLimit: options.rateLimit ?? {},
       requestLogLimit: options.requestLogLimit ?? 10_000,
+      entraId: options.entraId ?? {},
     },
     clock,
     options.bearerTokenStore ?? new InMemoryBearerTokenStore(),
     organizationUrl,
   );
-  const server: Server = createServer(
-    { keepAliveTimeout: 5_000 },
-    createRequestListener({
-      control,
-      baseUrl,
-      organizationUrl,
-      random: options.random ?? Math.random,
-      messagePollTimeoutMs: options.messagePollTimeoutMs ?? 50_000,
-      maxPageSize: options.maxPageSize ?? 200,
-      log,
-    }),
-  );
+  const listener = createRequestListener({
+    control,
+    baseUrl,
+    httpsBaseUrl,
+    organizationUrl,
+    random: options.random ?? Math.random,
+    messagePollTimeoutMs: options.messagePollTimeoutMs ?? 50_000,
+    maxPageSize: options.maxPageSize ?? 200,
+    log,
+  });
+  const servers: Server[] = [createServer({ keepAliveTimeout: 5_000 }, listener)];
+  if (tls !== undefined) {
+    servers.push(createHttpsServer({ keepAliveTimeout: 5_000, cert: tls.cert, key: tls.key }, listener));
+  }
   const sockets = new Set<Socket>();
-  server.on("connection", (socket) => {
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  if (address === null || typeof address === "string") throw new Error("the emulator has no TCP address");
-  port = address.port;
+  const ports: number[] = [];
+  try {
+    for (const [i, server] of servers.entries()) {
+      server.on("connection", (socket) => {
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(i === 0 ? (options.port ?? 0) : (httpsOptions?.port ?? 0), "127.0.0.1", () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+      const address = server.address();
+      if (address === null || typeof address === "string") throw new Error("the emulator has no TCP address");
+      ports.push(address.port);
+    }
+  } catch (err) {
+    control.close();
+    for (const server of servers) server.close();
+    throw err;
+  }
+  port = ports[0] as number;
+  httpsPort = ports[1];
   let closing: Promise<void> | undefined;
   return {
     url: baseUrl(),
@@ -158,18 +225,28 @@ export async function startAzureDevOpsEmulator(options: AzureDevOpsEmulatorOptio
     port,
     organization,
     controlUrl: `${baseUrl()}/_sim`,
+    httpsUrl: httpsBaseUrl(),
+    httpsPort,
+    caCertificate: tls?.ca === "" ? undefined : tls?.ca,
     control,
     registerBearerToken: (token, info) => control.addBearerToken(token, info),
     close() {
-      closing ??= new Promise<void>((resolve) => {
+      closing ??= (async () => {
         control.close();
-        server.close(() => resolve());
-        server.closeIdleConnections();
         // Give answered long polls a moment to flush, then cut whatever is left.
         setTimeout(() => {
           for (const s of sockets) s.destroy();
         }, 50).unref();
-      });
+        await Promise.all(
+          servers.map(
+            (server) =>
+              new Promise<void>((resolve) => {
+                server.close(() => resolve());
+                server.closeIdleConnections();
+              }),
+          ),
+        );
+      })();
       return closing;
     },
   };

@@ -1,11 +1,14 @@
 /**
  * The emulator's HTTP layer: the service's REST API under `/{organization}/_apis/...` (operator-facing and
- * agent-facing) and the control API under `/_sim/`. Every request goes through fault injection, the
- * organization check, authentication, the scope check, the api-version check (writes) and rate limiting, in
- * that order, and is written to the request log. Nothing in here decides platform behaviour: that is the engine.
+ * agent-facing), the Entra ID endpoints under `/{tenant}/v2.0/...` and `/{tenant}/oauth2/...`, and the control API
+ * under `/_sim/`. Every service request goes through fault injection, the organization check, authentication, the
+ * scope check, the api-version check (writes) and rate limiting, in that order, and is written to the request log
+ * (Entra requests: fault injection, then the directory; logged too, never with their secrets). Nothing in here
+ * decides platform behaviour: that is the engine (and the Entra directory).
  */
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, type JsonWebKey, randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import type { TLSSocket } from "node:tls";
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 import { allows, authenticate, type Identity, type Scope, signInPage } from "./auth.ts";
@@ -13,6 +16,7 @@ import { sleep } from "./clock.ts";
 import type { EmulatorControl, RequestLogEntry } from "./control.ts";
 import { type Demand, DemandParseError, parseDemand } from "./demands.ts";
 import { type AgentInput, type TaskResult, taskResults } from "./engine.ts";
+import { EntraError, type EntraReply, isEntraPath, transientEntraError } from "./entra.ts";
 import {
   accessDenied,
   apiVersionInvalid,
@@ -35,6 +39,8 @@ export interface HttpContext {
   control: EmulatorControl;
   /** `http://127.0.0.1:PORT` */
   baseUrl: () => string;
+  /** `https://127.0.0.1:PORT` of the HTTPS listener, when there is one. */
+  httpsBaseUrl?: () => string | undefined;
   organizationUrl: () => string;
   random: () => number;
   /** How long a message long poll waits before answering "no message" (ms). */
@@ -88,6 +94,10 @@ async function handle(ctx: HttpContext, req: IncomingMessage, res: ServerRespons
     send(res, await controlRequest(ctx, req, method, url));
     return;
   }
+  if (isEntraPath(url.pathname)) {
+    await entraRequest(ctx, req, res, method, url, started, aborter.signal);
+    return;
+  }
 
   const draft: LogDraft = {
     time: new Date(ctx.control.clock.now()).toISOString(),
@@ -114,12 +124,12 @@ async function handle(ctx: HttpContext, req: IncomingMessage, res: ServerRespons
   ctx.control.recordRequest({ ...draft, status: outcome.status, durationMs: Math.round(performance.now() - started) });
 }
 
-function send(res: ServerResponse, reply: Reply): void {
+function send(res: ServerResponse, reply: Reply, options: { vssHeaders?: boolean } = {}): void {
   if (res.destroyed) return;
   const headers: Record<string, string | string[]> = {
-    ActivityId: randomUUID(),
-    "X-TFS-Session": randomUUID(),
-    "X-VSS-E2EID": randomUUID(),
+    ...(options.vssHeaders === false
+      ? {}
+      : { ActivityId: randomUUID(), "X-TFS-Session": randomUUID(), "X-VSS-E2EID": randomUUID() }),
     ...(reply.headers ?? {}),
   };
   let payload: string | undefined;
@@ -134,6 +144,96 @@ function send(res: ServerResponse, reply: Reply): void {
   else headers["Content-Length"] = "0";
   res.writeHead(reply.status, headers);
   res.end(payload);
+}
+
+/** The origin the client called: the HTTPS listener's or the plain one's. */
+function originOf(ctx: HttpContext, req: IncomingMessage): string {
+  const encrypted = (req.socket as Partial<TLSSocket>).encrypted === true;
+  return (encrypted ? ctx.httpsBaseUrl?.() : undefined) ?? ctx.baseUrl();
+}
+
+/** The Entra ID endpoints: fault injection, then the directory. Logged without body (it holds the secrets). */
+async function entraRequest(
+  ctx: HttpContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  url: URL,
+  started: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const control = ctx.control;
+  const draft: LogDraft = {
+    time: new Date(control.clock.now()).toISOString(),
+    method,
+    path: url.pathname,
+    url: url.pathname + url.search,
+  };
+  const finish = (status: number) =>
+    control.recordRequest({ ...draft, status, durationMs: Math.round(performance.now() - started) });
+  const header = req.headers["client-request-id"];
+  const correlationId = typeof header === "string" && header !== "" ? header : undefined;
+  const request = {
+    method,
+    pathname: url.pathname,
+    authorization: req.headers.authorization,
+    origin: originOf(ctx, req),
+    correlationId,
+  };
+
+  const fault = decideFaults(control.faults(), method, url.pathname, ctx.random);
+  if (fault.latencyMs > 0) {
+    draft.fault = "latency";
+    await sleep(control.clock, fault.latencyMs, signal).catch(() => undefined);
+  }
+  if (fault.drop) {
+    draft.fault = "dropped";
+    req.socket.destroy();
+    finish(0);
+    return;
+  }
+  let reply: EntraReply | undefined;
+  if (fault.errorStatus !== undefined) {
+    draft.fault = "error";
+    reply = control.entra.errorReply(transientEntraError(fault.errorStatus), request, {});
+  } else {
+    let form: URLSearchParams | undefined;
+    if (method === "POST") {
+      try {
+        form = new URLSearchParams(await readText(req));
+      } catch (err) {
+        if (!(err instanceof ServiceError)) throw err;
+        reply = control.entra.errorReply(
+          new EntraError(400, "invalid_request", 90014, "The request body is too large."),
+          request,
+          {},
+        );
+        form = undefined;
+      }
+      const fromForm = form?.get("client-request-id");
+      if (request.correlationId === undefined && fromForm) request.correlationId = fromForm;
+    }
+    reply ??= control.entra.handle({ ...request, ...(form === undefined ? {} : { form }) });
+  }
+  if (reply === undefined) throw new Error("no Entra reply");
+  if (reply.identity !== undefined) draft.identity = reply.identity;
+  if (reply.error !== undefined) draft.error = reply.error;
+  if (reply.detail !== undefined) draft.detail = reply.detail;
+  if (signal.aborted) {
+    finish(0);
+    return;
+  }
+  send(
+    res,
+    {
+      status: reply.status,
+      body: reply.body,
+      contentType: "application/json; charset=utf-8",
+      ...(reply.headers ? { headers: reply.headers } : {}),
+    },
+    { vssHeaders: false },
+  );
+  finish(reply.status);
 }
 
 function errorReply(err: unknown, draft: LogDraft): Reply {
@@ -820,6 +920,7 @@ async function controlRoute(ctx: HttpContext, req: IncomingMessage, method: stri
     .slice(1)
     .map((p) => decodeURIComponent(p));
   const [resource, id, sub] = parts;
+  if (resource === "entra") return entraControlRoute(ctx, req, method, url, parts.slice(1));
   const key = `${method} ${resource ?? ""}${id === undefined ? "" : "/:id"}${sub === undefined ? "" : `/${sub}`}`;
   const numericId = () => pathId(id as string, "id");
   switch (key) {
@@ -827,9 +928,11 @@ async function controlRoute(ctx: HttpContext, req: IncomingMessage, method: stri
     case "GET state": {
       const jobs = control.listJobs();
       const count = (state: string) => jobs.filter((j) => j.state === state).length;
+      const httpsUrl = ctx.httpsBaseUrl?.();
       return ok({
         organization: control.organization,
         organizationUrl: ctx.organizationUrl(),
+        ...(httpsUrl === undefined ? {} : { httpsUrl }),
         pools: control.listPools(),
         agents: control.listAgents().length,
         jobs: {
@@ -840,6 +943,7 @@ async function controlRoute(ctx: HttpContext, req: IncomingMessage, method: stri
         },
         rateLimit: control.rateLimit(),
         faults: control.faults(),
+        entra: { servicePrincipals: control.entra.servicePrincipals().length, ...control.entra.configure({}) },
       });
     }
     case "GET pools":
@@ -947,5 +1051,142 @@ async function controlRoute(ctx: HttpContext, req: IncomingMessage, method: stri
       return ok({ reset: true });
     default:
       return ok({ message: `no control endpoint ${method} ${url.pathname}; see GET /_sim/state and the README` }, 404);
+  }
+}
+
+// ---- the control API of the Entra side (/_sim/entra/...)
+
+const FederatedCredentialBody = Type.Object({
+  issuer: Type.String({ minLength: 1 }),
+  subject: Type.String({ minLength: 1 }),
+  audiences: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+  name: Type.Optional(Type.String()),
+});
+
+const ServicePrincipalBody = Type.Object({
+  tenantId: Type.String({ minLength: 1 }),
+  clientId: Type.Optional(Type.String({ minLength: 1 })),
+  clientSecret: Type.Optional(Type.String({ minLength: 1 })),
+  federatedCredentials: Type.Optional(Type.Array(FederatedCredentialBody)),
+  scope: Type.Optional(Type.Union([ScopeSchema, Type.Null()])),
+  displayName: Type.Optional(Type.String()),
+  tokenLifetimeSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+});
+
+const TenantBody = Type.Object({
+  tenantId: Type.String({ minLength: 1 }),
+  domains: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+});
+
+const IssuerBody = Type.Object({
+  issuer: Type.String({ minLength: 1 }),
+  keys: Type.Array(Type.Record(Type.String(), Type.Unknown()), { minItems: 1 }),
+});
+
+const EntraSettingsBody = Type.Object(
+  { tokenLifetimeSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })) },
+  { additionalProperties: false },
+);
+
+/** A client secret the way Entra makes them: 40 characters. */
+function newClientSecret(): string {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789~._-";
+  return [...randomBytes(40)].map((b) => alphabet[b % alphabet.length]).join("");
+}
+
+/** Directory errors (bad input) become the control API's 400. */
+function directoryCall<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof TypeError) throw argumentInvalid(err.message);
+    throw err;
+  }
+}
+
+async function entraControlRoute(
+  ctx: HttpContext,
+  req: IncomingMessage,
+  method: string,
+  url: URL,
+  parts: string[],
+): Promise<Reply> {
+  const entra = ctx.control.entra;
+  const [what, id] = parts;
+  const key = `${method} ${what ?? ""}${id === undefined ? "" : "/:id"}`;
+  switch (key) {
+    case "GET ": {
+      const httpsUrl = ctx.httpsBaseUrl?.();
+      return ok({
+        ...entra.configure({}),
+        ...(httpsUrl === undefined ? {} : { authorityHost: httpsUrl }),
+        tenants: entra.tenants(),
+        servicePrincipals: entra.servicePrincipals(),
+        issuers: entra.issuers(),
+      });
+    }
+    case "PUT settings": {
+      const body = await readBody(req, "settings", EntraSettingsBody);
+      return ok(directoryCall(() => entra.configure(body)));
+    }
+    case "GET tenants":
+      return ok(list(entra.tenants()));
+    case "POST tenants": {
+      const body = await readBody(req, "tenant", TenantBody);
+      return ok(
+        directoryCall(() => entra.addTenant(body)),
+        201,
+      );
+    }
+    case "GET principals":
+      return ok(list(entra.servicePrincipals()));
+    case "POST principals": {
+      const body = await readBody(req, "principal", ServicePrincipalBody, { keepNulls: true });
+      const { scope, ...rest } = body;
+      // Neither a secret nor a federated credential: make up a secret (and return it, once).
+      const clientSecret = body.clientSecret ?? (body.federatedCredentials?.length ? undefined : newClientSecret());
+      const view = directoryCall(() =>
+        entra.addServicePrincipal({
+          ...rest,
+          clientId: body.clientId ?? randomUUID(),
+          ...(clientSecret === undefined ? {} : { clientSecret }),
+          ...(scope === undefined || scope === null ? {} : { scope }),
+        }),
+      );
+      return ok({ ...view, ...(clientSecret === undefined ? {} : { clientSecret }) }, 201);
+    }
+    case "GET principals/:id":
+    case "DELETE principals/:id": {
+      const tenantId = param(url, "tenantId");
+      const matches = entra
+        .servicePrincipals()
+        .filter(
+          (p) =>
+            p.clientId.toLowerCase() === (id as string).toLowerCase() &&
+            (tenantId === undefined || entra.resolveTenant(tenantId)?.tenantId === p.tenantId),
+        );
+      if (matches.length === 0) return ok({ message: `no service principal ${id}` }, 404);
+      if (matches.length > 1) throw argumentInvalid(`${id} exists in several tenants: give ?tenantId=`);
+      const found = matches[0] as (typeof matches)[number];
+      if (method === "GET") return ok(found);
+      entra.removeServicePrincipal(found.tenantId, found.clientId);
+      return ok({ removed: true });
+    }
+    case "GET issuers":
+      return ok(list(entra.issuers()));
+    case "POST issuers": {
+      const body = await readBody(req, "issuer", IssuerBody);
+      return ok(
+        directoryCall(() => entra.addIssuer({ issuer: body.issuer, keys: body.keys as JsonWebKey[] })),
+        201,
+      );
+    }
+    case "DELETE issuers": {
+      const issuer = param(url, "issuer");
+      if (issuer === undefined) throw argumentInvalid("give ?issuer=URL");
+      return entra.removeIssuer(issuer) ? ok({ removed: true }) : ok({ message: `no issuer ${issuer}` }, 404);
+    }
+    default:
+      return ok({ message: `no control endpoint ${method} ${url.pathname}; see the README` }, 404);
   }
 }
