@@ -113,6 +113,8 @@ export function agentProgram(options: AgentProgramOptions = {}): Program {
         ),
       ]);
       if (outcome === "killed") {
+        // Ends the agent's loops; every request it still tries fails locally, so nothing reaches the service.
+        void agent.stop();
         run.catch(() => {});
         return 137;
       }

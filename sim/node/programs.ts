@@ -77,11 +77,14 @@ export interface ProgramRule {
 
 /**
  * Default rules:
+ * - `hello-world` (any registry, tag or digest): exits 0 at once;
  * - `…/sim-exit:<code>` or `…/sim-exit:<code>-<ms>ms`: exits with <code> after <ms> (default 0 ms);
  * - anything else: the sleeper.
  * Agent detection is separate (see `isAgentContainer`), and unpullable images never get this far.
  */
 export const defaultProgramRules: ProgramRule[] = [
+  // Docker's hello-world prints a greeting and exits 0 (the operator's default terminator image).
+  { image: /(?:^|\/)hello-world(?:[:@].*)?$/, program: () => exitAfter(0, 0) },
   {
     image: /(?:^|\/)sim-exit:(\d+)(?:-(\d+)ms)?$/,
     program: (m) => exitAfter(Number(m[1]), Number(m[2] ?? 0)),

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { parseDuration } from "../api/v1/duration.ts";
+import { DEFAULT_TERMINATOR_IMAGE } from "../pods/stop.ts";
 
 export interface OperatorConfig {
   kubeconfig: string | undefined;

@@ -37,7 +37,7 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
   const writers = new Map<string, AzureDevOpsClient>();
   const writer = (target: PoolTarget) => {
     const credential = patCredential(target.pat);
-    const key = JSON.stringify([target.organizationUrl, target.pat]);
+    const key = JSON.stringify([target.organizationUrl, identityKey(credential)]);
     let client = writers.get(key);
     if (!client) {
       client = new AzureDevOpsClient({

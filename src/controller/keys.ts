@@ -1,25 +1,15 @@
-/** Labels and annotations the operator puts on (and reads from) the pods it manages. */
+/** Labels and annotations the operator puts on (and reads from) the pods it manages: one list, in src/pods. */
+import { DEFAULT_POD_KEYS } from "../pods/build.ts";
+
 const prefix = "azurepipelines.k8s.scaler.io";
 
-export const labels = {
-  managedBy: "app.kubernetes.io/managed-by",
-  /** Name of the owning AutoScaledAgent. */
-  resource: `${prefix}/autoscaledagent`,
-  /** capabilitySetKey of the template the pod was made from. */
-  template: `${prefix}/template`,
-} as const;
-
-export const managedByValue = "azure-pipelines-k8s-agent-scaler";
+export const labels = DEFAULT_POD_KEYS.labels;
+export const managedByValue = DEFAULT_POD_KEYS.managedByValue;
 
 export const annotations = {
-  /** Canonical JSON of the agent's capabilities. */
-  capabilities: `${prefix}/capabilities`,
-  /** Comma-separated job request ids the pod was created for. */
-  createdFor: `${prefix}/created-for-requests`,
-  /** The raw ExtraAgentContainers value the pod was made for. */
-  extraAgentContainers: `${prefix}/extra-agent-containers`,
-  /** Epoch ms when the pod became an idle scale-down candidate. */
+  ...DEFAULT_POD_KEYS.annotations,
+  /** Epoch ms when the pod became an idle scale-down candidate (written by the controller). */
   idleSince: `${prefix}/idle-candidate-since`,
-  /** Comma-separated names of classic sidecars the operator asked to stop. */
+  /** Comma-separated names of classic sidecars the operator asked to stop (written by the controller). */
   sidecarsStopped: `${prefix}/sidecars-stopped`,
 } as const;

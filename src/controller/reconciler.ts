@@ -14,6 +14,7 @@ import {
   resourcePath,
   validateAutoScaledAgent,
 } from "../api/v1/index.ts";
+import { identityKey, patCredential } from "../azure-devops/auth.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { errorMessage, type Logger } from "../kube/logger.ts";
@@ -169,7 +170,11 @@ export class Reconciler {
   }
 
   #attach(key: string, target: PoolTarget): PoolSubscription {
-    const fingerprint = JSON.stringify([target.organizationUrl, target.poolName, target.pat]);
+    const fingerprint = JSON.stringify([
+      target.organizationUrl,
+      target.poolName,
+      identityKey(patCredential(target.pat)),
+    ]);
     const existing = this.#attached.get(key);
     if (existing?.fingerprint === fingerprint) return existing.subscription;
     existing?.subscription.release();
@@ -482,6 +487,9 @@ export function azureDevOpsReason(kind: string): string {
     network: "AzureDevOpsUnreachable",
     timeout: "AzureDevOpsTimeout",
     "invalid-response": "AzureDevOpsInvalidResponse",
+    configuration: "AzureDevOpsMisconfigured",
+    "bad-request": "AzureDevOpsBadRequest",
+    conflict: "AzureDevOpsConflict",
   };
   return map[kind] ?? "AzureDevOpsError";
 }
