@@ -132,7 +132,7 @@ export const flags: Record<string, FlagSpec> = {
   "terminator-image": {
     env: "TERMINATOR_IMAGE",
     help: "image that classic sidecars are switched to so they exit",
-    default: "busybox:1.37",
+    default: DEFAULT_TERMINATOR_IMAGE,
     kind: "string",
   },
   "log-level": { env: "LOG_LEVEL", help: "debug, info, warn or error", default: "info", kind: "string" },

@@ -216,7 +216,7 @@ describe("helm template in namespaced mode with the extras (ci/namespaced-values
     assert.equal(config.pollIntervalMs, 2000);
     assert.equal(config.idlePollIntervalMs, 60_000);
     assert.equal(config.azureDevOpsTimeoutMs, 45_000, "extraEnv AZURE_DEVOPS_TIMEOUT wins");
-    assert.equal(config.terminatorImage, "registry.example.com/mirror/busybox:1.37");
+    assert.equal(config.terminatorImage, "registry.example.com/mirror/hello-world:latest");
     assert.equal(env.NODE_OPTIONS, "--max-old-space-size=768");
     const container = deployment.spec.template.spec.containers[0];
     const names = (container.env as Obj[]).map((e) => e.name);

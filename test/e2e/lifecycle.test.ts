@@ -50,7 +50,7 @@ describe("operator: pod lifecycle", () => {
         assert.equal(side?.state.terminated?.exitCode, 0, "the sidecar ended cleanly");
         assert.equal(
           pod?.spec.containers.find((c) => c.name === "buildkit")?.image,
-          "sim-exit:0",
+          "docker.io/library/hello-world:latest",
           "image swapped to the terminator",
         );
       }
