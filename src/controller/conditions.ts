@@ -39,6 +39,8 @@ export interface Findings {
   azureDevOps?: { ok: true; poolId: number } | { ok: false; reason: string; message: string };
   /** Problems that did not stop the reconcile (refused jobs, failed creates...), newest first. */
   problems: { reason: string; message: string }[];
+  /** The cache volume claims and their holders, for status. */
+  cacheVolumes?: { name: string; claimName: string; holderPod?: string }[];
 }
 
 export function deriveConditions(f: Findings): ConditionInput[] {

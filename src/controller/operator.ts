@@ -15,6 +15,7 @@ import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
+import type { PvcObject } from "./cache-volumes.ts";
 import { labels, managedByValue } from "./keys.ts";
 import type { PodObject } from "./observe.ts";
 import type { AzureDevOpsPort, PodFactory } from "./ports.ts";
@@ -72,6 +73,22 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
         },
       }),
   );
+  const pvcInformers = namespaces.map(
+    (ns) =>
+      new Informer<PvcObject>({
+        name: `persistentvolumeclaims${ns ? `-${ns}` : ""}`,
+        listWatch: listWatchFor(client, {
+          resource: { apiVersion: "v1", resource: "persistentvolumeclaims" },
+          namespace: ns,
+          labelSelector: `${labels.managedBy}=${managedByValue}`,
+        }),
+        logger: logger.child({ informer: "persistentvolumeclaims" }),
+        indexers: {
+          [ownerIndex]: (p) =>
+            (p.metadata?.ownerReferences ?? []).filter((o) => o.kind === "AutoScaledAgent").map((o) => o.uid),
+        },
+      }),
+  );
   const queue = new WorkQueue({ name: "autoscaledagents", logger: logger.child({ component: "workqueue" }) });
   const events = new EventRecorder({
     client,
@@ -89,6 +106,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       return undefined;
     },
     podsOf: (_ns, uid) => podInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
+    pvcsOf: (_ns, uid) => pvcInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
     azureDevOps: deps.azureDevOps,
     pods: deps.pods,
     events,
@@ -121,7 +139,15 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   }
 
   let leading = !config.leaderElect;
-  const informers = [...asaInformers, ...podInformers];
+  for (const inf of pvcInformers) {
+    inf.addHandler({
+      onUpdate: (_o, p) => {
+        const key = ownerKey(p);
+        if (key) queue.add(key);
+      },
+    });
+  }
+  const informers = [...asaInformers, ...podInformers, ...pvcInformers];
   const liveness: HealthCheck[] = informers.map((inf) => ({
     name: `informer ${inf.name}`,
     check: () => {

@@ -60,6 +60,8 @@ export interface PodBuildInput {
   resource: DefaultedAutoScaledAgent & { metadata: { name: string; namespace: string; uid: string } };
   create: PodCreate;
   podName: string;
+  /** Cache volume name -> the PVC claimed for this pod. */
+  cacheVolumes?: Record<string, string>;
 }
 
 export interface PodFactory {

@@ -19,9 +19,11 @@ import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { errorMessage, type Logger } from "../kube/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import { extraAgentContainersChecker } from "../pods/extra-containers.ts";
 import { podName, podNameSuffix } from "../scaling/naming.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
+import { CacheVolumes, cacheState, type PvcObject, withClaims } from "./cache-volumes.ts";
 import { deriveConditions, type Findings, setConditions } from "./conditions.ts";
 import { annotations, labels } from "./keys.ts";
 import { observeAgent, observePod, type PodObject } from "./observe.ts";
@@ -33,6 +35,8 @@ export interface ReconcilerOptions {
   getResource(key: string): AutoScaledAgent | undefined;
   /** The cached pods owned by the resource with this uid. */
   podsOf(namespace: string, uid: string): PodObject[];
+  /** The cached PersistentVolumeClaims owned by the resource with this uid. */
+  pvcsOf(namespace: string, uid: string): PvcObject[];
   azureDevOps: AzureDevOpsPort;
   pods: PodFactory;
   events: EventRecorder;
@@ -67,9 +71,12 @@ export class Reconciler {
   readonly #expected = new Map<string, Map<string, { at: number; pod: ObservedPod }>>();
   /** Job request ids already reported as unmatched, by resource key. */
   readonly #reported = new Map<string, Set<number>>();
+  readonly #cache: CacheVolumes;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
+    const random = options.random ?? ((n: number) => randomBytes(n));
+    this.#cache = new CacheVolumes(options.client, options.now, () => podNameSuffix(random(16)));
   }
 
   /** Releases every pool subscription (shutdown, or leadership lost). */
@@ -225,6 +232,7 @@ export class Reconciler {
       now: this.#o.now(),
       agentMinIdlePeriodMs: parseDuration(resource.spec.agentMinIdlePeriod),
       maxTerminatedPodsToKeep: resource.spec.maxTerminatedPodsToKeep,
+      checkExtraAgentContainers: extraAgentContainersChecker(resource.spec.extraAgentContainers),
     });
   }
 
@@ -255,11 +263,33 @@ export class Reconciler {
     const pending = new Set(snapshot.jobRequests.map((j) => j.requestId));
     for (const id of reported) if (!pending.has(id)) reported.delete(id);
 
+    const pvcObjects = this.#o.pvcsOf(ns, resource.metadata.uid);
+    const cachedPods = this.#o.podsOf(ns, resource.metadata.uid);
+    let volumes = cacheState(resource, pvcObjects, cachedPods, this.#o.now());
+    const pvcByName = new Map(pvcObjects.map((p) => [p.metadata.name, p]));
     for (const create of plan.creates) {
       const random = this.#o.random ?? ((n: number) => randomBytes(n));
       const name = podName(resource.metadata.name, podNameSuffix(random(16)));
-      const built = this.#o.pods.build({ resource, create, podName: name });
+      let cache: Awaited<ReturnType<CacheVolumes["prepare"]>>;
+      try {
+        cache = await this.#cache.prepare(resource, volumes, name, create.templateIndex, pvcByName);
+      } catch (err) {
+        cache = {
+          ok: false,
+          reason: "CacheVolumeFailed",
+          message: `cache volume for pod ${name}: ${errorMessage(err)}`,
+        };
+      }
+      if (!cache.ok) {
+        const jobs = create.forRequestIds.length ? ` (job request ${create.forRequestIds.join(", ")} waits)` : "";
+        findings.problems.push({ reason: cache.reason, message: `${cache.message}${jobs}` });
+        this.#o.events.warning(ref, cache.reason, `${cache.message}${jobs}`, "CreatePod");
+        continue;
+      }
+      volumes = withClaims(volumes, name, cache.mapping, this.#o.now());
+      const built = this.#o.pods.build({ resource, create, podName: name, cacheVolumes: cache.mapping });
       if (!built.ok) {
+        await this.#cache.release(ns, cache.claimed).catch(() => {});
         findings.problems.push({ reason: built.reason, message: built.message });
         this.#o.events.warning(ref, built.reason, built.message, "CreatePod");
         continue;
@@ -288,6 +318,7 @@ export class Reconciler {
         this.#o.metrics.podsCreated.inc({ ...metricLabels, reason: create.reason });
         this.#o.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
       } catch (err) {
+        await this.#cache.release(ns, cache.claimed).catch(() => {});
         const message = `creating pod ${name} failed: ${errorMessage(err)}`;
         findings.problems.push({ reason: "PodCreateFailed", message });
         this.#o.events.warning(ref, "PodCreateFailed", message, "CreatePod");
@@ -353,6 +384,22 @@ export class Reconciler {
         this.#o.metrics.podsDeleted.inc({ ...metricLabels, reason: "finished" });
       }
       if (done.agentId !== null && target) await this.#deleteAgent(target, snapshot.poolId, done.agentId, findings);
+    }
+
+    if ((resource.spec.reusableCacheVolumes ?? []).length > 0) {
+      try {
+        findings.cacheVolumes = await this.#cache.sweep(
+          ns,
+          cacheState(
+            resource,
+            this.#o.pvcsOf(ns, resource.metadata.uid),
+            this.#o.podsOf(ns, resource.metadata.uid),
+            this.#o.now(),
+          ),
+        );
+      } catch (err) {
+        findings.problems.push({ reason: "CacheVolumeReleaseFailed", message: errorMessage(err) });
+      }
     }
 
     for (const blocked of plan.blockedJobs.slice(0, 1)) {
@@ -433,6 +480,7 @@ export class Reconciler {
     };
     if (generation !== undefined) status.observedGeneration = generation;
     if (snapshot) status.poolId = snapshot.poolId;
+    if (findings.cacheVolumes) status.cacheVolumes = findings.cacheVolumes;
     if (plan) {
       const sum = (f: (t: ScalePlan["templates"][number]) => number) => plan.templates.reduce((n, t) => n + f(t), 0);
       status.pendingJobs = sum((t) => t.pendingJobs);
