@@ -53,8 +53,6 @@ export function startOperatorProcess(options: OperatorOptions): OperatorProcess 
       "1s",
       "--resync-interval",
       "2s",
-      "--terminator-image",
-      "sim-exit:0",
       "--log-format",
       "text",
       "--log-level",
@@ -79,7 +77,8 @@ export function startOperatorProcess(options: OperatorOptions): OperatorProcess 
           .split("\n")
           .find((l) => pattern.test(l));
         if (line) return line;
-        if (child.exitCode !== null) throw new Error(`operator exited (${child.exitCode}) before logging ${pattern}:\n${log().slice(-3000)}`);
+        if (child.exitCode !== null)
+          throw new Error(`operator exited (${child.exitCode}) before logging ${pattern}:\n${log().slice(-3000)}`);
         if (Date.now() > deadline) throw new Error(`operator did not log ${pattern}:\n${log().slice(-3000)}`);
         await sleep(100);
       }

@@ -43,9 +43,18 @@ export interface World {
   node: VirtualNode;
   nodeName: string;
   /** A pod template whose pods land on this world's node, with an agent container and optional extras. */
-  template(extra?: { containers?: unknown[]; initContainers?: unknown[]; terminationGracePeriodSeconds?: number }): Record<string, unknown>;
+  template(extra?: {
+    containers?: unknown[];
+    initContainers?: unknown[];
+    terminationGracePeriodSeconds?: number;
+  }): Record<string, unknown>;
   createResource(name: string, spec: Record<string, unknown>): Promise<void>;
-  getResource(name: string): Promise<{ metadata: { generation: number }; status?: Record<string, unknown> & { conditions?: { type: string; status: string; reason: string; message: string }[] } }>;
+  getResource(name: string): Promise<{
+    metadata: { generation: number };
+    status?: Record<string, unknown> & {
+      conditions?: { type: string; status: string; reason: string; message: string }[];
+    };
+  }>;
   pods(resource?: string): Promise<Pod[]>;
   /** Registers an offline placeholder agent with these capabilities, so jobs queue instead of failing. */
   placeholder(capabilities: Record<string, string>): Promise<void>;
@@ -113,7 +122,12 @@ export async function startWorld(options: { pool?: string } = {}): Promise<World
           apiVersion: "azurepipelines.k8s.scaler.io/v1",
           kind: "AutoScaledAgent",
           metadata: { name },
-          spec: { poolName: pool, organizationUrl: ado.organizationUrl, personalAccessTokenSecretName: "azure-pat", ...spec },
+          spec: {
+            poolName: pool,
+            organizationUrl: ado.organizationUrl,
+            personalAccessTokenSecretName: "azure-pat",
+            ...spec,
+          },
         },
       });
     },
@@ -130,7 +144,11 @@ export async function startWorld(options: { pool?: string } = {}): Promise<World
       const res = await fetch(`${ado.organizationUrl}/_apis/distributedtask/pools/${poolId}/agents?api-version=7.1`, {
         method: "POST",
         headers: { Authorization: basicAuth, "Content-Type": "application/json" },
-        body: JSON.stringify({ name: uniqueName("dummy-agent-test"), version: "4.258.1", systemCapabilities: capabilities }),
+        body: JSON.stringify({
+          name: uniqueName("dummy-agent-test"),
+          version: "4.258.1",
+          systemCapabilities: capabilities,
+        }),
       });
       if (res.status !== 200) throw new Error(`placeholder registration failed: ${res.status}`);
     },
