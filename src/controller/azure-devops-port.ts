@@ -3,7 +3,7 @@
  * credential, whatever the number of resources) and one client per (organization, credential) for writes, all
  * sharing the rate-limit budget of their identity.
  */
-import { identityKey, patCredential } from "../azure-devops/auth.ts";
+import { identityKey } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
@@ -36,7 +36,7 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
   });
   const writers = new Map<string, AzureDevOpsClient>();
   const writer = (target: PoolTarget) => {
-    const credential = patCredential(target.pat);
+    const credential = target.credential;
     const key = JSON.stringify([target.organizationUrl, identityKey(credential)]);
     let client = writers.get(key);
     if (!client) {
@@ -55,7 +55,7 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
     subscribe(target, onChange) {
       let lastError: AzureDevOpsError | undefined;
       const handle = registry.acquire(
-        { organizationUrl: target.organizationUrl, poolName: target.poolName, credential: patCredential(target.pat) },
+        { organizationUrl: target.organizationUrl, poolName: target.poolName, credential: target.credential },
         {
           onSnapshot: () => {
             lastError = undefined;

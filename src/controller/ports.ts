@@ -3,6 +3,7 @@
  * the pool, agent deletion) and the pod factory. The operator wires the real implementations; nothing here does I/O.
  */
 import type { DefaultedAutoScaledAgent } from "../api/v1/index.ts";
+import type { Credential } from "../azure-devops/auth.ts";
 import type { KubeObject } from "../kube/types.ts";
 import type { JobRequest, PodCreate } from "../scaling/types.ts";
 
@@ -35,8 +36,8 @@ export interface AzureDevOpsProblem {
 export interface PoolTarget {
   organizationUrl: string;
   poolName: string;
-  /** The PAT (never logged), or undefined with `tokenProvider` for Entra ID. */
-  pat: string;
+  /** A PAT or an Entra ID token provider (never logged). */
+  credential: Credential;
 }
 
 export interface PoolSubscription {

@@ -9,12 +9,14 @@ import {
   type AutoScaledAgent,
   type AutoScaledAgentStatus,
   type DefaultedAutoScaledAgent,
+  CLIENT_SECRET_KEY,
   PAT_SECRET_KEY,
   parseDuration,
   resourcePath,
   validateAutoScaledAgent,
 } from "../api/v1/index.ts";
-import { identityKey, patCredential } from "../azure-devops/auth.ts";
+import { type Credential, identityKey, patCredential } from "../azure-devops/auth.ts";
+import { entraIdCredential, entraIdOptionsFromSpec } from "../azure-devops/entra-id.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { errorMessage, type Logger } from "../kube/logger.ts";
@@ -72,6 +74,8 @@ export class Reconciler {
   /** Job request ids already reported as unmatched, by resource key. */
   readonly #reported = new Map<string, Set<number>>();
   readonly #cache: CacheVolumes;
+  /** Entra ID credentials by resource key (they cache and refresh their tokens). */
+  readonly #entra = new Map<string, { fingerprint: string; credential: Credential }>();
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -91,6 +95,7 @@ export class Reconciler {
       this.#detach(key);
       this.#expected.delete(key);
       this.#reported.delete(key);
+      this.#entra.delete(key);
       return undefined;
     }
     if (raw.metadata?.deletionTimestamp) {
@@ -110,8 +115,8 @@ export class Reconciler {
       return undefined;
     }
     const resource = validation.value as Resource;
-    const pat = await this.#readPat(resource, findings);
-    if (pat === undefined) {
+    const credential = await this.#credential(key, resource, findings);
+    if (credential === undefined) {
       this.#detach(key);
       await this.#writeStatus(raw, findings, undefined, undefined);
       return { requeueAfterMs: Math.min(this.#o.resyncIntervalMs, 30_000) };
@@ -119,7 +124,7 @@ export class Reconciler {
     const subscription = this.#attach(key, {
       organizationUrl: resource.spec.organizationUrl,
       poolName: resource.spec.poolName,
-      pat,
+      credential,
     });
     const snapshot = subscription.latest();
     const problem = subscription.lastError();
@@ -142,45 +147,106 @@ export class Reconciler {
     return { requeueAfterMs: this.#o.resyncIntervalMs };
   }
 
-  async #readPat(resource: Resource, findings: Findings): Promise<string | undefined> {
-    const name = resource.spec.personalAccessTokenSecretName;
-    const ns = resource.metadata.namespace;
-    if (!name) {
-      findings.credentials = {
-        reason: "AuthenticationNotSupported",
-        message: "spec.personalAccessTokenSecretName is not set and this operator version needs it",
-      };
-      return undefined;
-    }
+  async #readSecretKey(ns: string, name: string, key: string, what: string, findings: Findings): Promise<string | undefined> {
     try {
       const secret = await this.#o.client.request<{ data?: Record<string, string> }>({
         path: `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(name)}`,
       });
-      const value = secret.data?.[PAT_SECRET_KEY];
-      const pat = value === undefined ? "" : Buffer.from(value, "base64").toString("utf8").trim();
-      if (!pat) {
-        findings.credentials = {
-          reason: "SecretKeyMissing",
-          message: `Secret ${ns}/${name} has no non-empty key "${PAT_SECRET_KEY}" (the Azure DevOps personal access token)`,
-        };
-      } else {
-        return pat;
-      }
+      const value = secret.data?.[key];
+      const text = value === undefined ? "" : Buffer.from(value, "base64").toString("utf8").trim();
+      if (text) return text;
+      findings.credentials = {
+        reason: "SecretKeyMissing",
+        message: `Secret ${ns}/${name} has no non-empty key "${key}" (${what})`,
+      };
     } catch (err) {
       findings.credentials = isNotFound(err)
-        ? { reason: "SecretNotFound", message: `Secret ${ns}/${name} (spec.personalAccessTokenSecretName) not found` }
+        ? { reason: "SecretNotFound", message: `Secret ${ns}/${name} (${what}) not found` }
         : { reason: "SecretUnreadable", message: `Secret ${ns}/${name} could not be read: ${errorMessage(err)}` };
     }
-    const c = findings.credentials;
-    if (c) this.#o.events.warning(this.#ref(resource), c.reason, c.message, "ReadSecret");
     return undefined;
+  }
+
+  /** The credential for Azure DevOps: the PAT of the Secret, or an Entra ID token provider (cached per resource). */
+  async #credential(key: string, resource: Resource, findings: Findings): Promise<Credential | undefined> {
+    const ns = resource.metadata.namespace;
+    const patSecret = resource.spec.personalAccessTokenSecretName;
+    const entra = resource.spec.entraIdAuthentication;
+    let credential: Credential | undefined;
+    if (patSecret) {
+      const pat = await this.#readSecretKey(
+        ns,
+        patSecret,
+        PAT_SECRET_KEY,
+        "spec.personalAccessTokenSecretName: the Azure DevOps personal access token",
+        findings,
+      );
+      if (pat !== undefined) credential = patCredential(pat);
+    } else if (entra) {
+      credential = await this.#entraCredential(key, resource, entra, findings);
+    } else {
+      findings.credentials = {
+        reason: "NoCredentials",
+        message: "set spec.personalAccessTokenSecretName or spec.entraIdAuthentication",
+      };
+    }
+    const c = findings.credentials;
+    if (c) this.#o.events.warning(this.#ref(resource), c.reason, c.message, "ReadCredentials");
+    return credential;
+  }
+
+  async #entraCredential(
+    key: string,
+    resource: Resource,
+    entra: NonNullable<Resource["spec"]["entraIdAuthentication"]>,
+    findings: Findings,
+  ): Promise<Credential | undefined> {
+    const ns = resource.metadata.namespace;
+    let secret: string | undefined;
+    let fingerprint: string;
+    const resolved: { clientSecret?: string; clientAssertion?: () => Promise<string> } = {};
+    if (entra.clientSecretRef) {
+      const ref = entra.clientSecretRef;
+      secret = await this.#readSecretKey(ns, ref.name, ref.key ?? CLIENT_SECRET_KEY, "spec.entraIdAuthentication.clientSecretRef", findings);
+      if (secret === undefined) return undefined;
+      resolved.clientSecret = secret;
+      fingerprint = JSON.stringify([entra, identityKey(patCredential(secret))]);
+    } else if (entra.workloadIdentity?.serviceAccountName) {
+      const sa = entra.workloadIdentity.serviceAccountName;
+      // The service account's token, audience api://AzureADTokenExchange, is the federated assertion.
+      resolved.clientAssertion = async () => {
+        const answer = await this.#o.client.request<{ status: { token: string } }>({
+          method: "POST",
+          path: `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`,
+          body: {
+            apiVersion: "authentication.k8s.io/v1",
+            kind: "TokenRequest",
+            spec: { audiences: ["api://AzureADTokenExchange"], expirationSeconds: 3600 },
+          },
+        });
+        return answer.status.token;
+      };
+      fingerprint = JSON.stringify([entra]);
+    } else {
+      fingerprint = JSON.stringify([entra]);
+    }
+    const cached = this.#entra.get(key);
+    if (cached?.fingerprint === fingerprint) return cached.credential;
+    try {
+      const credential = entraIdCredential(entraIdOptionsFromSpec(entra, resolved, { logger: this.#o.logger }));
+      this.#entra.set(key, { fingerprint, credential });
+      return credential;
+    } catch (err) {
+      findings.credentials = { reason: "EntraIdMisconfigured", message: errorMessage(err) };
+      return undefined;
+    }
   }
 
   #attach(key: string, target: PoolTarget): PoolSubscription {
     const fingerprint = JSON.stringify([
       target.organizationUrl,
       target.poolName,
-      identityKey(patCredential(target.pat)),
+      identityKey(target.credential),
     ]);
     const existing = this.#attached.get(key);
     if (existing?.fingerprint === fingerprint) return existing.subscription;

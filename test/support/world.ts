@@ -6,7 +6,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../../sim/azure-devops/index.ts";
+import {
+  type AzureDevOpsEmulator,
+  type AzureDevOpsEmulatorOptions,
+  startAzureDevOpsEmulator,
+} from "../../sim/azure-devops/index.ts";
 import { agentProgram } from "../../sim/node/agent-program.ts";
 import { VirtualNode } from "../../sim/node/index.ts";
 import type { Pod } from "../../sim/node/types.ts";
@@ -61,7 +65,9 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function startWorld(options: { pool?: string } = {}): Promise<World> {
+export async function startWorld(
+  options: { pool?: string; emulator?: Partial<AzureDevOpsEmulatorOptions> } = {},
+): Promise<World> {
   const cluster = await testCluster();
   await ensureCrd(cluster);
   const ns = await createNamespace(cluster.client, "e2e");
@@ -76,6 +82,7 @@ export async function startWorld(options: { pool?: string } = {}): Promise<World
     ],
     messagePollTimeoutMs: 1000,
     log: () => {},
+    ...options.emulator,
   });
   const nodeName = uniqueName("e2e-node");
   const node = new VirtualNode({
