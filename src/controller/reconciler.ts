@@ -8,8 +8,8 @@ import { randomBytes } from "node:crypto";
 import {
   type AutoScaledAgent,
   type AutoScaledAgentStatus,
-  type DefaultedAutoScaledAgent,
   CLIENT_SECRET_KEY,
+  type DefaultedAutoScaledAgent,
   PAT_SECRET_KEY,
   parseDuration,
   resourcePath,
@@ -147,7 +147,13 @@ export class Reconciler {
     return { requeueAfterMs: this.#o.resyncIntervalMs };
   }
 
-  async #readSecretKey(ns: string, name: string, key: string, what: string, findings: Findings): Promise<string | undefined> {
+  async #readSecretKey(
+    ns: string,
+    name: string,
+    key: string,
+    what: string,
+    findings: Findings,
+  ): Promise<string | undefined> {
     try {
       const secret = await this.#o.client.request<{ data?: Record<string, string> }>({
         path: `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(name)}`,
@@ -207,7 +213,13 @@ export class Reconciler {
     const resolved: { clientSecret?: string; clientAssertion?: () => Promise<string> } = {};
     if (entra.clientSecretRef) {
       const ref = entra.clientSecretRef;
-      secret = await this.#readSecretKey(ns, ref.name, ref.key ?? CLIENT_SECRET_KEY, "spec.entraIdAuthentication.clientSecretRef", findings);
+      secret = await this.#readSecretKey(
+        ns,
+        ref.name,
+        ref.key ?? CLIENT_SECRET_KEY,
+        "spec.entraIdAuthentication.clientSecretRef",
+        findings,
+      );
       if (secret === undefined) return undefined;
       resolved.clientSecret = secret;
       fingerprint = JSON.stringify([entra, identityKey(patCredential(secret))]);
@@ -243,11 +255,7 @@ export class Reconciler {
   }
 
   #attach(key: string, target: PoolTarget): PoolSubscription {
-    const fingerprint = JSON.stringify([
-      target.organizationUrl,
-      target.poolName,
-      identityKey(target.credential),
-    ]);
+    const fingerprint = JSON.stringify([target.organizationUrl, target.poolName, identityKey(target.credential)]);
     const existing = this.#attached.get(key);
     if (existing?.fingerprint === fingerprint) return existing.subscription;
     existing?.subscription.release();
