@@ -113,9 +113,26 @@ describe("operator: pod lifecycle", () => {
     world.ado.control.cancelJob(job.requestId);
     const f = await world.ado.control.waitForJob(job.requestId, (x) => x.state === "finished", { timeoutMs: 60_000 });
     assert.equal(f.result, "canceled");
-    await eventually("pod completed", async () =>
-      (await world.pods("cancelr"))[0]?.status?.phase === "Succeeded" ? true : undefined,
-    );
+    let seen = "";
+    await eventually(
+      "the job's pod completed",
+      async () => {
+        const pods = await world.pods("cancelr");
+        seen = pods
+          .map(
+            (p) => `${p.metadata.name}:${p.status?.phase}:${JSON.stringify(p.status?.containerStatuses?.[0]?.state)}`,
+          )
+          .join(" ");
+        return pods.find((p) => p.metadata.name === f.reservedAgent?.name)?.status?.phase === "Succeeded"
+          ? true
+          : undefined;
+      },
+      60_000,
+    ).catch((err: Error) => {
+      throw new Error(
+        `${err.message}; pods: ${seen}; agent log: ${world.node.logs(world.ns, f.reservedAgent?.name ?? "", "azure-pipelines-agent").join(" | ")}`,
+      );
+    });
   });
 
   test("a job cancelled while its pod is unschedulable: the pod is deleted at once", async () => {
