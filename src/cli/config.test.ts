@@ -36,6 +36,12 @@ describe("parseConfig", () => {
     ["bad level", ["--log-level", "loud"], {}, /--log-level: "loud" must be one of/],
     ["unknown flag", ["--nope"], {}, /Unknown option '--nope'/],
     ["renew >= lease", ["--renew-deadline", "20s"], {}, /--renew-deadline must be shorter/],
+    [
+      "renew too close to retry",
+      ["--retry-period", "9s"],
+      {},
+      /--renew-deadline must be more than 1.2 times --retry-period/,
+    ],
   ];
   for (const [name, argv, env, message] of bad) {
     test(`refuses ${name} with a specific message`, () => {
@@ -45,6 +51,12 @@ describe("parseConfig", () => {
       );
     });
   }
+
+  test("a KUBECONFIG list: the first file", () => {
+    const c = parseConfig([], { KUBECONFIG: ":/a/config:/b/config" }, "h");
+    assert.ok(c !== "help");
+    assert.equal(c.kubeconfig, "/a/config");
+  });
 
   test("--help and the help text lists every flag with its variable", () => {
     assert.equal(parseConfig(["--help"], {}, "h"), "help");

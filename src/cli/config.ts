@@ -208,7 +208,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     return text;
   };
   const config: OperatorConfig = {
-    kubeconfig: raw("kubeconfig") || undefined,
+    // KUBECONFIG may be a colon-separated list, as for kubectl: the first file is used.
+    kubeconfig:
+      raw("kubeconfig")
+        .split(":")
+        .find((p) => p !== "") || undefined,
     namespaces: raw("namespaces")
       .split(",")
       .map((s) => s.trim())
@@ -234,8 +238,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
   if (config.renewDeadlineMs >= config.leaseDurationMs) {
     throw new ConfigError("--renew-deadline must be shorter than --lease-duration");
   }
-  if (config.retryPeriodMs >= config.renewDeadlineMs) {
-    throw new ConfigError("--retry-period must be shorter than --renew-deadline");
+  if (config.retryPeriodMs * 1.2 >= config.renewDeadlineMs) {
+    throw new ConfigError("--renew-deadline must be more than 1.2 times --retry-period");
   }
   return config;
 }

@@ -129,6 +129,7 @@ export class Reconciler {
     const snapshot = subscription.latest();
     const problem = subscription.lastError();
     if (problem) {
+      this.#o.metrics.azureDevOpsErrors.inc({ kind: problem.kind });
       const reason = azureDevOpsReason(problem.kind);
       findings.azureDevOps = { ok: false, reason, message: problem.message };
       this.#o.events.warning(raw, reason, problem.message, "PollAzureDevOps");

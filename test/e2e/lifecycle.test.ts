@@ -84,7 +84,14 @@ describe("operator: pod lifecycle", () => {
     await world.placeholder({ cancelq: "1" });
     await world.createResource("cancelq", {
       agentMinIdlePeriod: "1s",
-      podsWithCapabilities: [{ capabilities: { cancelq: "1" }, maxCount: 2, podTemplateSpec: world.template() }],
+      podsWithCapabilities: [
+        {
+          capabilities: { cancelq: "1" },
+          maxCount: 2,
+          // A slow init container: the job is cancelled while the pod is still starting.
+          podTemplateSpec: world.template({ initContainers: [{ name: "slow-start", image: "sim-exit:0-3000ms" }] }),
+        },
+      ],
     });
     const job = world.ado.control.queueJob({
       pool: world.pool,
@@ -98,7 +105,19 @@ describe("operator: pod lifecycle", () => {
       "pod removed",
       async () => ((await world.pods("cancelq")).length === 0 ? true : undefined),
       60_000,
-    );
+    ).catch(async (err: Error) => {
+      const pods = await world.pods("cancelq");
+      const agents = world.ado.control.listAgents({ pool: world.pool }).filter((a) => a.name.startsWith("cancelq"));
+      const log = operator
+        .log()
+        .split("\n")
+        .filter((l) => /cancelq/.test(l))
+        .slice(-8)
+        .join("\n");
+      throw new Error(
+        `${err.message}; pods ${JSON.stringify(pods.map((p) => [p.metadata.name, p.status?.phase, p.metadata.annotations]))}; agents ${JSON.stringify(agents)}; operator: ${log}`,
+      );
+    });
     assert.equal(world.ado.control.getJob(job.requestId)?.result, "canceled");
   });
 
