@@ -6,21 +6,16 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
-import { eventually, startWorld, type World } from "../support/world.ts";
+import type { OperatorProcess } from "../support/operator.ts";
+import { eventually, startWorldAndOperator, stopWorldAndOperator, type World } from "../support/world.ts";
 
 describe("operator: scaling to queued jobs", () => {
   let world: World;
   let operator: OperatorProcess;
   before(async () => {
-    world = await startWorld();
-    operator = startOperatorProcess({ kubeconfig: world.cluster.kubeconfig, namespaces: [world.ns] });
-    await operator.waitForLog(/caches synced/);
+    ({ world, operator } = await startWorldAndOperator());
   });
-  after(async () => {
-    await operator?.stop();
-    await world?.close();
-  });
+  after(() => stopWorldAndOperator(world, operator));
 
   const live = (pods: Awaited<ReturnType<World["pods"]>>) =>
     pods.filter((p) => !p.metadata.deletionTimestamp && !["Succeeded", "Failed"].includes(p.status?.phase ?? ""));

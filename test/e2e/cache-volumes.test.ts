@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Pod } from "../../sim/node/types.ts";
-import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
-import { eventually, startWorld, type World } from "../support/world.ts";
+import type { OperatorProcess } from "../support/operator.ts";
+import { eventually, startWorldAndOperator, stopWorldAndOperator, type World } from "../support/world.ts";
 
 const claimsOf = (p: Pod) =>
   ((p.spec as { volumes?: { persistentVolumeClaim?: { claimName: string } }[] }).volumes ?? []).flatMap((v) =>
@@ -19,14 +19,9 @@ describe("operator: reusable cache volumes", () => {
   let world: World;
   let operator: OperatorProcess;
   before(async () => {
-    world = await startWorld();
-    operator = startOperatorProcess({ kubeconfig: world.cluster.kubeconfig, namespaces: [world.ns] });
-    await operator.waitForLog(/caches synced/);
+    ({ world, operator } = await startWorldAndOperator());
   });
-  after(async () => {
-    await operator?.stop();
-    await world?.close();
-  });
+  after(() => stopWorldAndOperator(world, operator));
 
   const template = () =>
     world.template({

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
-import { eventually, startWorld, type World } from "../support/world.ts";
+import type { OperatorProcess } from "../support/operator.ts";
+import { eventually, startWorldAndOperator, stopWorldAndOperator, type World } from "../support/world.ts";
 
 interface Condition {
   type: string;
@@ -18,14 +18,9 @@ describe("operator: bad input and Azure DevOps failures", () => {
   let world: World;
   let operator: OperatorProcess;
   before(async () => {
-    world = await startWorld();
-    operator = startOperatorProcess({ kubeconfig: world.cluster.kubeconfig, namespaces: [world.ns] });
-    await operator.waitForLog(/caches synced/);
+    ({ world, operator } = await startWorldAndOperator());
   });
-  after(async () => {
-    await operator?.stop();
-    await world?.close();
-  });
+  after(() => stopWorldAndOperator(world, operator));
 
   const condition = async (name: string, type: string, predicate: (c: Condition) => boolean) =>
     eventually(`${name}: ${type} condition`, async () => {

@@ -4,21 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
-import { eventually, startWorld, type World } from "../support/world.ts";
+import type { OperatorProcess } from "../support/operator.ts";
+import { eventually, startWorldAndOperator, stopWorldAndOperator, type World } from "../support/world.ts";
 
 describe("operator: pod lifecycle", () => {
   let world: World;
   let operator: OperatorProcess;
   before(async () => {
-    world = await startWorld();
-    operator = startOperatorProcess({ kubeconfig: world.cluster.kubeconfig, namespaces: [world.ns] });
-    await operator.waitForLog(/caches synced/);
+    ({ world, operator } = await startWorldAndOperator());
   });
-  after(async () => {
-    await operator?.stop();
-    await world?.close();
-  });
+  after(() => stopWorldAndOperator(world, operator));
 
   for (const keep of [0, 1]) {
     test(`a classic sidecar is stopped after the job; ${keep} finished pod(s) kept`, async () => {

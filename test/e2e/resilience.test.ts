@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
-import { eventually, startWorld, type World } from "../support/world.ts";
+import { startWorld, type World } from "../support/world.ts";
 
 describe("operator: resilience", () => {
   let world: World;

@@ -15,6 +15,7 @@ import { agentProgram } from "../../sim/node/agent-program.ts";
 import { VirtualNode } from "../../sim/node/index.ts";
 import type { Pod } from "../../sim/node/types.ts";
 import { createNamespace, deleteNamespace, eventually, type TestCluster, testCluster, uniqueName } from "./cluster.ts";
+import { type OperatorOptions, type OperatorProcess, startOperatorProcess } from "./operator.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 export const crdFile = join(root, "config", "crd", "azurepipelines.k8s.scaler.io_autoscaledagents.yaml");
@@ -166,6 +167,26 @@ export async function startWorld(
       await cluster.close();
     },
   };
+}
+
+/** A world and an operator process watching its namespace, ready to reconcile. */
+export async function startWorldAndOperator(
+  options: Parameters<typeof startWorld>[0] = {},
+  operatorOptions: Partial<OperatorOptions> = {},
+): Promise<{ world: World; operator: OperatorProcess }> {
+  const world = await startWorld(options);
+  const operator = startOperatorProcess({
+    kubeconfig: world.cluster.kubeconfig,
+    namespaces: [world.ns],
+    ...operatorOptions,
+  });
+  await operator.waitForLog(/caches synced/);
+  return { world, operator };
+}
+
+export async function stopWorldAndOperator(world: World | undefined, operator: OperatorProcess | undefined) {
+  await operator?.stop();
+  await world?.close();
 }
 
 export { eventually, uniqueName };
