@@ -29,6 +29,8 @@ export interface OperatorConfig {
   azureDevOpsTimeoutMs: number;
   /** Periodic reconcile of every resource even without changes. */
   resyncIntervalMs: number;
+  /** How long an agent of a resource must have been offline before garbage collection may delete it. */
+  offlineAgentGraceMs: number;
   /** Image a classic sidecar is switched to so that it exits once the agent has finished. */
   terminatorImage: string;
   logLevel: "debug" | "info" | "warn" | "error";
@@ -127,6 +129,12 @@ export const flags: Record<string, FlagSpec> = {
     env: "RESYNC_INTERVAL",
     help: "reconcile every resource at least this often",
     default: "30s",
+    kind: "duration",
+  },
+  "offline-agent-grace": {
+    env: "OFFLINE_AGENT_GRACE",
+    help: "an agent of a pod must have been offline this long before it is garbage-collected",
+    default: "5m",
     kind: "duration",
   },
   "terminator-image": {
@@ -231,6 +239,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     idlePollIntervalMs: duration("idle-poll-interval"),
     azureDevOpsTimeoutMs: duration("azure-devops-timeout"),
     resyncIntervalMs: duration("resync-interval"),
+    offlineAgentGraceMs: duration("offline-agent-grace"),
     terminatorImage: raw("terminator-image"),
     logLevel: oneOf("log-level", ["debug", "info", "warn", "error"] as const),
     logFormat: oneOf("log-format", ["json", "text"] as const),

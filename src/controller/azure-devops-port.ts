@@ -8,6 +8,7 @@ import { AzureDevOpsClient } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
 import type { Logger } from "../kube/logger.ts";
+import { PlaceholderManager } from "../placeholders/manager.ts";
 import type { AgentDeletion, AzureDevOpsPort, PoolSnapshot, PoolTarget } from "./ports.ts";
 
 export interface AzureDevOpsPortOptions {
@@ -51,7 +52,17 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
     }
     return client;
   };
+  const managers = new Map<AzureDevOpsClient, PlaceholderManager>();
   return {
+    placeholders(target) {
+      const client = writer(target);
+      let manager = managers.get(client);
+      if (!manager) {
+        manager = new PlaceholderManager({ client, logger: options.logger });
+        managers.set(client, manager);
+      }
+      return manager;
+    },
     subscribe(target, onChange) {
       let lastError: AzureDevOpsError | undefined;
       const handle = registry.acquire(

@@ -107,6 +107,15 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     },
     podsOf: (_ns, uid) => podInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
     pvcsOf: (_ns, uid) => pvcInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
+    allResources: () => asaInformers.flatMap((inf) => inf.store.list()),
+    liveAgentPodNames: () => {
+      if (!podInformers.every((inf) => inf.hasSynced())) return undefined;
+      const live = podInformers
+        .flatMap((inf) => inf.store.list())
+        .filter((p) => !["Succeeded", "Failed"].includes(p.status?.phase ?? ""));
+      return new Set(live.map((p) => p.metadata.name));
+    },
+    offlineAgentGraceMs: config.offlineAgentGraceMs,
     azureDevOps: deps.azureDevOps,
     pods: deps.pods,
     events,

@@ -5,6 +5,7 @@
 import type { DefaultedAutoScaledAgent } from "../api/v1/index.ts";
 import type { Credential } from "../azure-devops/auth.ts";
 import type { KubeObject } from "../kube/types.ts";
+import type { PlaceholderManager } from "../placeholders/manager.ts";
 import type { JobRequest, PodCreate } from "../scaling/types.ts";
 
 /** An agent of the pool, as listed by Azure DevOps (the fields the controller reads). */
@@ -51,6 +52,8 @@ export interface PoolSubscription {
 export type AgentDeletion = "deleted" | "refused" | "gone";
 
 export interface AzureDevOpsPort {
+  /** Registers and garbage-collects placeholder agents with the target's credential. */
+  placeholders(target: PoolTarget): PlaceholderManager;
   /** Shares one poll per (organization, pool, credential); `onChange` is called after each poll or failure. */
   subscribe(target: PoolTarget, onChange: () => void): PoolSubscription;
   /** Deletes an agent registration; "refused" while it holds a job (any 4xx), "gone" when it does not exist. */

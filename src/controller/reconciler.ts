@@ -21,8 +21,15 @@ import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
 import { errorMessage, type Logger } from "../kube/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
+import {
+  type LastEnsure,
+  placeholderSchedule,
+  placeholderSetKey,
+  placeholderSettings,
+  wantedPlaceholders,
+} from "../placeholders/plan.ts";
 import { extraAgentContainersChecker } from "../pods/extra-containers.ts";
-import { podName, podNameSuffix } from "../scaling/naming.ts";
+import { podName, podNamePrefix, podNameSuffix } from "../scaling/naming.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
 import { CacheVolumes, cacheState, type PvcObject, withClaims } from "./cache-volumes.ts";
@@ -37,6 +44,12 @@ export interface ReconcilerOptions {
   getResource(key: string): AutoScaledAgent | undefined;
   /** The cached pods owned by the resource with this uid. */
   podsOf(namespace: string, uid: string): PodObject[];
+  /** Every cached AutoScaledAgent (placeholders wanted by any resource on a pool are kept). */
+  allResources(): AutoScaledAgent[];
+  /** Names of every live agent pod in the cache, or undefined before the pod cache has synced. */
+  liveAgentPodNames(): ReadonlySet<string> | undefined;
+  /** How long an agent of a resource must have been offline before garbage collection may delete it. */
+  offlineAgentGraceMs?: number;
   /** The cached PersistentVolumeClaims owned by the resource with this uid. */
   pvcsOf(namespace: string, uid: string): PvcObject[];
   azureDevOps: AzureDevOpsPort;
@@ -74,6 +87,8 @@ export class Reconciler {
   /** Job request ids already reported as unmatched, by resource key. */
   readonly #reported = new Map<string, Set<number>>();
   readonly #cache: CacheVolumes;
+  /** When placeholders were last ensured and offline agents last collected, by resource key. */
+  readonly #placeholderRuns = new Map<string, { lastEnsure?: LastEnsure; lastCollectAt?: number }>();
   /** Entra ID credentials by resource key (they cache and refresh their tokens). */
   readonly #entra = new Map<string, { fingerprint: string; credential: Credential }>();
 
@@ -96,6 +111,7 @@ export class Reconciler {
       this.#expected.delete(key);
       this.#reported.delete(key);
       this.#entra.delete(key);
+      this.#placeholderRuns.delete(key);
       return undefined;
     }
     if (raw.metadata?.deletionTimestamp) {
@@ -142,10 +158,12 @@ export class Reconciler {
 
     const plan = this.#plan(key, resource, snapshot);
     await this.#act(key, resource, snapshot, plan, findings, subscription);
+    const nextPlaceholderRun = await this.#placeholders(key, resource, snapshot, findings);
     await this.#writeStatus(raw, findings, snapshot, plan);
     this.#o.metrics.reconciles.inc({ result: "ok" });
     log.debug("reconciled", { resource: key, creates: plan.creates.length, removals: plan.removals.length });
-    return { requeueAfterMs: this.#o.resyncIntervalMs };
+    const untilPlaceholders = Math.max(1000, nextPlaceholderRun - this.#o.now());
+    return { requeueAfterMs: Math.min(this.#o.resyncIntervalMs, untilPlaceholders) };
   }
 
   async #readSecretKey(
@@ -481,6 +499,100 @@ export class Reconciler {
       this.#o.events.normal(ref, "MaxCountReached", blocked.message, "CreatePod");
     }
     if (changed) subscription.pollNow();
+  }
+
+  /**
+   * Contract point 8: one offline placeholder agent per capability set of the templates, so that jobs queue instead
+   * of failing, and garbage collection of offline placeholders nobody wants and of agents this resource's pods left
+   * behind. Returns when it is next due.
+   */
+  async #placeholders(key: string, resource: Resource, snapshot: PoolSnapshot, findings: Findings): Promise<number> {
+    const target = this.#attached.get(key)?.target;
+    if (!target) return this.#o.now() + this.#o.resyncIntervalMs;
+    const now = this.#o.now();
+    const settings = placeholderSettings(resource.spec);
+    const runs = this.#placeholderRuns.get(key) ?? {};
+    this.#placeholderRuns.set(key, runs);
+    const wanted = wantedPlaceholders([{ key, ...resource.spec }]);
+    const wantedKey = placeholderSetKey(wanted);
+    const due = placeholderSchedule({
+      now,
+      wantedKey,
+      lastEnsure: runs.lastEnsure,
+      lastCollectAt: runs.lastCollectAt,
+      collectIntervalMs: settings.collectIntervalMs,
+    });
+    const manager = this.#o.azureDevOps.placeholders(target);
+    const ref = this.#ref(resource);
+    if (due.ensure) {
+      const r = await manager.ensure(snapshot.poolId, wanted, {
+        existingAgentNames: snapshot.agents.map((a) => a.name),
+      });
+      runs.lastEnsure = {
+        at: now,
+        wantedKey,
+        status: r.status,
+        ...(r.retryAfterMs ? { retryAfterMs: r.retryAfterMs } : {}),
+      };
+      for (const name of r.registered)
+        this.#o.events.normal(
+          ref,
+          "PlaceholderRegistered",
+          `registered offline placeholder agent ${name}`,
+          "RegisterPlaceholder",
+        );
+      if (r.problem) this.#o.events.warning(ref, r.problem.reason, r.problem.message, "RegisterPlaceholder");
+    }
+    const ensureProblem = runs.lastEnsure?.status === "ok" ? undefined : runs.lastEnsure?.status;
+    if (ensureProblem === "forbidden") {
+      findings.problems.push({
+        reason: "PlaceholderRegistrationForbidden",
+        message:
+          "cannot register placeholder agents: the credential needs Agent Pools (Read & manage); scaling continues",
+      });
+    }
+    if (due.collect) {
+      // Placeholders wanted by any resource on the same pool are kept.
+      const samePool = this.#o.allResources().flatMap((r) => {
+        const v = validateAutoScaledAgent(r);
+        if (!v.ok) return [];
+        const spec = v.value.spec;
+        const same =
+          spec.organizationUrl === resource.spec.organizationUrl &&
+          spec.poolName.toLowerCase() === resource.spec.poolName.toLowerCase();
+        return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
+      });
+      const r = await manager.collectGarbage(snapshot.poolId, {
+        wantedNames: wantedPlaceholders(samePool).map((w) => w.name),
+        podNames: this.#o.liveAgentPodNames(),
+        resourcePodNamePrefixes: [podNamePrefix(resource.metadata.name)],
+        jobRequests: snapshot.jobRequests,
+        now,
+        dummyAgentDeletionMinAgeMs: settings.dummyAgentDeletionMinAgeMs,
+        normalOfflineAgentDeletionMinAgeMs: settings.normalOfflineAgentDeletionMinAgeMs,
+        ...(this.#o.offlineAgentGraceMs !== undefined ? { offlineGraceMs: this.#o.offlineAgentGraceMs } : {}),
+      });
+      runs.lastCollectAt = now;
+      if (r.deleted.length > 0) {
+        this.#o.events.normal(
+          ref,
+          "OfflineAgentsDeleted",
+          `deleted offline agents: ${r.deleted.join(", ")}`,
+          "CollectAgents",
+        );
+      }
+      if (r.problem) {
+        findings.problems.push(r.problem);
+        this.#o.events.warning(ref, r.problem.reason, r.problem.message, "CollectAgents");
+      }
+    }
+    return placeholderSchedule({
+      now: this.#o.now(),
+      wantedKey,
+      lastEnsure: runs.lastEnsure,
+      lastCollectAt: runs.lastCollectAt,
+      collectIntervalMs: settings.collectIntervalMs,
+    }).nextDueAt;
   }
 
   async #deleteAgent(target: PoolTarget, poolId: number, agentId: number, findings: Findings) {
