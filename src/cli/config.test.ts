@@ -37,6 +37,12 @@ describe("parseConfig", () => {
     ["unknown flag", ["--nope"], {}, /Unknown option '--nope'/],
     ["renew >= lease", ["--renew-deadline", "20s"], {}, /--renew-deadline must be shorter/],
     [
+      "bad terminator image",
+      ["--terminator-image", "not an image!"],
+      {},
+      /--terminator-image: .*not an image reference/,
+    ],
+    [
       "renew too close to retry",
       ["--retry-period", "9s"],
       {},

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { parseDuration } from "../api/v1/duration.ts";
-import { DEFAULT_TERMINATOR_IMAGE } from "../pods/stop.ts";
+import { DEFAULT_TERMINATOR_IMAGE, resolveTerminatorImage } from "../pods/stop.ts";
 
 export interface OperatorConfig {
   kubeconfig: string | undefined;
@@ -240,7 +240,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     azureDevOpsTimeoutMs: duration("azure-devops-timeout"),
     resyncIntervalMs: duration("resync-interval"),
     offlineAgentGraceMs: duration("offline-agent-grace"),
-    terminatorImage: raw("terminator-image"),
+    terminatorImage: (() => {
+      try {
+        return resolveTerminatorImage(raw("terminator-image"));
+      } catch (err) {
+        throw new ConfigError(`--terminator-image: ${(err as Error).message}`);
+      }
+    })(),
     logLevel: oneOf("log-level", ["debug", "info", "warn", "error"] as const),
     logFormat: oneOf("log-format", ["json", "text"] as const),
   };

@@ -8,6 +8,7 @@
 import type { DefaultedAutoScaledAgent } from "../api/v1/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { KubeObject } from "../kube/types.ts";
+import { labelValue } from "../pods/build.ts";
 import {
   assignCacheVolumes,
   type CacheTemplate,
@@ -198,7 +199,7 @@ export class CacheVolumes {
                 name,
                 labels: {
                   [labels.managedBy]: managedByValue,
-                  [labels.resource]: resource.metadata.name,
+                  [labels.resource]: labelValue(resource.metadata.name),
                   [pvcKeys.volumeLabel]: d.volumeName,
                 },
                 annotations: claimAnnotations,
