@@ -88,6 +88,18 @@ describe("virtual node", () => {
     assert.equal(done.status?.conditions?.find((c) => c.type === "Ready")?.reason, "PodCompleted");
   });
 
+  test("container logs are served through the API server (kubectl logs)", async () => {
+    await createPod("talker", { containers: [{ name: "main", image: "example.com/sim-exit:0-100ms" }] });
+    await waitPod("talker", "Succeeded", (p) => p.status?.phase === "Succeeded");
+    const text = await cluster.client.requestText({ path: `${podsPath()}/talker/log`, query: { container: "main" } });
+    assert.match(text, /will exit with code 0 after 100ms\nexiting with code 0\n$/);
+    const tail = await cluster.client.requestText({
+      path: `${podsPath()}/talker/log`,
+      query: { container: "main", tailLines: 1, timestamps: true },
+    });
+    assert.match(tail, /^\d{4}-\d\d-\d\dT\S+ exiting with code 0\n$/);
+  });
+
   test("a failing main container fails the pod", async () => {
     await createPod("fails", { containers: [{ name: "main", image: "sim-exit:3" }] });
     const done = await waitPod("fails", "Failed", (p) => p.status?.phase === "Failed");

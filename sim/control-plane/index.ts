@@ -167,6 +167,8 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         "--service-cluster-ip-range=10.96.0.0/24",
         "--allow-privileged=true",
         "--endpoint-reconciler-type=none",
+        // Virtual nodes serve their kubelet API (container logs) on 127.0.0.1.
+        "--kubelet-preferred-address-types=InternalIP",
         "--profiling=false",
         `--cert-dir=${join(dir, "apiserver-certs")}`,
         ...(options.extraApiServerArgs ?? []),

@@ -9,6 +9,7 @@ import { isAlreadyExists, isNotFound, type KubeClient } from "../../src/kube/cli
 import { Informer } from "../../src/kube/informer.ts";
 import { listWatchFor } from "../../src/kube/listwatch.ts";
 import { errorMessage, type Logger, silentLogger } from "../../src/kube/logger.ts";
+import { startKubeletServer } from "./kubelet-server.ts";
 import {
   chooseProgram,
   defaultIsAgentContainer,
@@ -62,6 +63,7 @@ export class VirtualNode {
   #informer: Informer<Pod> | undefined;
   #provisioner: Provisioner | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #kubelet: { port: number; close(): Promise<void> } | undefined;
   #nextIP = 1;
 
   constructor(options: VirtualNodeOptions) {
@@ -73,6 +75,20 @@ export class VirtualNode {
   }
 
   async start(): Promise<void> {
+    this.#kubelet = await startKubeletServer({
+      lines: (ns, pod, container) => {
+        const rt = this.#runtimes.get(`${ns}/${pod}`);
+        const known = rt?.records().some((r) => r.name === container);
+        return known ? this.logs(ns, pod, container) : undefined;
+      },
+      running: (ns, pod, container) =>
+        Boolean(
+          this.#runtimes
+            .get(`${ns}/${pod}`)
+            ?.records()
+            .find((r) => r.name === container)?.state.running,
+        ),
+    });
     await this.#registerNode();
     await this.#beat();
     this.#heartbeat = setInterval(() => {
@@ -110,6 +126,7 @@ export class VirtualNode {
     await this.#provisioner?.stop();
     for (const rt of this.#runtimes.values()) rt.remove();
     this.#runtimes.clear();
+    await this.#kubelet?.close();
     if (options.deleteNode ?? true) {
       await this.#client.request({ method: "DELETE", path: `/api/v1/nodes/${this.name}` }).catch((err: unknown) => {
         if (!isNotFound(err)) throw err;
@@ -262,6 +279,8 @@ export class VirtualNode {
             { type: "InternalIP", address: "127.0.0.1" },
             { type: "Hostname", address: this.name },
           ],
+          // Where the API server reaches this node's kubelet API (container logs).
+          daemonEndpoints: { kubeletEndpoint: { Port: this.#kubelet?.port ?? 0 } },
           nodeInfo: {
             machineID: this.name,
             systemUUID: this.name,
