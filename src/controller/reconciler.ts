@@ -16,6 +16,7 @@ import {
   validateAutoScaledAgent,
 } from "../api/v1/index.ts";
 import { type Credential, identityKey, patCredential } from "../azure-devops/auth.ts";
+import { normalizeOrganizationUrl } from "../azure-devops/client.ts";
 import { entraIdCredential, entraIdOptionsFromSpec } from "../azure-devops/entra-id.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
@@ -558,7 +559,7 @@ export class Reconciler {
         if (!v.ok) return [];
         const spec = v.value.spec;
         const same =
-          spec.organizationUrl === resource.spec.organizationUrl &&
+          sameOrganization(spec.organizationUrl, resource.spec.organizationUrl) &&
           spec.poolName.toLowerCase() === resource.spec.poolName.toLowerCase();
         return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
       });
@@ -703,6 +704,15 @@ export class Reconciler {
       if (isConflict(err)) return;
       this.#o.logger.warn("status update failed", { resource: `${ns}/${name}`, error: errorMessage(err) });
     }
+  }
+}
+
+/** Organization URLs compared as the pollers share them (normalised, case-insensitive). */
+function sameOrganization(a: string, b: string): boolean {
+  try {
+    return normalizeOrganizationUrl(a).toLowerCase() === normalizeOrganizationUrl(b).toLowerCase();
+  } catch {
+    return a === b;
   }
 }
 

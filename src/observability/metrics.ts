@@ -49,7 +49,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
     }),
     azureDevOpsErrors: new Counter({
       name: "azp_scaler_azure_devops_errors_total",
-      help: "Failed Azure DevOps calls seen by the operator, by kind (auth, forbidden, rate-limited, server, network...).",
+      help: "Reconciles that found the pool's Azure DevOps poll failing, by kind (auth, forbidden, rate-limited, server, network...).",
       labelNames: ["kind"],
       registers,
     }),
