@@ -30,6 +30,7 @@ import {
   wantedPlaceholders,
 } from "../placeholders/plan.ts";
 import { extraAgentContainersChecker } from "../pods/extra-containers.ts";
+import { jobsServedElsewhere } from "../scaling/arbitration.ts";
 import { podName, podNamePrefix, podNameSuffix } from "../scaling/naming.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
@@ -314,13 +315,14 @@ export class Reconciler {
       }
     }
     const names = new Set(observed.map((p) => p.name));
+    // Pending jobs another resource on the same pool serves better are left to it.
+    const specs = templateSpecs(resource.spec);
+    const others = this.#samePool(resource).map((r) => ({ key: r.key, templates: templateSpecs(r) }));
+    const elsewhere = jobsServedElsewhere(snapshot.jobRequests, { key, templates: specs }, others);
     return planScaling({
-      templates: templates.map((t) => ({
-        capabilities: t.capabilities as Record<string, string>,
-        minCount: t.minCount,
-        maxCount: t.maxCount,
-      })),
-      jobRequests: snapshot.jobRequests,
+      templates: specs,
+      jobRequests:
+        elsewhere.size > 0 ? snapshot.jobRequests.filter((j) => !elsewhere.has(j.requestId)) : snapshot.jobRequests,
       pods: observed,
       agents: snapshot.agents.filter((a) => names.has(a.name)).map(observeAgent),
       now: this.#o.now(),
@@ -554,15 +556,7 @@ export class Reconciler {
     }
     if (due.collect) {
       // Placeholders wanted by any resource on the same pool are kept.
-      const samePool = this.#o.allResources().flatMap((r) => {
-        const v = validateAutoScaledAgent(r);
-        if (!v.ok) return [];
-        const spec = v.value.spec;
-        const same =
-          sameOrganization(spec.organizationUrl, resource.spec.organizationUrl) &&
-          spec.poolName.toLowerCase() === resource.spec.poolName.toLowerCase();
-        return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
-      });
+      const samePool = this.#samePool(resource);
       const r = await manager.collectGarbage(snapshot.poolId, {
         wantedNames: wantedPlaceholders(samePool).map((w) => w.name),
         podNames: this.#o.liveAgentPodNames(),
@@ -594,6 +588,19 @@ export class Reconciler {
       lastCollectAt: runs.lastCollectAt,
       collectIntervalMs: settings.collectIntervalMs,
     }).nextDueAt;
+  }
+
+  /** Every valid resource (this one included) on the same organization and pool, with its key. */
+  #samePool(resource: Resource): (DefaultedAutoScaledAgent["spec"] & { key: string })[] {
+    return this.#o.allResources().flatMap((r) => {
+      const v = validateAutoScaledAgent(r);
+      if (!v.ok || r.metadata?.deletionTimestamp) return [];
+      const spec = v.value.spec;
+      const same =
+        sameOrganization(spec.organizationUrl, resource.spec.organizationUrl) &&
+        spec.poolName.toLowerCase() === resource.spec.poolName.toLowerCase();
+      return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
+    });
   }
 
   async #deleteAgent(target: PoolTarget, poolId: number, agentId: number, findings: Findings) {
@@ -705,6 +712,15 @@ export class Reconciler {
       this.#o.logger.warn("status update failed", { resource: `${ns}/${name}`, error: errorMessage(err) });
     }
   }
+}
+
+/** The scaling core's view of a spec's templates. */
+function templateSpecs(spec: DefaultedAutoScaledAgent["spec"]) {
+  return spec.podsWithCapabilities.map((t) => ({
+    capabilities: t.capabilities as Record<string, string>,
+    minCount: t.minCount,
+    maxCount: t.maxCount,
+  }));
 }
 
 /** Organization URLs compared as the pollers share them (normalised, case-insensitive). */

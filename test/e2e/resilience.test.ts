@@ -92,6 +92,29 @@ describe("operator: resilience", () => {
     assert.equal((await world.pods("teamb")).length, 1);
   });
 
+  test("two resources whose templates both satisfy a job: only the better fit starts a pod", async () => {
+    await world.placeholder({ ov: "1" });
+    await world.createResource("ovwide", {
+      podsWithCapabilities: [{ capabilities: { ov: "1", extra: "1" }, maxCount: 2, podTemplateSpec: world.template() }],
+    });
+    await world.createResource("ovexact", {
+      podsWithCapabilities: [{ capabilities: { ov: "1" }, maxCount: 2, podTemplateSpec: world.template() }],
+    });
+    const job = world.ado.control.queueJob({ pool: world.pool, demands: ["ov"], durationMs: 500 });
+    const f = await world.ado.control.waitForJob(job.requestId, (x) => x.state === "finished", { timeoutMs: 90_000 });
+    assert.match(f.reservedAgent?.name ?? "", /^ovexact-/);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await world.pods("ovwide")).length, 0, "the wider template started no pod for it");
+    assert.equal((await world.pods("ovexact")).length, 1);
+    const events = await world.cluster.client.request<{ items: { reason: string; regarding?: { name?: string } }[] }>({
+      path: `/apis/events.k8s.io/v1/namespaces/${world.ns}/events`,
+    });
+    assert.ok(
+      !events.items.some((e) => e.reason === "JobNotServed" && e.regarding?.name?.startsWith("team")),
+      "resources do not report the other resources' jobs as unservable",
+    );
+  });
+
   test("two replicas with leader election: one leads; when it is killed the other takes over", async () => {
     await operator.stop();
     const lease = [
