@@ -482,6 +482,15 @@ export class Reconciler {
       if (done.agentId !== null && target) await this.#deleteAgent(target, snapshot.poolId, done.agentId, findings);
     }
 
+    // Pods that cannot start (bad image, missing Secret...) are reported: they hold a maxCount slot.
+    for (const pod of this.#o.podsOf(ns, resource.metadata.uid)) {
+      const stuck = stuckContainer(pod);
+      if (!stuck) continue;
+      const message = `pod ${pod.metadata.name} cannot start: container ${stuck.name}: ${stuck.reason}${stuck.message ? ` (${stuck.message})` : ""}`;
+      findings.problems.push({ reason: "PodStuck", message });
+      this.#o.events.warning(ref, "PodStuck", message, "WatchPod");
+    }
+
     if ((resource.spec.reusableCacheVolumes ?? []).length > 0) {
       try {
         findings.cacheVolumes = await this.#cache.sweep(
@@ -712,6 +721,27 @@ export class Reconciler {
       this.#o.logger.warn("status update failed", { resource: `${ns}/${name}`, error: errorMessage(err) });
     }
   }
+}
+
+const stuckReasons = new Set([
+  "ErrImagePull",
+  "ImagePullBackOff",
+  "InvalidImageName",
+  "CreateContainerConfigError",
+  "CreateContainerError",
+  "CrashLoopBackOff",
+]);
+
+/** The first container of a pod that waits for a reason it will not get over by itself. */
+export function stuckContainer(pod: PodObject): { name: string; reason: string; message?: string } | undefined {
+  const statuses = [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])];
+  for (const s of statuses) {
+    const waiting = s.state?.waiting as { reason?: string; message?: string } | undefined;
+    if (waiting?.reason && stuckReasons.has(waiting.reason)) {
+      return { name: s.name, reason: waiting.reason, ...(waiting.message ? { message: waiting.message } : {}) };
+    }
+  }
+  return undefined;
 }
 
 /** The scaling core's view of a spec's templates. */

@@ -83,6 +83,20 @@ describe("operator: bad input and Azure DevOps failures", () => {
     assert.match(d.reason, /AzureDevOps(Unreachable|Timeout)/);
   });
 
+  test("a pod that cannot start (image not found) is reported in status and an event", async () => {
+    await world.placeholder({ badimage: "1" });
+    const template = world.template();
+    ((template.spec as { containers: { image: string }[] }).containers[0] as { image: string }).image =
+      "registry.example/does-not-exist/azure-pipelines-agent:1";
+    await world.createResource("badimage", {
+      podsWithCapabilities: [{ capabilities: { badimage: "1" }, maxCount: 1, podTemplateSpec: template }],
+    });
+    world.ado.control.queueJob({ pool: world.pool, demands: ["badimage"], durationMs: 300 });
+    const c = await condition("badimage", "Degraded", (x) => x.reason === "PodStuck");
+    assert.match(c.message, /cannot start: container azure-pipelines-agent: (ErrImagePull|ImagePullBackOff)/);
+    await eventFor("badimage", "PodStuck");
+  });
+
   test("an invalid spec is refused by the API server or reported in status", async () => {
     await assert.rejects(
       world.createResource("badcounts", {
