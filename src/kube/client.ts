@@ -141,34 +141,13 @@ export class KubeClient {
   }
 
   /** Sends a request and returns the decoded JSON body; a non-2xx answer throws KubeApiError. */
-  request<T = unknown>(spec: RequestSpec): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      this.#open(
-        spec,
-        spec.timeoutMs ?? this.#timeoutMs,
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("error", reject);
-          res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8");
-            const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) {
-              try {
-                resolve((text ? JSON.parse(text) : {}) as T);
-              } catch {
-                reject(
-                  new KubeApiError(status, "InvalidResponse", `${spec.path}: non-JSON answer: ${text.slice(0, 200)}`),
-                );
-              }
-              return;
-            }
-            reject(toApiError(status, text, `${spec.method ?? "GET"} ${spec.path}`));
-          });
-        },
-        (err) => reject(err),
-      );
-    });
+  async request<T = unknown>(spec: RequestSpec): Promise<T> {
+    const text = await this.requestText(spec);
+    try {
+      return (text ? JSON.parse(text) : {}) as T;
+    } catch {
+      throw new KubeApiError(200, "InvalidResponse", `${spec.path}: non-JSON answer: ${text.slice(0, 200)}`);
+    }
   }
 
   /**
