@@ -69,6 +69,8 @@ const operator = spawn(
     "0",
     "--poll-interval",
     "2s",
+    "--idle-poll-interval",
+    "2s",
     "--log-format",
     "text",
   ],
@@ -78,7 +80,7 @@ operator.stderr.on("data", (chunk: Buffer) => {
   for (const line of chunk.toString().split("\n"))
     if (/WARN|ERROR|PodCreated|PodDeleted|started/.test(line)) say(`  operator: ${line}`);
 });
-say("operator started; queueing a job that demands `buildkit` every 8 seconds (Ctrl-C to stop)");
+say("operator started; waiting for its placeholder agent (so that queued jobs wait instead of failing)");
 
 const control = async (path: string, body?: unknown) => {
   const res = await fetch(`${services.controlUrl}${path}`, {
@@ -92,6 +94,13 @@ let stop = false;
 process.on("SIGINT", () => {
   stop = true;
 });
+while (!stop) {
+  const agents = (await control("/agents")) as { name: string }[] | { value?: { name: string }[] };
+  const list = Array.isArray(agents) ? agents : (agents.value ?? []);
+  if (list.some((a) => a.name.startsWith("dummy-agent-"))) break;
+  await sleep(500);
+}
+say("placeholder registered; queueing a job that demands `buildkit` every 8 seconds (Ctrl-C to stop)");
 let tick = 0;
 while (!stop) {
   if (tick % 4 === 0) await control("/jobs", { pool: services.pool, demands: ["buildkit"], durationMs: 5000 });
