@@ -29,11 +29,27 @@ export interface OperatorOptions {
   args?: string[];
   env?: NodeJS.ProcessEnv;
   identity?: string;
+  /** Where the operator's log goes; default a new temporary file. */
+  logFile?: string;
+  /** Interval and log flags; default short intervals (tests stay fast) and text logs at debug level. */
+  settings?: string[];
 }
 
+const testSettings = [
+  "--poll-interval",
+  "300ms",
+  "--idle-poll-interval",
+  "1s",
+  "--resync-interval",
+  "2s",
+  "--log-format",
+  "text",
+  "--log-level",
+  "debug",
+];
+
 export function startOperatorProcess(options: OperatorOptions): OperatorProcess {
-  const dir = mkdtempSync(join(tmpdir(), "azp-operator-"));
-  const logFile = join(dir, "operator.log");
+  const logFile = options.logFile ?? join(mkdtempSync(join(tmpdir(), "azp-operator-")), "operator.log");
   const fd = openSync(logFile, "a");
   const child = spawn(
     process.execPath,
@@ -47,16 +63,7 @@ export function startOperatorProcess(options: OperatorOptions): OperatorProcess 
       "0",
       "--bind-address",
       "127.0.0.1",
-      "--poll-interval",
-      "300ms",
-      "--idle-poll-interval",
-      "1s",
-      "--resync-interval",
-      "2s",
-      "--log-format",
-      "text",
-      "--log-level",
-      "debug",
+      ...(options.settings ?? testSettings),
       "--identity",
       options.identity ?? "test-operator",
       ...(options.args ?? ["--leader-elect", "false"]),
