@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { KubeClient } from "../src/kube/client.ts";
 import { loadKubeconfigFile } from "../src/kube/kubeconfig.ts";
-import type { Logger } from "../src/kube/logger.ts";
+import type { Logger } from "../src/runtime/logger.ts";
 import { startAzureDevOpsEmulator } from "./azure-devops/index.ts";
 import { agentProgram } from "./node/agent-program.ts";
 import { VirtualNode } from "./node/index.ts";

@@ -15,7 +15,7 @@ import { VirtualNode } from "../../sim/node/index.ts";
 import type { Program } from "../../sim/node/programs.ts";
 import { KubeClient } from "../../src/kube/client.ts";
 import { loadKubeconfigFile } from "../../src/kube/kubeconfig.ts";
-import type { Logger } from "../../src/kube/logger.ts";
+import type { Logger } from "../../src/runtime/logger.ts";
 
 export interface NodeProcessSettings {
   kubeconfig: string;

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { isAlreadyExists, isNotFound, type KubeClient } from "../../src/kube/client.ts";
 import { Informer } from "../../src/kube/informer.ts";
 import { listWatchFor } from "../../src/kube/listwatch.ts";
-import { errorMessage, type Logger, silentLogger } from "../../src/kube/logger.ts";
+import { errorMessage, type Logger, silentLogger } from "../../src/runtime/logger.ts";
 import { startKubeletServer } from "./kubelet-server.ts";
 import {
   chooseProgram,

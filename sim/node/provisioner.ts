@@ -7,8 +7,8 @@
 import { isAlreadyExists, isNotFound, type KubeClient } from "../../src/kube/client.ts";
 import { Informer } from "../../src/kube/informer.ts";
 import { listWatchFor } from "../../src/kube/listwatch.ts";
-import { errorMessage, type Logger } from "../../src/kube/logger.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
+import { errorMessage, type Logger } from "../../src/runtime/logger.ts";
 import type { PersistentVolumeClaim } from "./types.ts";
 
 export const simProvisionerName = "sim.azp.k8s.scaler.io/hostpath";

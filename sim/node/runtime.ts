@@ -7,8 +7,8 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { isConflict, isNotFound, type KubeClient } from "../../src/kube/client.ts";
-import type { Logger } from "../../src/kube/logger.ts";
-import { errorMessage } from "../../src/kube/logger.ts";
+import type { Logger } from "../../src/runtime/logger.ts";
+import { errorMessage } from "../../src/runtime/logger.ts";
 import { ContainerConfigError, resolveEnv } from "./env.ts";
 import type { Program, ProgramContext, RunningProgram } from "./programs.ts";
 import { buildPodStatus, type ContainerKind, type ContainerRecord } from "./status.ts";

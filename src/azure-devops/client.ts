@@ -6,9 +6,9 @@
  * reported to the identity's rate-limit governor, and no request is sent before a Retry-After has elapsed. Every
  * failure is an `AzureDevOpsError` (see errors.ts); a caller's abort signal rejects with the signal's reason.
  */
-import { backoffDelay } from "../kube/backoff.ts";
-import { type Clock, delay, type Random, systemClock } from "../kube/clock.ts";
-import { type Logger, silentLogger } from "../kube/logger.ts";
+import { backoffDelay } from "../runtime/backoff.ts";
+import { type Clock, delay, type Random, systemClock } from "../runtime/clock.ts";
+import { type Logger, silentLogger } from "../runtime/logger.ts";
 import { authorizationHeader, type Credential, describeCredential, identityKey, knownSecrets, redact } from "./auth.ts";
 import {
   AgentBusyError,

@@ -19,7 +19,7 @@ import {
   WORKLOAD_IDENTITY_AUDIENCE,
 } from "../../sim/azure-devops/index.ts";
 import type { EntraIdAuthentication } from "../api/v1/index.ts";
-import type { Logger } from "../kube/logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 import { authorizationHeader } from "./auth.ts";
 import {
   AZURE_DEVOPS_SCOPE,

@@ -26,7 +26,7 @@ import {
   WorkloadIdentityCredential,
 } from "@azure/identity";
 import type { EntraIdAuthentication } from "../api/v1/index.ts";
-import { type Logger, silentLogger } from "../kube/logger.ts";
+import { type Logger, silentLogger } from "../runtime/logger.ts";
 import { redact, type TokenCredential } from "./auth.ts";
 
 /** The application ID of Azure DevOps in Entra ID. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ManualClock } from "../kube/clock.ts";
+import { ManualClock } from "../runtime/clock.ts";
 import {
   applyObservation,
   decidePollDelay,

@@ -10,8 +10,8 @@
  * The decisions are pure functions of a small state, the observation and `now` (`applyObservation`,
  * `requestWaitMs`, `decidePollDelay`), table-tested; the class only holds the state and reads the clock.
  */
-import { backoffDelay } from "../kube/backoff.ts";
-import { type Clock, type Random, systemClock } from "../kube/clock.ts";
+import { backoffDelay } from "../runtime/backoff.ts";
+import { type Clock, type Random, systemClock } from "../runtime/clock.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Reading headers

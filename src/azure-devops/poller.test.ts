@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { SimulatedAgent } from "../../sim/azure-devops/agent.ts";
 import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../../sim/azure-devops/index.ts";
-import { ManualClock } from "../kube/clock.ts";
+import { ManualClock } from "../runtime/clock.ts";
 import { patCredential } from "./auth.ts";
 import { AzureDevOpsError, PoolNotFoundError } from "./errors.ts";
 import { RateLimitGovernor } from "./governor.ts";

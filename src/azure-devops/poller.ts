@@ -11,9 +11,9 @@
  * the previous poll), `idleIntervalMs` otherwise, stretched by the identity's rate-limit governor, never before a
  * Retry-After. `pollNow()` polls at once (after at least `minIntervalMs` since the last poll started).
  */
-import { backoffDelay } from "../kube/backoff.ts";
-import { type Clock, type Random, systemClock } from "../kube/clock.ts";
-import { type Logger, silentLogger } from "../kube/logger.ts";
+import { backoffDelay } from "../runtime/backoff.ts";
+import { type Clock, type Random, systemClock } from "../runtime/clock.ts";
+import { type Logger, silentLogger } from "../runtime/logger.ts";
 import { type Credential, identityKey } from "./auth.ts";
 import { AzureDevOpsClient, type AzureDevOpsClientOptions, normalizeOrganizationUrl } from "./client.ts";
 import { AzureDevOpsError, asAzureDevOpsError } from "./errors.ts";

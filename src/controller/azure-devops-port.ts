@@ -7,8 +7,8 @@ import { identityKey } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
-import type { Logger } from "../kube/logger.ts";
 import { PlaceholderManager } from "../placeholders/manager.ts";
+import type { Logger } from "../runtime/logger.ts";
 import type { AgentDeletion, AzureDevOpsPort, PoolSnapshot, PoolTarget } from "./ports.ts";
 
 export interface AzureDevOpsPortOptions {

@@ -5,7 +5,13 @@
  * during a leader change, can never hand one PVC to two pods. Which PVC goes to which pod is decided by the pure
  * `src/scaling/cache-volumes.ts`.
  */
-import type { DefaultedAutoScaledAgent } from "../api/v1/index.ts";
+import {
+  controllerOwnerReference,
+  type DefaultedAutoScaledAgent,
+  labels,
+  MANAGED_BY_VALUE as managedByValue,
+  pvcAnnotations,
+} from "../api/v1/index.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { KubeObject } from "../kube/types.ts";
 import { labelValue } from "../pods/build.ts";
@@ -18,17 +24,8 @@ import {
   pvcHolder,
 } from "../scaling/cache-volumes.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import { labels, managedByValue } from "./keys.ts";
-import type { PodObject } from "./observe.ts";
 
-const prefix = "azurepipelines.k8s.scaler.io";
-export const pvcKeys = {
-  volumeLabel: `${prefix}/cache-volume`,
-  claimedBy: `${prefix}/claimed-by`,
-  claimedAt: `${prefix}/claimed-at`,
-  lastTemplate: `${prefix}/last-used-by-template`,
-  releasedAt: `${prefix}/released-at`,
-} as const;
+import type { PodObject } from "./observe.ts";
 
 export interface PvcObject extends KubeObject {
   metadata: NonNullable<KubeObject["metadata"]> & { name: string };
@@ -41,16 +38,16 @@ type Resource = DefaultedAutoScaledAgent & { metadata: { name: string; namespace
 const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : null);
 
 export function observePvc(pvc: PvcObject): ObservedPvc | undefined {
-  const volumeName = pvc.metadata.labels?.[pvcKeys.volumeLabel];
+  const volumeName = pvc.metadata.labels?.[labels.cacheVolume];
   if (!volumeName) return undefined;
   const a = pvc.metadata.annotations ?? {};
-  const claimedBy = a[pvcKeys.claimedBy];
+  const claimedBy = a[pvcAnnotations.claimedBy];
   return {
     name: pvc.metadata.name,
     volumeName,
-    claim: claimedBy ? { podName: claimedBy, claimedAtMs: num(a[pvcKeys.claimedAt]) ?? 0 } : null,
-    lastUsedByTemplate: a[pvcKeys.lastTemplate] ?? null,
-    releasedAtMs: num(a[pvcKeys.releasedAt]),
+    claim: claimedBy ? { podName: claimedBy, claimedAtMs: num(a[pvcAnnotations.claimedAt]) ?? 0 } : null,
+    lastUsedByTemplate: a[pvcAnnotations.lastTemplate] ?? null,
+    releasedAtMs: num(a[pvcAnnotations.releasedAt]),
     createdAtMs: Date.parse(pvc.metadata.creationTimestamp ?? "") || 0,
     deleting: Boolean(pvc.metadata.deletionTimestamp),
   };
@@ -151,9 +148,9 @@ export class CacheVolumes {
     const mapping: Record<string, string> = {};
     const claimed: string[] = [];
     const claimAnnotations = {
-      [pvcKeys.claimedBy]: podName,
-      [pvcKeys.claimedAt]: String(this.#now()),
-      [pvcKeys.lastTemplate]: templateKey,
+      [pvcAnnotations.claimedBy]: podName,
+      [pvcAnnotations.claimedAt]: String(this.#now()),
+      [pvcAnnotations.lastTemplate]: templateKey,
     };
     const ns = resource.metadata.namespace;
     for (const d of assignment.decisions) {
@@ -200,19 +197,10 @@ export class CacheVolumes {
                 labels: {
                   [labels.managedBy]: managedByValue,
                   [labels.resource]: labelValue(resource.metadata.name),
-                  [pvcKeys.volumeLabel]: d.volumeName,
+                  [labels.cacheVolume]: d.volumeName,
                 },
                 annotations: claimAnnotations,
-                ownerReferences: [
-                  {
-                    apiVersion: "azurepipelines.k8s.scaler.io/v1",
-                    kind: "AutoScaledAgent",
-                    name: resource.metadata.name,
-                    uid: resource.metadata.uid,
-                    controller: true,
-                    blockOwnerDeletion: true,
-                  },
-                ],
+                ownerReferences: [controllerOwnerReference(resource)],
               },
               spec,
             },
@@ -232,11 +220,11 @@ export class CacheVolumes {
   async release(ns: string, pvcNames: readonly string[], templateKey?: string): Promise<void> {
     for (const name of pvcNames) {
       const annotations: Record<string, string | null> = {
-        [pvcKeys.claimedBy]: null,
-        [pvcKeys.claimedAt]: null,
-        [pvcKeys.releasedAt]: String(this.#now()),
+        [pvcAnnotations.claimedBy]: null,
+        [pvcAnnotations.claimedAt]: null,
+        [pvcAnnotations.releasedAt]: String(this.#now()),
       };
-      if (templateKey) annotations[pvcKeys.lastTemplate] = templateKey;
+      if (templateKey) annotations[pvcAnnotations.lastTemplate] = templateKey;
       await this.#client
         .request({
           method: "PATCH",

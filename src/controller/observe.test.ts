@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import { annotations, labels } from "./keys.ts";
 import { observeAgent, observePod, type PodObject, templateIndexOf } from "./observe.ts";
 
 const templates = [

@@ -2,9 +2,9 @@
  * Pure mapping from what the caches and Azure DevOps show to the scaling core's observed state.
  */
 import type { DefaultedPodsWithCapabilities } from "../api/v1/index.ts";
+import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type { ContainerRunState, ObservedAgent, ObservedContainer, ObservedPod, PodPhase } from "../scaling/types.ts";
-import { annotations, labels } from "./keys.ts";
 import type { PoolAgent } from "./ports.ts";
 
 export interface PodObject {

@@ -3,7 +3,14 @@
  * leader election (only the leader reconciles; a replica that loses the lease exits so it restarts clean), the
  * reconciler, and the metrics/health server.
  */
-import { API_VERSION, type AutoScaledAgent, PLURAL } from "../api/v1/index.ts";
+import {
+  API_VERSION,
+  type AutoScaledAgent,
+  labels,
+  MANAGED_BY_VALUE as managedByValue,
+  PLURAL,
+  REPORTING_CONTROLLER,
+} from "../api/v1/index.ts";
 import type { OperatorConfig } from "../cli/config.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { EventRecorder } from "../kube/events.ts";
@@ -16,7 +23,6 @@ import type { StructuredLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
 import type { PvcObject } from "./cache-volumes.ts";
-import { labels, managedByValue } from "./keys.ts";
 import type { PodObject } from "./observe.ts";
 import type { AzureDevOpsPort, PodFactory } from "./ports.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -92,7 +98,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const queue = new WorkQueue({ name: "autoscaledagents", logger: logger.child({ component: "workqueue" }) });
   const events = new EventRecorder({
     client,
-    reportingController: "azurepipelines.k8s.scaler.io/operator",
+    reportingController: REPORTING_CONTROLLER,
     reportingInstance: config.identity.slice(0, 128),
     logger: logger.child({ component: "events" }),
   });

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import {
   type AutoScaledAgent,
   type AutoScaledAgentStatus,
+  podAnnotations as annotations,
   CLIENT_SECRET_KEY,
   type DefaultedAutoScaledAgent,
   PAT_SECRET_KEY,
@@ -20,7 +21,6 @@ import { normalizeOrganizationUrl } from "../azure-devops/client.ts";
 import { entraIdCredential, entraIdOptionsFromSpec } from "../azure-devops/entra-id.ts";
 import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
 import type { EventRecorder } from "../kube/events.ts";
-import { errorMessage, type Logger } from "../kube/logger.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import {
   type LastEnsure,
@@ -30,13 +30,13 @@ import {
   wantedPlaceholders,
 } from "../placeholders/plan.ts";
 import { extraAgentContainersChecker } from "../pods/extra-containers.ts";
+import { errorMessage, type Logger } from "../runtime/logger.ts";
 import { jobsServedElsewhere } from "../scaling/arbitration.ts";
 import { podName, podNamePrefix, podNameSuffix } from "../scaling/naming.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
 import { CacheVolumes, cacheState, type PvcObject, withClaims } from "./cache-volumes.ts";
 import { deriveConditions, type Findings, setConditions } from "./conditions.ts";
-import { annotations, labels } from "./keys.ts";
 import { observeAgent, observePod, type PodObject } from "./observe.ts";
 import type { AzureDevOpsPort, PodFactory, PoolSnapshot, PoolSubscription, PoolTarget } from "./ports.ts";
 
@@ -784,5 +784,3 @@ export function azureDevOpsReason(kind: string): string {
   };
   return map[kind] ?? "AzureDevOpsError";
 }
-
-export { labels };

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { formatMicroTime, ManualClock } from "../runtime/clock.ts";
+import type { Logger } from "../runtime/logger.ts";
 import { KubeApiError } from "./client.ts";
-import { formatMicroTime, ManualClock } from "./clock.ts";
 import { EventRecorder, type EventRecorderOptions, type EventSink, type KubeEvent, truncateUtf8 } from "./events.ts";
-import type { Logger } from "./logger.ts";
 
 const pod = {
   apiVersion: "v1",

@@ -19,9 +19,10 @@
  * must never put credentials, tokens, PATs, or URLs with credentials into reasons, actions or notes. The optional
  * `redact` hook is a last line of defence, not a licence.
  */
+
+import { type Clock, delay, formatMicroTime, type Random, systemClock } from "../runtime/clock.ts";
+import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
-import { type Clock, delay, formatMicroTime, type Random, systemClock } from "./clock.ts";
-import { errorMessage, type Logger, silentLogger } from "./logger.ts";
 import { resourcePath } from "./resource.ts";
 import type { KubeObject, ObjectReference } from "./types.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { ManualClock, settle } from "../runtime/clock.ts";
 import { KubeApiError, type WatchEvent } from "./client.ts";
-import { ManualClock, settle } from "./clock.ts";
 import { controllerOwnerKeys, enqueueHandler, Informer, type InformerOptions } from "./informer.ts";
 import type { ListWatch, WatchOptions } from "./listwatch.ts";
 import type { KubeObject } from "./types.ts";

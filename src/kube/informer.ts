@@ -11,11 +11,11 @@
  * - nothing at all (not even a bookmark) for `staleAfterMs`: the watchdog drops the watch and opens a new one.
  * Bookmarks only move the resume version forward. `health()` reports the last sync, restarts and the last error.
  */
-import { type BackoffOptions, backoffDelay } from "./backoff.ts";
+import { type BackoffOptions, backoffDelay } from "../runtime/backoff.ts";
+import { type Clock, delay, type Random, systemClock, type TimerHandle } from "../runtime/clock.ts";
+import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 import { isGone, KubeApiError, type WatchEvent } from "./client.ts";
-import { type Clock, delay, type Random, systemClock, type TimerHandle } from "./clock.ts";
 import type { ListWatch } from "./listwatch.ts";
-import { errorMessage, type Logger, silentLogger } from "./logger.ts";
 import { type IndexFn, objectKey, Store } from "./store.ts";
 import type { KubeList, KubeObject, KubeStatus } from "./types.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { formatMicroTime, ManualClock, settle } from "../runtime/clock.ts";
 import { KubeApiError } from "./client.ts";
-import { formatMicroTime, ManualClock, settle } from "./clock.ts";
 import {
   decideElection,
   type ElectionAction,

@@ -14,9 +14,10 @@
  * A leader that cannot renew for `renewDeadline` (< leaseDuration) steps down before anyone else may take
  * over: the signal given to `onStartedLeading` aborts and `onStoppedLeading` is called.
  */
+
+import { type Clock, delay, formatMicroTime, type Random, systemClock, type TimerHandle } from "../runtime/clock.ts";
+import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
-import { type Clock, delay, formatMicroTime, type Random, systemClock, type TimerHandle } from "./clock.ts";
-import { errorMessage, type Logger, silentLogger } from "./logger.ts";
 import { resourcePath } from "./resource.ts";
 import type { KubeObject } from "./types.ts";
 

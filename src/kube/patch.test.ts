@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import type { Clock } from "../runtime/clock.ts";
 import { KubeApiError } from "./client.ts";
-import type { Clock } from "./clock.ts";
 import { ConflictRetriesExhaustedError, updateWithRetry } from "./patch.ts";
 
 /** A clock whose timers fire on the next microtask, recording the delays asked for. */

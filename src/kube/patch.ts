@@ -10,9 +10,9 @@
  * - `updateWithRetry(get, mutate, update)`: read-modify-write that retries 409 Conflicts with a fresh read.
  * Paths come from `resourcePath`.
  */
-import { type BackoffOptions, backoffDelay } from "./backoff.ts";
+import { type BackoffOptions, backoffDelay } from "../runtime/backoff.ts";
+import { type Clock, delay, type Random, systemClock } from "../runtime/clock.ts";
 import { isConflict, type KubeClient } from "./client.ts";
-import { type Clock, delay, type Random, systemClock } from "./clock.ts";
 import type { KubeObject } from "./types.ts";
 
 export const contentTypes = {

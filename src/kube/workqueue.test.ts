@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ManualClock, settle } from "./clock.ts";
+import { ManualClock, settle } from "../runtime/clock.ts";
 import { ExponentialRateLimiter, WorkQueue } from "./workqueue.ts";
 
 function deferred() {

@@ -8,8 +8,8 @@
  * - `shutdown({ drain })` either lets workers finish what is queued, or drops it and aborts running handlers.
  * Keys are strings (typically `namespace/name`). Time comes from an injected clock.
  */
-import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
-import { errorMessage, type Logger, silentLogger } from "./logger.ts";
+import { type Clock, systemClock, type TimerHandle } from "../runtime/clock.ts";
+import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 
 export interface RateLimiterOptions {
   /** First retry delay; default 200 ms. */

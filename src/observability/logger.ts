@@ -2,7 +2,7 @@
  * Structured logging: one JSON object per line (time, level, msg, fields), child loggers carrying fixed fields
  * (one per AutoScaledAgent), and a minimum level. Implements the runtime's Logger interface.
  */
-import type { Logger } from "../kube/logger.ts";
+import type { Logger } from "../runtime/logger.ts";
 
 export type Level = "debug" | "info" | "warn" | "error";
 const order: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };

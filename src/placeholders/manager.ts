@@ -11,7 +11,7 @@ import {
   AzureDevOpsError,
   type AzureDevOpsErrorKind,
 } from "../azure-devops/errors.ts";
-import { errorMessage, type Logger, silentLogger } from "../kube/logger.ts";
+import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 import {
   type EnsureStatus,
   type GarbageDecision,

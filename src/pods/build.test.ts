@@ -5,6 +5,8 @@ import { parse } from "yaml";
 import {
   type DefaultedAutoScaledAgent,
   type EnvVar,
+  labels,
+  podAnnotations,
   validateAutoScaledAgent,
   validatePodTemplateSpec,
 } from "../api/v1/index.ts";
@@ -18,7 +20,6 @@ import {
   buildAgentPod,
   buildPodForCreate,
   capabilitiesAnnotation,
-  DEFAULT_POD_KEYS,
   isEnvVarName,
   labelValue,
   literalEnvValue,
@@ -26,7 +27,7 @@ import {
 } from "./build.ts";
 import { parseExtraAgentContainers } from "./extra-containers.ts";
 
-const K = DEFAULT_POD_KEYS;
+const K = { labels, annotations: podAnnotations };
 
 function must<T>(value: T | undefined | null): T {
   if (value === undefined || value === null) throw new Error("fixture value missing");
@@ -460,15 +461,9 @@ describe("buildAgentPod: labels and annotations", () => {
     assert.equal(warnings.length, 3, warnings.join("\n"));
   });
 
-  test("a given template key and custom keys are used", () => {
-    const keys = {
-      ...K,
-      labels: { ...K.labels, template: "example.com/tpl" },
-      managedByValue: "me",
-    };
-    const { pod } = build({ templateKey: "k1", keys });
-    assert.equal(pod.metadata.labels["example.com/tpl"], "k1");
-    assert.equal(pod.metadata.labels[K.labels.managedBy], "me");
+  test("a given template key is used", () => {
+    const { pod } = build({ templateKey: "k1" });
+    assert.equal(pod.metadata.labels[K.labels.template], "k1");
   });
 
   test("finalizers of the template metadata are kept", () => {

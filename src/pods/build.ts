@@ -12,9 +12,12 @@ import {
   type Container,
   type EnvVar,
   KIND,
+  MANAGED_BY_VALUE,
   PAT_SECRET_KEY,
   type PodSpec,
   type PodTemplateSpec,
+  podAnnotations,
+  labels as podLabels,
   type Volume,
 } from "../api/v1/index.ts";
 import { EXTRA_AGENT_CONTAINERS_CAPABILITY, sameCapabilityName } from "../azure-devops/demands.ts";
@@ -27,52 +30,6 @@ import {
   type ParsedExtraAgentContainers,
   templateContainerNames,
 } from "./extra-containers.ts";
-
-// ---------------------------------------------------------------------------------------------------------------
-// Keys
-
-/** Label and annotation keys the operator puts on its pods (and selects them by). */
-export interface PodKeys {
-  readonly labels: {
-    readonly managedBy: string;
-    /** The owning AutoScaledAgent's name (made a valid label value). */
-    readonly resource: string;
-    /** Key of the template the pod was made from (`capabilitySetKey` of its capabilities). */
-    readonly template: string;
-    /** `extraAgentContainersKey` of the value; only on pods made for an ExtraAgentContainers demand. */
-    readonly extraAgentContainers: string;
-  };
-  readonly managedByValue: string;
-  readonly annotations: {
-    /** Canonical JSON of the capabilities the agent advertises. */
-    readonly capabilities: string;
-    /** Comma-separated job request ids the pod was created for. */
-    readonly createdFor: string;
-    /** The raw ExtraAgentContainers value. */
-    readonly extraAgentContainers: string;
-    /** Index of the template in spec.podsWithCapabilities when the pod was made (informational). */
-    readonly templateIndex: string;
-  };
-}
-
-const PREFIX = "azurepipelines.k8s.scaler.io";
-
-/** The keys the controller uses (kept equal to the controller's own list). */
-export const DEFAULT_POD_KEYS: PodKeys = {
-  labels: {
-    managedBy: "app.kubernetes.io/managed-by",
-    resource: `${PREFIX}/autoscaledagent`,
-    template: `${PREFIX}/template`,
-    extraAgentContainers: `${PREFIX}/extra-agent-containers`,
-  },
-  managedByValue: "azure-pipelines-k8s-agent-scaler",
-  annotations: {
-    capabilities: `${PREFIX}/capabilities`,
-    createdFor: `${PREFIX}/created-for-requests`,
-    extraAgentContainers: `${PREFIX}/extra-agent-containers`,
-    templateIndex: `${PREFIX}/template-index`,
-  },
-};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Environment
@@ -187,7 +144,6 @@ export interface BuildAgentPodInput {
   readonly cacheVolumes?: Readonly<Record<string, string>>;
   /** Job request ids the pod is created for (empty for a warm pod). */
   readonly forRequestIds?: readonly number[];
-  readonly keys?: PodKeys;
 }
 
 export interface PodMetadata {
@@ -288,7 +244,6 @@ function volumeMountsOf(c: Container): string[] {
 
 /** Builds the agent pod. See the module comment and README.md. */
 export function buildAgentPod(input: BuildAgentPodInput): BuildAgentPodResult {
-  const keys = input.keys ?? DEFAULT_POD_KEYS;
   const warnings: string[] = [];
   const { resource, template, podName } = input;
   const templateSpec = template.podTemplateSpec.spec;
@@ -475,26 +430,26 @@ export function buildAgentPod(input: BuildAgentPodInput): BuildAgentPodResult {
   const annotations: Record<string, string> = { ...(meta.annotations ?? {}), ...(template.podAnnotations ?? {}) };
   if (credentials.workloadIdentity !== undefined) labels[WORKLOAD_IDENTITY_LABEL] = "true";
   const operatorLabels: Record<string, string> = {
-    [keys.labels.managedBy]: keys.managedByValue,
-    [keys.labels.resource]: labelValue(resource.metadata.name),
-    [keys.labels.template]: input.templateKey ?? capabilitySetKey(template.capabilities ?? {}),
+    [podLabels.managedBy]: MANAGED_BY_VALUE,
+    [podLabels.resource]: labelValue(resource.metadata.name),
+    [podLabels.template]: input.templateKey ?? capabilitySetKey(template.capabilities ?? {}),
   };
-  if (extra !== null) operatorLabels[keys.labels.extraAgentContainers] = extra.key;
+  if (extra !== null) operatorLabels[podLabels.extraAgentContainers] = extra.key;
   const operatorAnnotations: Record<string, string> = {
-    [keys.annotations.capabilities]: capabilitiesAnnotation(capabilities),
-    [keys.annotations.createdFor]: (input.forRequestIds ?? []).join(","),
-    [keys.annotations.templateIndex]: String(input.templateIndex),
+    [podAnnotations.capabilities]: capabilitiesAnnotation(capabilities),
+    [podAnnotations.createdFor]: (input.forRequestIds ?? []).join(","),
+    [podAnnotations.templateIndex]: String(input.templateIndex),
   };
-  if (extra !== null) operatorAnnotations[keys.annotations.extraAgentContainers] = extra.value;
+  if (extra !== null) operatorAnnotations[podAnnotations.extraAgentContainers] = extra.value;
   // Labels and annotations the operator reads back never come from the template, even those it does not set here.
-  for (const k of Object.values(keys.labels)) {
+  for (const k of Object.values(podLabels)) {
     if (k in labels && labels[k] !== operatorLabels[k]) {
       warnings.push(`label ${k} belongs to the operator; the template's value is not used`);
     }
     delete labels[k];
   }
   Object.assign(labels, operatorLabels);
-  for (const k of Object.values(keys.annotations)) {
+  for (const k of Object.values(podAnnotations)) {
     if (k in annotations && annotations[k] !== operatorAnnotations[k]) {
       warnings.push(`annotation ${k} belongs to the operator; the template's value is not used`);
     }
@@ -535,7 +490,6 @@ export interface PodForCreateInput {
   readonly podName: string;
   readonly cacheVolumes?: Readonly<Record<string, string>>;
   readonly templateKey?: string;
-  readonly keys?: PodKeys;
 }
 
 /**
@@ -575,6 +529,5 @@ export function buildPodForCreate(input: PodForCreateInput): BuildAgentPodResult
     forRequestIds: create.forRequestIds,
     ...(input.cacheVolumes === undefined ? {} : { cacheVolumes: input.cacheVolumes }),
     ...(input.templateKey === undefined ? {} : { templateKey: input.templateKey }),
-    ...(input.keys === undefined ? {} : { keys: input.keys }),
   });
 }

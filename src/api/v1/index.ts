@@ -29,6 +29,16 @@ export {
   parseDuration,
   parseDurationNanoseconds,
 } from "./duration.ts";
+export {
+  controllerOwnerReference,
+  labels,
+  MANAGED_BY_VALUE,
+  podAnnotations,
+  pvcAnnotations,
+  REPORTING_CONTROLLER,
+  type ResourceRef,
+  resourceRef,
+} from "./keys.ts";
 export type {
   Container,
   EnvVar,

@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { backoffDelay } from "./backoff.ts";
+import { delay, formatMicroTime, ManualClock } from "./clock.ts";
+
+describe("backoffDelay", () => {
+  const opts = { initialMs: 100, maxMs: 1000 };
+  const table: [number, number][] = [
+    [0, 100],
+    [1, 200],
+    [3, 800],
+    [4, 1000],
+    [50, 1000],
+    [1e9, 1000],
+  ];
+  for (const [attempt, expected] of table) {
+    test(`attempt ${attempt}: ${expected} ms`, () => assert.equal(backoffDelay(attempt, opts), expected));
+  }
+  test("jitter only shortens, never exceeds the cap", () => {
+    assert.equal(
+      backoffDelay(10, { ...opts, jitter: 0.5 }, () => 0.999999),
+      500,
+    );
+    assert.equal(
+      backoffDelay(10, { ...opts, jitter: 0.5 }, () => 0),
+      1000,
+    );
+    assert.equal(
+      backoffDelay(0, { ...opts, factor: 3, jitter: 0.2 }, () => 0.5),
+      90,
+    );
+  });
+});
+
+describe("clock", () => {
+  test("formatMicroTime has six fractional digits", () => {
+    assert.equal(formatMicroTime(Date.UTC(2024, 0, 2, 3, 4, 5, 678)), "2024-01-02T03:04:05.678000Z");
+  });
+  test("delay resolves true on time, false on abort, and clears its timer", async () => {
+    const clock = new ManualClock();
+    const p = delay(clock, 100);
+    await clock.tick(100);
+    assert.equal(await p, true);
+    const ac = new AbortController();
+    const q = delay(clock, 100, ac.signal);
+    ac.abort();
+    assert.equal(await q, false);
+    assert.equal(clock.pendingTimers, 0);
+  });
+});
