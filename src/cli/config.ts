@@ -4,33 +4,17 @@
  */
 import { parseArgs } from "node:util";
 import { parseDuration } from "../api/v1/duration.ts";
+import type { OperatorSettings } from "../controller/operator.ts";
 import { DEFAULT_TERMINATOR_IMAGE, resolveTerminatorImage } from "../pods/stop.ts";
 
-export interface OperatorConfig {
+/** The operator's settings plus what the entry point itself uses (connection, Azure DevOps, logs, images). */
+export interface OperatorConfig extends OperatorSettings {
   kubeconfig: string | undefined;
-  /** Namespaces to watch; empty: all namespaces. */
-  namespaces: string[];
-  leaderElect: boolean;
-  leaderElectionNamespace: string;
-  leaderElectionName: string;
-  leaseDurationMs: number;
-  renewDeadlineMs: number;
-  retryPeriodMs: number;
-  /** Identity of this replica (pod name). */
-  identity: string;
-  bindAddress: string;
-  /** Port of /metrics, /healthz, /readyz; 0 picks a free one. */
-  port: number;
-  workers: number;
   /** Job-request poll interval while work is moving. */
   pollIntervalMs: number;
   /** Poll interval when nothing is pending. */
   idlePollIntervalMs: number;
   azureDevOpsTimeoutMs: number;
-  /** Periodic reconcile of every resource even without changes. */
-  resyncIntervalMs: number;
-  /** How long an agent of a resource must have been offline before garbage collection may delete it. */
-  offlineAgentGraceMs: number;
   /** Image a classic sidecar is switched to so that it exits once the agent has finished. */
   terminatorImage: string;
   logLevel: "debug" | "info" | "warn" | "error";

@@ -4,7 +4,7 @@
  * sharing the rate-limit budget of their identity.
  */
 import { identityKey } from "../azure-devops/auth.ts";
-import { AzureDevOpsClient } from "../azure-devops/client.ts";
+import { AzureDevOpsClient, normalizeOrganizationUrl } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
 import { PlaceholderManager } from "../placeholders/manager.ts";
@@ -99,8 +99,19 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
         throw err;
       }
     },
+    sameOrganization,
+    identityKey,
     close() {
       void registry.close();
     },
   };
+}
+
+/** Organization URLs compared as the pollers share them (normalised, case-insensitive). */
+function sameOrganization(a: string, b: string): boolean {
+  try {
+    return normalizeOrganizationUrl(a).toLowerCase() === normalizeOrganizationUrl(b).toLowerCase();
+  } catch {
+    return a === b;
+  }
 }

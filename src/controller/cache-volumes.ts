@@ -1,22 +1,21 @@
 /**
- * Reusable cache volumes (contract point 9), the I/O half: reads the resource's PersistentVolumeClaims into the
- * core's observed state, creates claims, and claims / releases them with optimistic concurrency (the claim is an
- * annotation written with the PVC's resourceVersion as precondition), so two reconciles, or two operator replicas
- * during a leader change, can never hand one PVC to two pods. Which PVC goes to which pod is decided by the pure
- * `src/scaling/cache-volumes.ts`.
+ * Reusable cache volumes, the I/O half: reads the resource's PersistentVolumeClaims into the core's observed state,
+ * creates claims, and claims / releases them conditionally (a claim is a patch with the PVC's resourceVersion as
+ * precondition; a release is a JSON patch that first tests the claim still names the pod it releases), so two
+ * reconciles, or two operator replicas during a leader change, can never hand one PVC to two pods, and a release
+ * never wipes a claim made since the cache was read. Which PVC goes to
+ * which pod is decided by the pure `src/scaling/cache-volumes.ts`.
  */
 import {
   controllerOwnerReference,
-  type DefaultedAutoScaledAgent,
   labels,
   MANAGED_BY_VALUE as managedByValue,
   pvcAnnotations,
 } from "../api/v1/index.ts";
-import { isConflict, isNotFound, type KubeClient } from "../kube/client.ts";
-import type { KubeObject } from "../kube/types.ts";
 import { labelValue } from "../pods/build.ts";
 import {
   assignCacheVolumes,
+  type CachePod,
   type CacheTemplate,
   type CacheVolumeState,
   claimsToRelease,
@@ -24,16 +23,7 @@ import {
   pvcHolder,
 } from "../scaling/cache-volumes.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-
-import type { PodObject } from "./observe.ts";
-
-export interface PvcObject extends KubeObject {
-  metadata: NonNullable<KubeObject["metadata"]> & { name: string };
-  spec?: { storageClassName?: string; resources?: { requests?: { storage?: string } } };
-  status?: { phase?: string };
-}
-
-type Resource = DefaultedAutoScaledAgent & { metadata: { name: string; namespace: string; uid: string } };
+import type { KubeWriter, PodObject, PvcObject, Resource } from "./ports.ts";
 
 const num = (v: string | undefined) => (v !== undefined && /^\d+$/.test(v) ? Number(v) : null);
 
@@ -62,27 +52,37 @@ export function mountedVolumeNames(template: Resource["spec"]["podsWithCapabilit
   return [...new Set(all.flatMap((c) => (c.volumeMounts ?? []).map((m) => m.name)))];
 }
 
+/** The PVC names a pod mounts. */
+export function mountedPvcNames(pod: PodObject): string[] {
+  return (pod.spec.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : []));
+}
+
+/**
+ * The cache-volume core's input. `extraPods` are pods this process created that the cache does not show yet: they
+ * hold the PVCs they mount like any live pod.
+ */
 export function cacheState(
   resource: Resource,
   pvcs: readonly PvcObject[],
   pods: readonly PodObject[],
   now: number,
+  extraPods: readonly CachePod[] = [],
 ): CacheVolumeState {
   const templates: CacheTemplate[] = resource.spec.podsWithCapabilities.map((t) => ({
     key: capabilitySetKey(t.capabilities),
     maxCount: t.maxCount,
     mountedVolumeNames: mountedVolumeNames(t),
   }));
+  const cached = pods.map((p) => ({
+    name: p.metadata.name,
+    phase: (p.status?.phase ?? "Pending") as CachePod["phase"],
+    mountedPvcNames: mountedPvcNames(p),
+  }));
+  const seen = new Set(cached.map((p) => p.name));
   return {
     volumes: (resource.spec.reusableCacheVolumes ?? []).map((v) => ({ name: v.name })),
     pvcs: pvcs.flatMap((p) => observePvc(p) ?? []),
-    pods: pods.map((p) => ({
-      name: p.metadata.name,
-      phase: (p.status?.phase ?? "Pending") as "Pending",
-      mountedPvcNames: (
-        (p.spec as { volumes?: { persistentVolumeClaim?: { claimName: string } }[] }).volumes ?? []
-      ).flatMap((v) => (v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : [])),
-    })),
+    pods: [...cached, ...extraPods.filter((p) => !seen.has(p.name))],
     templates,
     now,
     claimGraceMs: 120_000,
@@ -113,13 +113,29 @@ export function withClaims(
   };
 }
 
+/** The status list of the cache volumes: each PVC and the pod holding it. */
+export function cacheVolumeStatus(
+  state: CacheVolumeState,
+  released: ReadonlySet<string> = new Set(),
+): { name: string; claimName: string; holderPod?: string }[] {
+  return state.pvcs.map((p) => {
+    const holder = released.has(p.name) ? null : pvcHolder(p, state);
+    return { name: p.volumeName, claimName: p.name, ...(holder ? { holderPod: holder } : {}) };
+  });
+}
+
+/** Claims to release now: their pod finished or is gone (pure, from the core). */
+export function releasableClaims(state: CacheVolumeState): { name: string; holder: string }[] {
+  return claimsToRelease(state).map((r) => ({ name: r.pvcName, holder: r.podName }));
+}
+
 export class CacheVolumes {
-  readonly #client: KubeClient;
+  readonly #kube: KubeWriter;
   readonly #now: () => number;
   readonly #suffix: () => string;
 
-  constructor(client: KubeClient, now: () => number, suffix: () => string) {
-    this.#client = client;
+  constructor(kube: KubeWriter, now: () => number, suffix: () => string) {
+    this.#kube = kube;
     this.#now = now;
     this.#suffix = suffix;
   }
@@ -134,7 +150,7 @@ export class CacheVolumes {
     state: CacheVolumeState,
     podName: string,
     templateIndex: number,
-    pvcObjects: Map<string, PvcObject>,
+    pvcObjects: ReadonlyMap<string, PvcObject>,
   ): Promise<CachePrepared> {
     const template = resource.spec.podsWithCapabilities[templateIndex];
     if (!template) return { ok: true, mapping: {}, claimed: [] };
@@ -153,103 +169,83 @@ export class CacheVolumes {
       [pvcAnnotations.lastTemplate]: templateKey,
     };
     const ns = resource.metadata.namespace;
+    const undo = () =>
+      this.release(
+        ns,
+        claimed.map((name) => ({ name, holder: podName })),
+        templateKey,
+      );
     for (const d of assignment.decisions) {
       if (d.kind === "reuse") {
-        const obj = pvcObjects.get(d.pvcName);
-        try {
-          await this.#client.request({
-            method: "PATCH",
-            path: `/api/v1/namespaces/${ns}/persistentvolumeclaims/${d.pvcName}`,
-            contentType: "application/merge-patch+json",
-            // resourceVersion makes the patch conditional: a concurrent claim wins, this one gets 409.
-            body: { metadata: { resourceVersion: obj?.metadata.resourceVersion, annotations: claimAnnotations } },
+        const rv = pvcObjects.get(d.pvcName)?.metadata.resourceVersion;
+        // The cached resourceVersion makes the claim conditional: a concurrent claim wins, this one conflicts.
+        const r = await this.#kube
+          .patchPvcAnnotations(ns, d.pvcName, claimAnnotations, rv)
+          .catch(async (err: unknown) => {
+            await undo();
+            throw err;
           });
-          mapping[d.volumeName] = d.pvcName;
-          claimed.push(d.pvcName);
-        } catch (err) {
-          await this.release(ns, claimed, templateKey);
-          if (isConflict(err) || isNotFound(err)) {
-            return {
-              ok: false,
-              reason: "CacheVolumeClaimConflict",
-              message: `PVC ${d.pvcName} changed while claiming it; retrying`,
-            };
-          }
-          throw err;
+        if (r !== "done") {
+          await undo();
+          return {
+            ok: false,
+            reason: "CacheVolumeClaimConflict",
+            message: `PVC ${d.pvcName} changed while claiming it; retrying`,
+          };
         }
+        mapping[d.volumeName] = d.pvcName;
+        claimed.push(d.pvcName);
       } else if (d.kind === "create") {
         const def = (resource.spec.reusableCacheVolumes ?? []).find((v) => v.name === d.volumeName);
         const name = `${resource.metadata.name}-${d.volumeName}-${this.#suffix()}`.slice(0, 253);
-        const spec: Record<string, unknown> = {
+        const spec: NonNullable<PvcObject["spec"]> & { accessModes: string[] } = {
           accessModes: ["ReadWriteOnce"],
           resources: { requests: { storage: def?.requestedStorage ?? "1Gi" } },
         };
         if (def?.storageClassName !== undefined) spec.storageClassName = def.storageClassName;
         try {
-          await this.#client.request({
-            method: "POST",
-            path: `/api/v1/namespaces/${ns}/persistentvolumeclaims`,
-            body: {
-              apiVersion: "v1",
-              kind: "PersistentVolumeClaim",
-              metadata: {
-                name,
-                labels: {
-                  [labels.managedBy]: managedByValue,
-                  [labels.resource]: labelValue(resource.metadata.name),
-                  [labels.cacheVolume]: d.volumeName,
-                },
-                annotations: claimAnnotations,
-                ownerReferences: [controllerOwnerReference(resource)],
+          await this.#kube.createPvc(ns, {
+            apiVersion: "v1",
+            kind: "PersistentVolumeClaim",
+            metadata: {
+              name,
+              labels: {
+                [labels.managedBy]: managedByValue,
+                [labels.resource]: labelValue(resource.metadata.name),
+                [labels.cacheVolume]: d.volumeName,
               },
-              spec,
+              annotations: claimAnnotations,
+              ownerReferences: [controllerOwnerReference(resource)],
             },
+            spec,
           });
-          mapping[d.volumeName] = name;
-          claimed.push(name);
         } catch (err) {
-          await this.release(ns, claimed, templateKey);
+          await undo();
           throw err;
         }
+        mapping[d.volumeName] = name;
+        claimed.push(name);
       }
     }
     return { ok: true, mapping, claimed };
   }
 
-  /** Drops the claims of these PVCs (their pod finished, vanished, or was never created). */
-  async release(ns: string, pvcNames: readonly string[], templateKey?: string): Promise<void> {
-    for (const name of pvcNames) {
-      const annotations: Record<string, string | null> = {
-        [pvcAnnotations.claimedBy]: null,
-        [pvcAnnotations.claimedAt]: null,
-        [pvcAnnotations.releasedAt]: String(this.#now()),
-      };
+  /**
+   * Drops the claims of these PVCs (their pod finished, vanished, or was never created), each only if it still names
+   * the given holder. Returns the names actually released.
+   */
+  async release(
+    ns: string,
+    claims: readonly { name: string; holder: string }[],
+    templateKey?: string,
+  ): Promise<string[]> {
+    const released: string[] = [];
+    for (const claim of claims) {
+      const annotations: Record<string, string> = { [pvcAnnotations.releasedAt]: String(this.#now()) };
       if (templateKey) annotations[pvcAnnotations.lastTemplate] = templateKey;
-      await this.#client
-        .request({
-          method: "PATCH",
-          path: `/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`,
-          contentType: "application/merge-patch+json",
-          body: { metadata: { annotations } },
-        })
-        .catch((err: unknown) => {
-          if (!isNotFound(err)) throw err;
-        });
+      const r = await this.#kube.releasePvcClaim(ns, claim.name, claim.holder, annotations);
+      if (r === "done") released.push(claim.name);
     }
-  }
-
-  /** Releases claims whose pod has finished or is gone; returns the status list of the cache volumes. */
-  async sweep(ns: string, state: CacheVolumeState): Promise<{ name: string; claimName: string; holderPod?: string }[]> {
-    const releases = claimsToRelease(state);
-    if (releases.length > 0)
-      await this.release(
-        ns,
-        releases.map((r) => r.pvcName),
-      );
-    const released = new Set(releases.map((r) => r.pvcName));
-    return state.pvcs.map((p) => {
-      const holder = released.has(p.name) ? null : pvcHolder(p, state);
-      return { name: p.volumeName, claimName: p.name, ...(holder ? { holderPod: holder } : {}) };
-    });
+    return released;
   }
 }

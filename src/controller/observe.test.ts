@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import { observeAgent, observePod, type PodObject, templateIndexOf } from "./observe.ts";
+import { observeAgent, observePod, templateIndexOf } from "./observe.ts";
+import type { PodObject } from "./ports.ts";
 
 const templates = [
   { capabilities: { a: "1" }, minCount: 0, maxCount: 1, podTemplateSpec: { spec: { containers: [] } } },

@@ -1,35 +1,19 @@
 /**
- * Pure mapping from what the caches and Azure DevOps show to the scaling core's observed state.
+ * Pure mapping from what the caches and Azure DevOps show to the scaling core's observed state: pods and agents,
+ * pods created but not yet cached, the templates as the core sees them, and the resources sharing a pool.
  */
-import type { DefaultedPodsWithCapabilities } from "../api/v1/index.ts";
-import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
+import type { AutoScaledAgent, DefaultedAutoScaledAgent, DefaultedPodsWithCapabilities } from "../api/v1/index.ts";
+import { podAnnotations as annotations, labels, validateAutoScaledAgent } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import type { ContainerRunState, ObservedAgent, ObservedContainer, ObservedPod, PodPhase } from "../scaling/types.ts";
-import type { PoolAgent } from "./ports.ts";
-
-export interface PodObject {
-  metadata: {
-    name: string;
-    namespace?: string;
-    uid?: string;
-    creationTimestamp?: string;
-    deletionTimestamp?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
-  };
-  spec: {
-    nodeName?: string;
-    containers: { name: string; image?: string }[];
-    initContainers?: { name: string; image?: string; restartPolicy?: string }[];
-  };
-  status?: {
-    phase?: string;
-    startTime?: string;
-    containerStatuses?: { name: string; state?: { waiting?: unknown; running?: unknown; terminated?: unknown } }[];
-    initContainerStatuses?: { name: string; state?: { waiting?: unknown; running?: unknown; terminated?: unknown } }[];
-  };
-}
+import type {
+  ContainerRunState,
+  ObservedAgent,
+  ObservedContainer,
+  ObservedPod,
+  PodPhase,
+  TemplateSpec,
+} from "../scaling/types.ts";
+import type { PodObject, PoolAgent, Resource } from "./ports.ts";
 
 const ms = (iso: string | undefined): number | null => {
   if (!iso) return null;
@@ -114,4 +98,60 @@ export function observeAgent(agent: PoolAgent): ObservedAgent {
     idleSinceMs: ms(agent.statusChangedOn),
     lastCompletedRequestFinishMs: ms(agent.lastCompletedRequest?.finishTime ?? undefined),
   };
+}
+
+/** A pod this process created, with when, until the cache shows it. */
+export interface Expectation {
+  readonly at: number;
+  readonly pod: ObservedPod;
+  /** The cache-volume PVCs it mounts. */
+  readonly pvcNames: readonly string[];
+}
+
+/**
+ * The pods the plan sees: the cached ones, plus pods this process created that the cache does not show yet (so a
+ * lagging cache never causes a second create). An expectation ends when the cache shows the pod or after `ttlMs`.
+ * Returns the expectations still open.
+ */
+export function withExpectedPods(
+  cached: readonly ObservedPod[],
+  expected: ReadonlyMap<string, Expectation>,
+  now: number,
+  ttlMs: number,
+): { pods: ObservedPod[]; open: Map<string, Expectation> } {
+  const names = new Set(cached.map((p) => p.name));
+  const open = new Map<string, Expectation>();
+  const pods = [...cached];
+  for (const [name, e] of expected) {
+    if (names.has(name) || now - e.at > ttlMs) continue;
+    open.set(name, e);
+    pods.push(e.pod);
+  }
+  return { pods, open };
+}
+
+/** The scaling core's view of a spec's templates. */
+export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"]): TemplateSpec[] {
+  return spec.podsWithCapabilities.map((t) => ({
+    capabilities: t.capabilities as Record<string, string>,
+    minCount: t.minCount,
+    maxCount: t.maxCount,
+  }));
+}
+
+/** Every valid, live resource (this one included) on the same organization and pool, with its key. */
+export function resourcesOnPool(
+  all: readonly AutoScaledAgent[],
+  resource: Resource,
+  sameOrganization: (a: string, b: string) => boolean,
+): (DefaultedAutoScaledAgent["spec"] & { key: string })[] {
+  return all.flatMap((r) => {
+    const v = validateAutoScaledAgent(r);
+    if (!v.ok || r.metadata?.deletionTimestamp) return [];
+    const spec = v.value.spec;
+    const same =
+      sameOrganization(spec.organizationUrl, resource.spec.organizationUrl) &&
+      spec.poolName.toLowerCase() === resource.spec.poolName.toLowerCase();
+    return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
+  });
 }

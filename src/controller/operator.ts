@@ -1,20 +1,24 @@
 /**
- * The operator process: informers on AutoScaledAgents and on the pods it manages, a work queue of resource keys,
- * leader election (only the leader reconciles; a replica that loses the lease exits so it restarts clean), the
- * reconciler, and the metrics/health server.
+ * The operator process: informers on AutoScaledAgents and on the pods and PVCs it manages, a work queue of resource
+ * keys, leader election (only the leader reconciles; a replica that loses the lease exits so it restarts clean), the
+ * reconciler with its ports, and the metrics/health server.
+ *
+ * Shutdown order matters: the workers stop (in-flight reconciles are aborted between actions and awaited) before the
+ * lease is released, so the next leader never acts while this one still does.
  */
+import { randomBytes } from "node:crypto";
 import {
   API_VERSION,
   type AutoScaledAgent,
+  KIND,
   labels,
-  MANAGED_BY_VALUE as managedByValue,
+  MANAGED_BY_VALUE,
   PLURAL,
   REPORTING_CONTROLLER,
 } from "../api/v1/index.ts";
-import type { OperatorConfig } from "../cli/config.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { EventRecorder } from "../kube/events.ts";
-import { Informer } from "../kube/informer.ts";
+import { controllerOwnerKeys, enqueueHandler, Informer } from "../kube/informer.ts";
 import { LeaderElector, leaderIdentity } from "../kube/leaderelection.ts";
 import { listWatchFor } from "../kube/listwatch.ts";
 import type { KubeObject } from "../kube/types.ts";
@@ -22,13 +26,38 @@ import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
-import type { PvcObject } from "./cache-volumes.ts";
-import type { PodObject } from "./observe.ts";
-import type { AzureDevOpsPort, PodFactory } from "./ports.ts";
+import { podNameSuffix } from "../scaling/naming.ts";
+import { CacheVolumes } from "./cache-volumes.ts";
+import { CredentialResolver } from "./credentials.ts";
+import { kubeWriter } from "./kube-writer.ts";
+import { PlaceholderWork } from "./placeholders.ts";
+import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { Reconciler } from "./reconciler.ts";
 
+/** What the operator process is told (the CLI's configuration carries these and more). */
+export interface OperatorSettings {
+  /** Namespaces to watch; empty: all namespaces. */
+  namespaces: string[];
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
+  leaderElectionName: string;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
+  /** Identity of this replica (pod name). */
+  identity: string;
+  bindAddress: string;
+  /** Port of /metrics, /healthz, /readyz; 0 picks a free one. */
+  port: number;
+  workers: number;
+  /** Periodic reconcile of every resource even without changes. */
+  resyncIntervalMs: number;
+  /** How long an agent of a resource must have been offline before garbage collection may delete it. */
+  offlineAgentGraceMs: number;
+}
+
 export interface OperatorDeps {
-  config: OperatorConfig;
+  config: OperatorSettings;
   client: KubeClient;
   logger: StructuredLogger;
   azureDevOps: AzureDevOpsPort;
@@ -44,76 +73,38 @@ export interface RunningOperator {
 }
 
 const ownerIndex = "owner";
-
-function ownerKey(obj: KubeObject): string | undefined {
-  const owner = obj.metadata?.ownerReferences?.find((o) => o.kind === "AutoScaledAgent" && o.controller);
-  return owner ? `${obj.metadata?.namespace}/${owner.name}` : undefined;
-}
+const ownerUids = (o: KubeObject) =>
+  (o.metadata?.ownerReferences ?? []).filter((r) => r.kind === KIND).map((r) => r.uid);
 
 export async function startOperator(deps: OperatorDeps): Promise<RunningOperator> {
   const { config, client, logger } = deps;
   const now = deps.now ?? Date.now;
   const metrics = createMetrics();
   const namespaces = config.namespaces.length > 0 ? config.namespaces : [""];
-  const asaInformers = namespaces.map(
-    (ns) =>
-      new Informer<AutoScaledAgent & KubeObject>({
-        name: `autoscaledagents${ns ? `-${ns}` : ""}`,
-        listWatch: listWatchFor(client, { resource: { apiVersion: API_VERSION, resource: PLURAL }, namespace: ns }),
-        logger: logger.child({ informer: "autoscaledagents" }),
-      }),
-  );
-  const podInformers = namespaces.map(
-    (ns) =>
-      new Informer<PodObject & KubeObject>({
-        name: `pods${ns ? `-${ns}` : ""}`,
-        listWatch: listWatchFor(client, {
-          resource: { apiVersion: "v1", resource: "pods" },
-          namespace: ns,
-          labelSelector: `${labels.managedBy}=${managedByValue}`,
+  const managed = `${labels.managedBy}=${MANAGED_BY_VALUE}`;
+  const informersOf = <T extends KubeObject>(resource: string, apiVersion: string, labelSelector?: string) =>
+    namespaces.map(
+      (ns) =>
+        new Informer<T>({
+          name: `${resource}${ns ? `-${ns}` : ""}`,
+          listWatch: listWatchFor(client, {
+            resource: { apiVersion, resource },
+            namespace: ns,
+            ...(labelSelector ? { labelSelector } : {}),
+          }),
+          logger: logger.child({ informer: resource }),
+          ...(labelSelector ? { indexers: { [ownerIndex]: ownerUids } } : {}),
         }),
-        logger: logger.child({ informer: "pods" }),
-        indexers: {
-          [ownerIndex]: (p) =>
-            (p.metadata?.ownerReferences ?? []).filter((o) => o.kind === "AutoScaledAgent").map((o) => o.uid),
-        },
-      }),
-  );
-  const pvcInformers = namespaces.map(
-    (ns) =>
-      new Informer<PvcObject>({
-        name: `persistentvolumeclaims${ns ? `-${ns}` : ""}`,
-        listWatch: listWatchFor(client, {
-          resource: { apiVersion: "v1", resource: "persistentvolumeclaims" },
-          namespace: ns,
-          labelSelector: `${labels.managedBy}=${managedByValue}`,
-        }),
-        logger: logger.child({ informer: "persistentvolumeclaims" }),
-        indexers: {
-          [ownerIndex]: (p) =>
-            (p.metadata?.ownerReferences ?? []).filter((o) => o.kind === "AutoScaledAgent").map((o) => o.uid),
-        },
-      }),
-  );
-  const queue = new WorkQueue({ name: "autoscaledagents", logger: logger.child({ component: "workqueue" }) });
-  const events = new EventRecorder({
-    client,
-    reportingController: REPORTING_CONTROLLER,
-    reportingInstance: config.identity.slice(0, 128),
-    logger: logger.child({ component: "events" }),
-  });
-  const reconciler = new Reconciler({
-    client,
-    getResource: (key) => {
-      for (const inf of asaInformers) {
-        const obj = inf.store.get(key);
-        if (obj) return obj;
-      }
-      return undefined;
-    },
-    podsOf: (_ns, uid) => podInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
-    pvcsOf: (_ns, uid) => pvcInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
+    );
+  const asaInformers = informersOf<AutoScaledAgent & KubeObject>(PLURAL, API_VERSION);
+  const podInformers = informersOf<PodObject & KubeObject>("pods", "v1", managed);
+  const pvcInformers = informersOf<PvcObject & KubeObject>("persistentvolumeclaims", "v1", managed);
+
+  const caches: Caches = {
+    resource: (key) => asaInformers.map((inf) => inf.store.get(key)).find((o) => o !== undefined),
     allResources: () => asaInformers.flatMap((inf) => inf.store.list()),
+    podsOf: (uid) => podInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
+    pvcsOf: (uid) => pvcInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
     liveAgentPodNames: () => {
       if (!podInformers.every((inf) => inf.hasSynced())) return undefined;
       const live = podInformers
@@ -121,47 +112,57 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
         .filter((p) => !["Succeeded", "Failed"].includes(p.status?.phase ?? ""));
       return new Set(live.map((p) => p.metadata.name));
     },
-    offlineAgentGraceMs: config.offlineAgentGraceMs,
+  };
+
+  const queue = new WorkQueue({ name: "autoscaledagents", logger: logger.child({ component: "workqueue" }) });
+  const events = new EventRecorder({
+    client,
+    reportingController: REPORTING_CONTROLLER,
+    reportingInstance: config.identity.slice(0, 128),
+    logger: logger.child({ component: "events" }),
+  });
+  const kube = kubeWriter(client);
+  const suffix = () => podNameSuffix(randomBytes(16));
+  const reconciler = new Reconciler({
+    caches,
+    kube,
     azureDevOps: deps.azureDevOps,
+    credentials: new CredentialResolver({ client, logger: logger.child({ component: "credentials" }) }),
     pods: deps.pods,
     events,
     metrics,
     logger: logger.child({ component: "reconciler" }),
+    cacheVolumes: new CacheVolumes(kube, now, suffix),
+    placeholders: new PlaceholderWork({
+      azureDevOps: deps.azureDevOps,
+      events,
+      now,
+      offlineAgentGraceMs: config.offlineAgentGraceMs,
+    }),
     enqueue: (key) => queue.add(key),
     now,
+    suffix,
     resyncIntervalMs: config.resyncIntervalMs,
   });
 
-  const keyOf = (o: KubeObject) => `${o.metadata?.namespace}/${o.metadata?.name}`;
+  // Triggers: a resource added or deleted, or its generation or deletion changed; any change to one of its pods;
+  // an update to one of its PVCs. Pool polls enqueue through the reconciler's subscriptions.
+  const resourceHandler = enqueueHandler<AutoScaledAgent & KubeObject>(queue);
   for (const inf of asaInformers) {
     inf.addHandler({
-      onAdd: (o) => queue.add(keyOf(o)),
+      ...resourceHandler,
       onUpdate: (old, o) => {
         const changed =
           old.metadata?.generation !== o.metadata?.generation ||
           old.metadata?.deletionTimestamp !== o.metadata?.deletionTimestamp;
-        if (changed) queue.add(keyOf(o));
+        if (changed) resourceHandler.onUpdate?.(old, o);
       },
-      onDelete: (o) => queue.add(keyOf(o)),
     });
   }
-  for (const inf of podInformers) {
-    const enqueueOwner = (p: KubeObject) => {
-      const key = ownerKey(p);
-      if (key) queue.add(key);
-    };
-    inf.addHandler({ onAdd: enqueueOwner, onUpdate: (_o, p) => enqueueOwner(p), onDelete: enqueueOwner });
-  }
+  const ownerKeys = controllerOwnerKeys(KIND);
+  for (const inf of podInformers) inf.addHandler(enqueueHandler(queue, ownerKeys));
+  for (const inf of pvcInformers) inf.addHandler({ onUpdate: enqueueHandler(queue, ownerKeys).onUpdate });
 
-  let leading = !config.leaderElect;
-  for (const inf of pvcInformers) {
-    inf.addHandler({
-      onUpdate: (_o, p) => {
-        const key = ownerKey(p);
-        if (key) queue.add(key);
-      },
-    });
-  }
   const informers = [...asaInformers, ...podInformers, ...pvcInformers];
   const liveness: HealthCheck[] = informers.map((inf) => ({
     name: `informer ${inf.name}`,
@@ -194,11 +195,10 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     metrics.leader.set(1);
     logger.info("reconciling", { workers: config.workers });
     running = queue.run(
-      async (key) => {
+      async (key, signal) => {
         const started = performance.now();
         try {
-          const result = await reconciler.reconcile(key);
-          return result;
+          return await reconciler.reconcile(key, signal);
         } catch (err) {
           metrics.reconciles.inc({ result: "error" });
           logger.error("reconcile failed", { resource: key, error: err });
@@ -209,10 +209,12 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       },
       { workers: config.workers },
     );
-    for (const inf of asaInformers) for (const o of inf.store.list()) queue.add(keyOf(o));
+    for (const inf of asaInformers)
+      for (const o of inf.store.list()) queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`);
   };
 
   let stopping = false;
+  let leading = !config.leaderElect;
   let elector: LeaderElector | undefined;
   if (config.leaderElect) {
     elector = new LeaderElector({
@@ -247,13 +249,13 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     async stop() {
       stopping = true;
       clearInterval(queueGauge);
-      await elector?.stop();
+      // Workers first: abort in-flight reconciles and wait for them, then give the lease up.
       await queue.shutdown({ drain: false });
       await running;
       reconciler.close();
+      await elector?.stop();
       await Promise.all(informers.map((inf) => inf.stop()));
       await server.close();
-      void leading;
     },
   };
 }

@@ -1,8 +1,10 @@
 /**
- * The pod factory the reconciler uses: the builder of src/pods (agent pod from a template, capabilities and extra
- * containers) and the patch that switches classic sidecars to the terminator image so they exit.
+ * The pod factory port: the builder of src/pods (agent pod from a template, capabilities, extra containers and
+ * cache volumes), the patch that switches classic sidecars to the terminator image so they exit, and the
+ * ExtraAgentContainers policy check the plan uses.
  */
 import { buildPodForCreate } from "../pods/build.ts";
+import { extraAgentContainersChecker } from "../pods/extra-containers.ts";
 import { stopContainersPatch } from "../pods/stop.ts";
 import type { PodFactory } from "./ports.ts";
 
@@ -10,5 +12,6 @@ export function createPodFactory(options: { terminatorImage: string }): PodFacto
   return {
     build: (input) => buildPodForCreate(input),
     stopSidecarsPatch: (containers) => stopContainersPatch(containers, options.terminatorImage),
+    extraAgentContainersChecker: (spec) => extraAgentContainersChecker(spec.extraAgentContainers),
   };
 }

@@ -1,12 +1,156 @@
 /**
- * What the reconciler needs from the outside world, as small interfaces: the Azure DevOps side (a shared poll of
- * the pool, agent deletion) and the pod factory. The operator wires the real implementations; nothing here does I/O.
+ * Everything the reconciler needs from the outside world, as small interfaces ("ports"). The operator wires the real
+ * implementations (informer caches, the Kubernetes writer, the shared Azure DevOps pollers, the credential resolver,
+ * the pod builder, the event recorder); the reconciler's table test wires in-memory fakes. Nothing here does I/O, and
+ * the reconciler imports nothing else from outside the pure core.
  */
-import type { DefaultedAutoScaledAgent } from "../api/v1/index.ts";
+import type { AutoScaledAgent, DefaultedAutoScaledAgent, ResourceRef } from "../api/v1/index.ts";
 import type { Credential } from "../azure-devops/auth.ts";
-import type { KubeObject } from "../kube/types.ts";
-import type { PlaceholderManager } from "../placeholders/manager.ts";
+import type { GarbageInput, WantedPlaceholder } from "../placeholders/plan.ts";
 import type { JobRequest, PodCreate } from "../scaling/types.ts";
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kubernetes objects as the controller reads them
+
+export interface PodObject {
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
+  };
+  spec: {
+    nodeName?: string;
+    containers: { name: string; image?: string }[];
+    initContainers?: { name: string; image?: string; restartPolicy?: string }[];
+    volumes?: { name: string; persistentVolumeClaim?: { claimName: string } }[];
+  };
+  status?: {
+    phase?: string;
+    startTime?: string;
+    containerStatuses?: ContainerStatus[];
+    initContainerStatuses?: ContainerStatus[];
+  };
+}
+
+export interface ContainerStatus {
+  name: string;
+  state?: { waiting?: { reason?: string; message?: string }; running?: unknown; terminated?: unknown };
+}
+
+export interface PvcObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    creationTimestamp?: string;
+    deletionTimestamp?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
+  };
+  spec?: { storageClassName?: string; resources?: { requests?: { storage?: string } } };
+  status?: { phase?: string };
+}
+
+/** A valid resource with the metadata the controller relies on. */
+export type Resource = DefaultedAutoScaledAgent & {
+  metadata: { name: string; namespace: string; uid: string; generation?: number };
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading: the informer caches
+
+export interface Caches {
+  /** The cached resource, by key `namespace/name`. */
+  resource(key: string): AutoScaledAgent | undefined;
+  /** Every cached AutoScaledAgent (jobs and placeholders are shared between resources on a pool). */
+  allResources(): AutoScaledAgent[];
+  /** The cached pods owned by the resource with this uid. */
+  podsOf(uid: string): PodObject[];
+  /** The cached PersistentVolumeClaims owned by the resource with this uid. */
+  pvcsOf(uid: string): PvcObject[];
+  /** Names of every live agent pod in the cache, or undefined before the pod cache has synced. */
+  liveAgentPodNames(): ReadonlySet<string> | undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writing to Kubernetes
+
+/** The result of a write whose object may be gone already (404 is "gone", not an error). */
+export type WriteResult = "done" | "gone";
+
+/**
+ * A pod POST: created; refused (the API server answered no: the pod does not exist); or unknown (timeout, lost
+ * connection, server error: it may exist).
+ */
+export type PodCreateResult = { outcome: "created" } | { outcome: "refused" | "unknown"; message: string };
+
+export interface KubeWriter {
+  /** Never throws: the outcome says whether the pod may exist. */
+  createPod(namespace: string, pod: unknown): Promise<PodCreateResult>;
+  deletePod(namespace: string, name: string): Promise<WriteResult>;
+  /** `strategic` for container lists (sidecar images), `merge` for metadata. */
+  patchPod(
+    namespace: string,
+    name: string,
+    patch: { type: "merge" | "strategic"; body: unknown },
+  ): Promise<WriteResult>;
+  createPvc(namespace: string, pvc: PvcObject): Promise<void>;
+  /**
+   * Merge-patches a PVC's annotations (a claim); with `resourceVersion` the write is conditional and a concurrent
+   * change makes it fail with "conflict" instead of overwriting it.
+   */
+  patchPvcAnnotations(
+    namespace: string,
+    name: string,
+    annotations: Record<string, string | null>,
+    resourceVersion?: string,
+  ): Promise<WriteResult | "conflict">;
+  /**
+   * Drops a PVC's claim only if it still names `holder` (a compare-and-swap on the claim annotation itself, so a
+   * claim made for another pod since the cache was read is never wiped), and sets `annotations`.
+   */
+  releasePvcClaim(
+    namespace: string,
+    name: string,
+    holder: string,
+    annotations: Record<string, string>,
+  ): Promise<WriteResult | "conflict">;
+  /** Merge-patches the resource's status subresource. */
+  patchStatus(namespace: string, name: string, status: unknown): Promise<WriteResult | "conflict">;
+}
+
+/** Kubernetes Events about a resource (the recorder aggregates repeats). */
+export interface EventsPort {
+  normal(regarding: ResourceRef, reason: string, note: string, action?: string): void;
+  warning(regarding: ResourceRef, reason: string, note: string, action?: string): void;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Credentials
+
+export type CredentialResult =
+  | { ok: true; credential: Credential }
+  | { ok: false; reason: string; message: string; retryable?: boolean };
+
+export interface CredentialsPort {
+  /** The Azure DevOps credential a resource names (PAT Secret or Entra ID), read now or from a cache. */
+  resolve(key: string, resource: Resource): Promise<CredentialResult>;
+  /** Drops what is cached for the resource (deleted or invalid). */
+  forget(key: string): void;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Azure DevOps
 
 /** An agent of the pool, as listed by Azure DevOps (the fields the controller reads). */
 export interface PoolAgent {
@@ -51,17 +195,42 @@ export interface PoolSubscription {
 
 export type AgentDeletion = "deleted" | "refused" | "gone";
 
+/** What the placeholder work needs (the PlaceholderManager of src/placeholders fits). */
+export interface PlaceholderPort {
+  ensure(
+    poolId: number,
+    wanted: readonly WantedPlaceholder[],
+    options: { existingAgentNames?: Iterable<string> },
+  ): Promise<{
+    status: "ok" | "forbidden" | "failed";
+    registered: readonly string[];
+    problem?: { reason: string; message: string };
+    retryAfterMs?: number;
+  }>;
+  collectGarbage(
+    poolId: number,
+    input: Omit<GarbageInput, "agents">,
+  ): Promise<{ deleted: readonly string[]; problem?: { reason: string; message: string } }>;
+}
+
 export interface AzureDevOpsPort {
   /** Registers and garbage-collects placeholder agents with the target's credential. */
-  placeholders(target: PoolTarget): PlaceholderManager;
+  placeholders(target: PoolTarget): PlaceholderPort;
   /** Shares one poll per (organization, pool, credential); `onChange` is called after each poll or failure. */
   subscribe(target: PoolTarget, onChange: () => void): PoolSubscription;
   /** Deletes an agent registration; "refused" while it holds a job (any 4xx), "gone" when it does not exist. */
   deleteAgent(target: PoolTarget, poolId: number, agentId: number): Promise<AgentDeletion>;
+  /** Whether two organization URLs name the same organization (as the pollers share them). */
+  sameOrganization(a: string, b: string): boolean;
+  /** A stable, non-secret key of a credential (pollers are shared per key). */
+  identityKey(credential: Credential): string;
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Pods
+
 export interface PodBuildInput {
-  resource: DefaultedAutoScaledAgent & { metadata: { name: string; namespace: string; uid: string } };
+  resource: Resource;
   create: PodCreate;
   podName: string;
   /** Cache volume name -> the PVC claimed for this pod. */
@@ -72,7 +241,9 @@ export interface PodFactory {
   /** Builds the pod, or explains why it cannot be built (e.g. a refused ExtraAgentContainers value). */
   build(
     input: PodBuildInput,
-  ): { ok: true; pod: KubeObject; warnings: string[] } | { ok: false; reason: string; message: string };
+  ): { ok: true; pod: unknown; warnings: string[] } | { ok: false; reason: string; message: string };
   /** The strategic-merge patch that makes the given classic sidecars exit. */
-  stopSidecarsPatch(containers: readonly string[]): unknown;
+  stopSidecarsPatch(containers: readonly string[]): { spec: unknown };
+  /** Judges an ExtraAgentContainers value under the resource's policy: a message when refused (pure). */
+  extraAgentContainersChecker(spec: Resource["spec"]): (value: string) => string | undefined;
 }

@@ -1,0 +1,125 @@
+/**
+ * The credentials port: turns what a resource names (a PAT Secret, or Entra ID with a client secret, a
+ * ServiceAccount's federated token, or the operator's own workload identity) into an Azure DevOps `Credential`.
+ *
+ * Rules:
+ * 1. `personalAccessTokenSecretName` wins: the Secret's key `pat` is read on every reconcile (a rotated PAT is used
+ *    at once).
+ * 2. Else `entraIdAuthentication`: a client secret from `clientSecretRef` (key `clientSecret` by default), or a
+ *    TokenRequest for `workloadIdentity.serviceAccountName` (audience `api://AzureADTokenExchange`) as the client
+ *    assertion, or the operator's own federated token for `workloadIdentity: {}`.
+ * 3. Entra ID credentials cache and refresh tokens, so they are kept per resource while the block and the secret
+ *    stay the same (a changed secret makes a new credential).
+ * 4. Neither set: `NoCredentials`. A missing Secret, key or an unusable Entra ID block: a specific reason, never the
+ *    secret's value.
+ */
+import { CLIENT_SECRET_KEY, type EntraIdAuthentication, PAT_SECRET_KEY } from "../api/v1/index.ts";
+import { type Credential, identityKey, patCredential } from "../azure-devops/auth.ts";
+import { entraIdCredential, entraIdOptionsFromSpec } from "../azure-devops/entra-id.ts";
+import { isNotFound, type KubeClient } from "../kube/client.ts";
+import { errorMessage, type Logger } from "../runtime/logger.ts";
+import type { CredentialResult, CredentialsPort, Resource } from "./ports.ts";
+
+type SecretRead = { ok: true; value: string } | { ok: false; reason: string; message: string };
+
+export interface CredentialResolverOptions {
+  client: KubeClient;
+  logger: Logger;
+}
+
+export class CredentialResolver implements CredentialsPort {
+  readonly #client: KubeClient;
+  readonly #logger: Logger;
+  /** Entra ID credentials by resource key (they cache and refresh their tokens). */
+  readonly #entra = new Map<string, { fingerprint: string; credential: Credential }>();
+
+  constructor(options: CredentialResolverOptions) {
+    this.#client = options.client;
+    this.#logger = options.logger;
+  }
+
+  forget(key: string): void {
+    this.#entra.delete(key);
+  }
+
+  async resolve(key: string, resource: Resource): Promise<CredentialResult> {
+    const ns = resource.metadata.namespace;
+    const patSecret = resource.spec.personalAccessTokenSecretName;
+    const entra = resource.spec.entraIdAuthentication;
+    if (patSecret) {
+      const what = "spec.personalAccessTokenSecretName: the Azure DevOps personal access token";
+      const pat = await this.#readSecretKey(ns, patSecret, PAT_SECRET_KEY, what);
+      return pat.ok ? { ok: true, credential: patCredential(pat.value) } : pat;
+    }
+    if (entra) return this.#entraCredential(key, ns, entra);
+    return {
+      ok: false,
+      reason: "NoCredentials",
+      message: "set spec.personalAccessTokenSecretName or spec.entraIdAuthentication",
+    };
+  }
+
+  async #readSecretKey(ns: string, name: string, key: string, what: string): Promise<SecretRead> {
+    try {
+      const secret = await this.#client.request<{ data?: Record<string, string> }>({
+        path: `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(name)}`,
+      });
+      const value = secret.data?.[key];
+      const text = value === undefined ? "" : Buffer.from(value, "base64").toString("utf8").trim();
+      if (text) return { ok: true, value: text };
+      return {
+        ok: false,
+        reason: "SecretKeyMissing",
+        message: `Secret ${ns}/${name} has no non-empty key "${key}" (${what})`,
+      };
+    } catch (err) {
+      return isNotFound(err)
+        ? { ok: false, reason: "SecretNotFound", message: `Secret ${ns}/${name} (${what}) not found` }
+        : {
+            ok: false,
+            reason: "SecretUnreadable",
+            message: `Secret ${ns}/${name} could not be read: ${errorMessage(err)}`,
+          };
+    }
+  }
+
+  async #entraCredential(key: string, ns: string, entra: EntraIdAuthentication): Promise<CredentialResult> {
+    const resolved: { clientSecret?: string; clientAssertion?: () => Promise<string> } = {};
+    let fingerprint = JSON.stringify([entra]);
+    if (entra.clientSecretRef) {
+      const ref = entra.clientSecretRef;
+      const what = "spec.entraIdAuthentication.clientSecretRef";
+      const secret = await this.#readSecretKey(ns, ref.name, ref.key ?? CLIENT_SECRET_KEY, what);
+      if (!secret.ok) return secret;
+      resolved.clientSecret = secret.value;
+      fingerprint = JSON.stringify([entra, identityKey(patCredential(secret.value))]);
+    } else if (entra.workloadIdentity?.serviceAccountName) {
+      resolved.clientAssertion = this.#serviceAccountToken(ns, entra.workloadIdentity.serviceAccountName);
+    }
+    const cached = this.#entra.get(key);
+    if (cached?.fingerprint === fingerprint) return { ok: true, credential: cached.credential };
+    try {
+      const credential = entraIdCredential(entraIdOptionsFromSpec(entra, resolved, { logger: this.#logger }));
+      this.#entra.set(key, { fingerprint, credential });
+      return { ok: true, credential };
+    } catch (err) {
+      return { ok: false, reason: "EntraIdMisconfigured", message: errorMessage(err) };
+    }
+  }
+
+  /** The ServiceAccount's token with audience api://AzureADTokenExchange: the federated assertion. */
+  #serviceAccountToken(ns: string, serviceAccount: string): () => Promise<string> {
+    return async () => {
+      const answer = await this.#client.request<{ status: { token: string } }>({
+        method: "POST",
+        path: `/api/v1/namespaces/${ns}/serviceaccounts/${encodeURIComponent(serviceAccount)}/token`,
+        body: {
+          apiVersion: "authentication.k8s.io/v1",
+          kind: "TokenRequest",
+          spec: { audiences: ["api://AzureADTokenExchange"], expirationSeconds: 3600 },
+        },
+      });
+      return answer.status.token;
+    };
+  }
+}

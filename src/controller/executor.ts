@@ -1,0 +1,231 @@
+/**
+ * Carries out the actions of one reconcile through the ports, in order, and reports what happened. A failed action
+ * becomes a problem (and usually an event); it never stops the ones after it.
+ *
+ * Rules:
+ * 1. Create: name the pod, get its cache-volume PVCs (claims are conditional writes), build it, POST it. A pod that
+ *    may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a refused
+ *    POST releases them.
+ * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
+ *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone.
+ * 3. Finished pods are deleted, then their agent registration (best effort; garbage collection catches the rest).
+ * 4. A claim is released only if it still names the pod it is released for, so a claim made since is never wiped.
+ */
+import { type AutoScaledAgent, podAnnotations, resourceRef } from "../api/v1/index.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import { errorMessage } from "../runtime/logger.ts";
+import type { CacheVolumeState } from "../scaling/cache-volumes.ts";
+import { podName } from "../scaling/naming.ts";
+import { type Action, expectedPod, type Problem } from "./actions.ts";
+import { type CacheVolumes, withClaims } from "./cache-volumes.ts";
+import type { Expectation } from "./observe.ts";
+import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, PvcObject, Resource } from "./ports.ts";
+
+export interface ExecutorPorts {
+  kube: KubeWriter;
+  azureDevOps: AzureDevOpsPort;
+  pods: PodFactory;
+  events: EventsPort;
+  metrics: Metrics;
+  cacheVolumes: CacheVolumes;
+  now(): number;
+  /** A new random pod-name suffix. */
+  suffix(): string;
+}
+
+export interface ExecutionContext {
+  resource: Resource;
+  /** The pool to unregister agents from; undefined when Azure DevOps is not reachable now. */
+  pool?: { target: PoolTarget; poolId: number };
+  /** The cache-volume state as observed (claims made here are added as it goes). */
+  cache?: CacheVolumeState;
+  pvcs: ReadonlyMap<string, PvcObject>;
+  /** Aborted on shutdown: no further action starts. */
+  signal?: AbortSignal;
+}
+
+export interface ExecutionReport {
+  problems: Problem[];
+  /** Pods created (or possibly created) by this run, to expect until the cache shows them. */
+  expected: Map<string, Expectation>;
+  /** Something changed in the pool's view (a pod created or deleted): poll again soon. */
+  changed: boolean;
+  /** PVC claims released by this run. */
+  released: Set<string>;
+}
+
+export async function execute(
+  actions: readonly Action[],
+  ctx: ExecutionContext,
+  ports: ExecutorPorts,
+): Promise<ExecutionReport> {
+  const report: ExecutionReport = { problems: [], expected: new Map(), changed: false, released: new Set() };
+  const { resource } = ctx;
+  const ns = resource.metadata.namespace;
+  const ref = resourceRef(resource as AutoScaledAgent);
+  const labels = { namespace: ns, name: resource.metadata.name };
+  const problem = (reason: string, message: string, warn = false) => {
+    report.problems.push({ reason, message });
+    if (warn) ports.events.warning(ref, reason, message, "CreatePod");
+  };
+  let cache = ctx.cache;
+
+  const deleteAgent = async (agentId: number) => {
+    if (!ctx.pool) return "skipped" as const;
+    try {
+      return await ports.azureDevOps.deleteAgent(ctx.pool.target, ctx.pool.poolId, agentId);
+    } catch (err) {
+      problem("AgentDeleteFailed", `deleting agent ${agentId} failed: ${errorMessage(err)}`);
+      return "failed" as const;
+    }
+  };
+  const deletePod = async (name: string) => {
+    try {
+      return (await ports.kube.deletePod(ns, name)) === "done";
+    } catch (err) {
+      problem("PodDeleteFailed", `deleting pod ${name} failed: ${errorMessage(err)}`);
+      return false;
+    }
+  };
+  const patchPod = async (name: string, patch: { type: "merge" | "strategic"; body: unknown }) => {
+    try {
+      return (await ports.kube.patchPod(ns, name, patch)) === "done";
+    } catch (err) {
+      problem("PodUpdateFailed", `updating pod ${name} failed: ${errorMessage(err)}`);
+      return false;
+    }
+  };
+
+  for (const action of actions) {
+    if (ctx.signal?.aborted) break;
+    switch (action.kind) {
+      case "create-pod": {
+        // Rule 1.
+        const { create } = action;
+        const name = podName(resource.metadata.name, ports.suffix());
+        let claims: { mapping: Record<string, string>; claimed: string[] } = { mapping: {}, claimed: [] };
+        if (cache) {
+          const prepared = await ports.cacheVolumes
+            .prepare(resource, cache, name, create.templateIndex, ctx.pvcs)
+            .catch((err: unknown) => ({
+              ok: false as const,
+              reason: "CacheVolumeFailed",
+              message: `cache volume for pod ${name}: ${errorMessage(err)}`,
+            }));
+          if (!prepared.ok) {
+            const jobs = create.forRequestIds.length ? ` (job request ${create.forRequestIds.join(", ")} waits)` : "";
+            problem(prepared.reason, `${prepared.message}${jobs}`, true);
+            continue;
+          }
+          claims = prepared;
+          cache = withClaims(cache, name, prepared.mapping, ports.now());
+        }
+        const built = ports.pods.build({ resource, create, podName: name, cacheVolumes: claims.mapping });
+        if (!built.ok) {
+          await ports.cacheVolumes
+            .release(
+              ns,
+              claims.claimed.map((c) => ({ name: c, holder: name })),
+            )
+            .catch(() => []);
+          problem(built.reason, built.message, true);
+          continue;
+        }
+        for (const w of built.warnings) ports.events.warning(ref, "PodTemplateAdjusted", w, "CreatePod");
+        const created = await ports.kube.createPod(ns, built.pod);
+        if (created.outcome === "refused") {
+          await ports.cacheVolumes
+            .release(
+              ns,
+              claims.claimed.map((c) => ({ name: c, holder: name })),
+            )
+            .catch(() => []);
+          problem("PodCreateFailed", `creating pod ${name} failed: ${created.message}`, true);
+          continue;
+        }
+        report.changed = true;
+        report.expected.set(name, {
+          at: ports.now(),
+          pod: expectedPod(name, create, ports.now()),
+          pvcNames: Object.values(claims.mapping),
+        });
+        if (created.outcome === "unknown") {
+          problem("PodCreateFailed", `creating pod ${name} may have failed: ${created.message}`, true);
+          continue;
+        }
+        ports.metrics.podsCreated.inc({ ...labels, reason: create.reason });
+        ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
+        break;
+      }
+      case "remove-pod": {
+        // Rule 2.
+        if (action.agentId !== null) {
+          const result = await deleteAgent(action.agentId);
+          if (result === "refused") {
+            ports.events.normal(
+              ref,
+              "ScaleDownDeferred",
+              `agent ${action.podName} could not be unregistered (it just took a job?); keeping its pod`,
+              "DeletePod",
+            );
+            continue;
+          }
+          if (result === "failed" || result === "skipped") continue;
+        }
+        if (await deletePod(action.podName)) {
+          report.changed = true;
+          ports.metrics.podsDeleted.inc({ ...labels, reason: action.reason });
+          ports.events.normal(ref, "PodDeleted", `deleted pod ${action.podName}: ${action.message}`, "DeletePod");
+        }
+        break;
+      }
+      case "mark-idle":
+        await patchPod(action.podName, {
+          type: "merge",
+          body: {
+            metadata: {
+              annotations: { [podAnnotations.idleSince]: action.sinceMs === null ? null : String(action.sinceMs) },
+            },
+          },
+        });
+        break;
+      case "stop-sidecars": {
+        const body = {
+          ...ports.pods.stopSidecarsPatch(action.containers),
+          metadata: { annotations: { [podAnnotations.sidecarsStopped]: action.stoppedAnnotation } },
+        };
+        if (await patchPod(action.podName, { type: "strategic", body })) {
+          ports.events.normal(
+            ref,
+            "SidecarsStopped",
+            `agent of pod ${action.podName} finished; stopping ${action.containers.join(", ")}`,
+            "StopSidecars",
+          );
+        }
+        break;
+      }
+      case "delete-finished":
+        // Rule 3.
+        if (await deletePod(action.podName)) {
+          report.changed = true;
+          ports.metrics.podsDeleted.inc({ ...labels, reason: "finished" });
+        }
+        if (action.agentId !== null) await deleteAgent(action.agentId);
+        break;
+      case "release-claims": {
+        // Rule 4.
+        try {
+          for (const name of await ports.cacheVolumes.release(ns, action.claims)) report.released.add(name);
+        } catch (err) {
+          problem("CacheVolumeReleaseFailed", errorMessage(err));
+        }
+        break;
+      }
+      case "event":
+        if (action.type === "Warning") ports.events.warning(ref, action.reason, action.message, action.action);
+        else ports.events.normal(ref, action.reason, action.message, action.action);
+        break;
+    }
+  }
+  return report;
+}

@@ -1,0 +1,127 @@
+/**
+ * Placeholder agents and offline-agent garbage collection for one resource, on the schedule of the pure
+ * `placeholderSchedule`: one offline placeholder per capability set of the templates (so jobs queue instead of
+ * failing), registered on the first run, when the set changes, 1 min after a failure and every 10 min; and garbage
+ * collection every `dummyAgentGarbageCollectionInterval` of offline placeholders no resource on the pool wants and
+ * of agents this resource's pods left behind. The only state is when each ran last, per resource key.
+ */
+import { type AutoScaledAgent, resourceRef } from "../api/v1/index.ts";
+import {
+  type LastEnsure,
+  placeholderSchedule,
+  placeholderSetKey,
+  placeholderSettings,
+  wantedPlaceholders,
+} from "../placeholders/plan.ts";
+import { podNamePrefix } from "../scaling/naming.ts";
+import type { Problem } from "./actions.ts";
+import type { AzureDevOpsPort, EventsPort, PoolSnapshot, PoolTarget, Resource } from "./ports.ts";
+
+export interface PlaceholderWorkOptions {
+  azureDevOps: AzureDevOpsPort;
+  events: EventsPort;
+  now(): number;
+  /** How long an agent of a resource must have been offline before garbage collection may delete it. */
+  offlineAgentGraceMs?: number | undefined;
+}
+
+export interface PlaceholderRunInput {
+  key: string;
+  resource: Resource;
+  target: PoolTarget;
+  snapshot: PoolSnapshot;
+  /** Every valid resource on the same pool (its placeholders are kept), this one included. */
+  samePool: readonly (Resource["spec"] & { key: string })[];
+  /** Live agent pods of every resource, or undefined before the pod cache synced (nothing is collected then). */
+  liveAgentPodNames: ReadonlySet<string> | undefined;
+}
+
+export class PlaceholderWork {
+  readonly #o: PlaceholderWorkOptions;
+  readonly #runs = new Map<string, { lastEnsure?: LastEnsure; lastCollectAt?: number }>();
+
+  constructor(options: PlaceholderWorkOptions) {
+    this.#o = options;
+  }
+
+  forget(key: string): void {
+    this.#runs.delete(key);
+  }
+
+  /** Runs what is due; returns its problems and when the next run is due. */
+  async run(input: PlaceholderRunInput): Promise<{ problems: Problem[]; nextDueAt: number }> {
+    const { key, resource, snapshot } = input;
+    const problems: Problem[] = [];
+    const settings = placeholderSettings(resource.spec);
+    const runs = this.#runs.get(key) ?? {};
+    this.#runs.set(key, runs);
+    const wanted = wantedPlaceholders([{ key, ...resource.spec }]);
+    const wantedKey = placeholderSetKey(wanted);
+    const schedule = () =>
+      placeholderSchedule({
+        now: this.#o.now(),
+        wantedKey,
+        lastEnsure: runs.lastEnsure,
+        lastCollectAt: runs.lastCollectAt,
+        collectIntervalMs: settings.collectIntervalMs,
+      });
+    const due = schedule();
+    const manager = this.#o.azureDevOps.placeholders(input.target);
+    const ref = resourceRef(resource as AutoScaledAgent);
+    if (due.ensure) {
+      const at = this.#o.now();
+      const r = await manager.ensure(snapshot.poolId, wanted, {
+        existingAgentNames: snapshot.agents.map((a) => a.name),
+      });
+      runs.lastEnsure = {
+        at,
+        wantedKey,
+        status: r.status,
+        ...(r.retryAfterMs ? { retryAfterMs: r.retryAfterMs } : {}),
+      };
+      for (const name of r.registered) {
+        this.#o.events.normal(
+          ref,
+          "PlaceholderRegistered",
+          `registered offline placeholder agent ${name}`,
+          "RegisterPlaceholder",
+        );
+      }
+      if (r.problem) this.#o.events.warning(ref, r.problem.reason, r.problem.message, "RegisterPlaceholder");
+    }
+    if (runs.lastEnsure?.status === "forbidden") {
+      problems.push({
+        reason: "PlaceholderRegistrationForbidden",
+        message:
+          "cannot register placeholder agents: the credential needs Agent Pools (Read & manage); scaling continues",
+      });
+    }
+    if (due.collect) {
+      const at = this.#o.now();
+      const r = await manager.collectGarbage(snapshot.poolId, {
+        wantedNames: wantedPlaceholders(input.samePool).map((w) => w.name),
+        podNames: input.liveAgentPodNames,
+        resourcePodNamePrefixes: [podNamePrefix(resource.metadata.name)],
+        jobRequests: snapshot.jobRequests,
+        now: at,
+        dummyAgentDeletionMinAgeMs: settings.dummyAgentDeletionMinAgeMs,
+        normalOfflineAgentDeletionMinAgeMs: settings.normalOfflineAgentDeletionMinAgeMs,
+        ...(this.#o.offlineAgentGraceMs !== undefined ? { offlineGraceMs: this.#o.offlineAgentGraceMs } : {}),
+      });
+      runs.lastCollectAt = at;
+      if (r.deleted.length > 0) {
+        this.#o.events.normal(
+          ref,
+          "OfflineAgentsDeleted",
+          `deleted offline agents: ${r.deleted.join(", ")}`,
+          "CollectAgents",
+        );
+      }
+      if (r.problem) {
+        problems.push(r.problem);
+        this.#o.events.warning(ref, r.problem.reason, r.problem.message, "CollectAgents");
+      }
+    }
+    return { problems, nextDueAt: schedule().nextDueAt };
+  }
+}

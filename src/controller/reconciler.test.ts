@@ -1,0 +1,360 @@
+/**
+ * The whole reconcile pipeline with in-memory fakes of every port (no API server, no Azure DevOps): each case
+ * gives the observed world and checks the calls made to the outside, in order.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { type AutoScaledAgent, podAnnotations as annotations, labels } from "../api/v1/index.ts";
+import { patCredential } from "../azure-devops/auth.ts";
+import { createMetrics } from "../observability/metrics.ts";
+import { silentLogger } from "../runtime/logger.ts";
+import { capabilitySetKey } from "../scaling/naming.ts";
+import type { JobRequest } from "../scaling/types.ts";
+import { CacheVolumes } from "./cache-volumes.ts";
+import { PlaceholderWork } from "./placeholders.ts";
+import { createPodFactory } from "./pod-factory.ts";
+import type {
+  AgentDeletion,
+  AzureDevOpsPort,
+  Caches,
+  EventsPort,
+  KubeWriter,
+  PodObject,
+  PoolAgent,
+  PoolSnapshot,
+  PvcObject,
+} from "./ports.ts";
+import { Reconciler } from "./reconciler.ts";
+
+const NOW = Date.parse("2026-12-01T12:00:00Z");
+const iso = (msAgo: number) => new Date(NOW - msAgo).toISOString();
+const UID = "uid-1";
+const TEMPLATE_KEY = capabilitySetKey({ buildkit: "1" });
+
+/** The resource; `cache: true` gives it a reusable cache volume its agent container mounts. */
+function resource(spec: Record<string, unknown> = {}, options: { cache?: boolean } = {}): AutoScaledAgent {
+  const mounts = options.cache ? [{ name: "cache", mountPath: "/cache" }] : [];
+  return {
+    apiVersion: "azurepipelines.k8s.scaler.io/v1",
+    kind: "AutoScaledAgent",
+    metadata: { name: "agents", namespace: "ci", uid: UID, generation: 1 },
+    spec: {
+      poolName: "pool",
+      organizationUrl: "https://dev.azure.com/org",
+      personalAccessTokenSecretName: "pat",
+      maxTerminatedPodsToKeep: 1,
+      agentMinIdlePeriod: "1m",
+      podsWithCapabilities: [
+        {
+          capabilities: { buildkit: "1" },
+          minCount: 0,
+          maxCount: 3,
+          podTemplateSpec: {
+            spec: {
+              containers: [
+                { name: "agent", image: "agent:1", volumeMounts: mounts },
+                { name: "buildkit", image: "buildkit:1" },
+              ],
+            },
+          },
+        },
+      ],
+      ...(options.cache ? { reusableCacheVolumes: [{ name: "cache", requestedStorage: "1Gi" }] } : {}),
+      ...spec,
+    },
+  } as AutoScaledAgent;
+}
+
+type PodState = "pending" | "running" | "agent-done" | "succeeded";
+
+function pod(name: string, state: PodState, extra: { createdMsAgo?: number; idleMarkMsAgo?: number } = {}): PodObject {
+  const running = { running: { startedAt: iso(60_000) } };
+  const terminated = { terminated: { exitCode: 0 } };
+  const agent = state === "pending" ? {} : state === "running" ? running : terminated;
+  const sidecar = state === "succeeded" ? terminated : state === "pending" ? {} : running;
+  return {
+    metadata: {
+      name,
+      namespace: "ci",
+      creationTimestamp: iso(extra.createdMsAgo ?? 120_000),
+      labels: { [labels.template]: TEMPLATE_KEY },
+      annotations: {
+        ...(extra.idleMarkMsAgo === undefined ? {} : { [annotations.idleSince]: String(NOW - extra.idleMarkMsAgo) }),
+      },
+      ownerReferences: [{ kind: "AutoScaledAgent", name: "agents", uid: UID, controller: true }],
+    },
+    spec: {
+      nodeName: state === "pending" ? "" : "node-1",
+      containers: [{ name: "agent" }, { name: "buildkit" }],
+    },
+    status: {
+      phase: state === "succeeded" ? "Succeeded" : state === "pending" ? "Pending" : "Running",
+      startTime: iso(60_000),
+      containerStatuses: [
+        { name: "agent", state: agent },
+        { name: "buildkit", state: sidecar },
+      ],
+    },
+  };
+}
+
+function pvc(name: string, claimedBy: string | undefined, resourceVersion = "10"): PvcObject {
+  return {
+    metadata: {
+      name,
+      namespace: "ci",
+      resourceVersion,
+      creationTimestamp: iso(600_000),
+      labels: { [labels.cacheVolume]: "cache" },
+      annotations: claimedBy ? { "azurepipelines.k8s.scaler.io/claimed-by": claimedBy } : {},
+    },
+  };
+}
+
+const queued = (requestId: number, demands: string[] = ["buildkit"]): JobRequest => ({
+  requestId,
+  queueTime: iso(5_000),
+  demands,
+});
+
+const agent = (id: number, name: string, extra: Partial<PoolAgent> = {}): PoolAgent => ({
+  id,
+  name,
+  status: "online",
+  statusChangedOn: iso(600_000),
+  ...extra,
+});
+
+interface World {
+  resource: AutoScaledAgent;
+  pods?: PodObject[];
+  pvcs?: PvcObject[];
+  /** The pool's snapshot; an error string makes the poll fail instead. */
+  pool: { jobRequests?: JobRequest[]; agents?: PoolAgent[] } | { error: string };
+  agentDeletion?: AgentDeletion;
+  /** Answers of PVC claim patches, in order (then "done"). */
+  pvcPatches?: ("done" | "conflict")[];
+}
+
+function harness(world: World) {
+  const calls: string[] = [];
+  const events: string[] = [];
+  const pvcPatches = [...(world.pvcPatches ?? [])];
+  const snapshot = (): PoolSnapshot | undefined =>
+    "error" in world.pool
+      ? undefined
+      : { poolId: 1, jobRequests: world.pool.jobRequests ?? [], agents: world.pool.agents ?? [], fetchedAt: NOW };
+  const caches: Caches = {
+    resource: (key) => (key === "ci/agents" ? world.resource : undefined),
+    allResources: () => [world.resource],
+    podsOf: () => world.pods ?? [],
+    pvcsOf: () => world.pvcs ?? [],
+    liveAgentPodNames: () => new Set((world.pods ?? []).map((p) => p.metadata.name)),
+  };
+  const kube: KubeWriter = {
+    async createPod(_ns, p) {
+      const spec = (p as { spec: { volumes?: { persistentVolumeClaim?: { claimName: string } }[] } }).spec;
+      const claims = (spec.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []);
+      calls.push(`createPod${claims.length ? ` with ${claims.join(",")}` : ""}`);
+      return { outcome: "created" };
+    },
+    async deletePod(_ns, name) {
+      calls.push(`deletePod ${name}`);
+      return "done";
+    },
+    async patchPod(_ns, name, patch) {
+      const body = patch.body as { metadata?: { annotations?: Record<string, unknown> }; spec?: unknown };
+      const what = body.spec ? "stop" : `idle=${body.metadata?.annotations?.[annotations.idleSince]}`;
+      calls.push(`patchPod ${name} ${patch.type} ${what}`);
+      return "done";
+    },
+    async createPvc(_ns, p) {
+      calls.push(`createPvc ${p.metadata.labels?.[labels.cacheVolume]}`);
+    },
+    async patchPvcAnnotations(_ns, name, _a, rv) {
+      const answer = pvcPatches.shift() ?? "done";
+      calls.push(`claim ${name}${rv ? ` if rv=${rv}` : ""}: ${answer}`);
+      return answer;
+    },
+    async releasePvcClaim(_ns, name, holder) {
+      calls.push(`release ${name} if held by ${holder}`);
+      return "done";
+    },
+    async patchStatus() {
+      return "done";
+    },
+  };
+  const azureDevOps: AzureDevOpsPort = {
+    subscribe: () => ({
+      latest: snapshot,
+      lastError: () => ("error" in world.pool ? { kind: "server", message: world.pool.error } : undefined),
+      pollNow: () => {},
+      release: () => {},
+    }),
+    async deleteAgent(_t, _pool, agentId) {
+      calls.push(`deleteAgent ${agentId}: ${world.agentDeletion ?? "deleted"}`);
+      return world.agentDeletion ?? "deleted";
+    },
+    placeholders: () => ({
+      ensure: async () => ({ status: "ok", registered: [] }),
+      collectGarbage: async () => ({ deleted: [] }),
+    }),
+    sameOrganization: (a, b) => a === b,
+    identityKey: () => "pat:test",
+  };
+  const eventsPort: EventsPort = {
+    normal: (_r, reason) => events.push(reason),
+    warning: (_r, reason) => events.push(reason),
+  };
+  let n = 0;
+  const now = () => NOW;
+  const reconciler = new Reconciler({
+    caches,
+    kube,
+    azureDevOps,
+    credentials: { resolve: async () => ({ ok: true, credential: patCredential("secret") }), forget: () => {} },
+    pods: createPodFactory({ terminatorImage: "busybox:stable" }),
+    events: eventsPort,
+    metrics: createMetrics({ defaultMetrics: false }),
+    logger: silentLogger(),
+    cacheVolumes: new CacheVolumes(kube, now, () => `v${++n}`),
+    placeholders: new PlaceholderWork({ azureDevOps, events: eventsPort, now }),
+    enqueue: () => {},
+    now,
+    suffix: () => `p${++n}`.padEnd(5, "x"),
+    resyncIntervalMs: 30_000,
+  });
+  return { calls, events, reconcile: () => reconciler.reconcile("ci/agents") };
+}
+
+interface Case {
+  name: string;
+  world: World;
+  /** Calls to the outside of each reconcile, in order. */
+  calls: string[][];
+  events?: string[];
+}
+
+const cases: Case[] = [
+  {
+    name: "job -> create",
+    world: { resource: resource(), pool: { jobRequests: [queued(1)] } },
+    calls: [["createPod"]],
+    events: ["PodCreated"],
+  },
+  {
+    name: "job -> create, claiming the free cache PVC",
+    world: {
+      resource: resource({}, { cache: true }),
+      pvcs: [pvc("agents-cache-a", undefined)],
+      pool: { jobRequests: [queued(1)] },
+    },
+    calls: [["claim agents-cache-a if rv=10: done", "createPod with agents-cache-a"]],
+  },
+  {
+    name: "idle past period -> delete agent then pod",
+    world: {
+      resource: resource(),
+      pods: [pod("agents-idle1", "running", { idleMarkMsAgo: 120_000 })],
+      pool: { agents: [agent(7, "agents-idle1")] },
+    },
+    calls: [["deleteAgent 7: deleted", "deletePod agents-idle1"]],
+    events: ["PodDeleted"],
+  },
+  {
+    name: "idle but not for long enough -> marked, kept",
+    world: {
+      resource: resource(),
+      pods: [pod("agents-idle1", "running")],
+      pool: { agents: [agent(7, "agents-idle1", { statusChangedOn: iso(1_000) })] },
+    },
+    calls: [[`patchPod agents-idle1 merge idle=${NOW}`]],
+  },
+  {
+    name: "agent deletion refused -> pod kept",
+    world: {
+      resource: resource(),
+      pods: [pod("agents-idle1", "running", { idleMarkMsAgo: 120_000 })],
+      pool: { agents: [agent(7, "agents-idle1")] },
+      agentDeletion: "refused",
+    },
+    calls: [["deleteAgent 7: refused"]],
+    events: ["ScaleDownDeferred"],
+  },
+  {
+    name: "finished pods beyond keep -> deleted with their agents",
+    world: {
+      resource: resource({ maxTerminatedPodsToKeep: 1 }),
+      pods: [
+        pod("agents-old", "succeeded", { createdMsAgo: 600_000 }),
+        pod("agents-new", "succeeded", { createdMsAgo: 60_000 }),
+      ],
+      pool: { agents: [agent(8, "agents-old", { status: "offline" })] },
+    },
+    calls: [["deletePod agents-old", "deleteAgent 8: deleted"]],
+  },
+  {
+    name: "sidecar stop",
+    world: { resource: resource(), pods: [pod("agents-done", "agent-done")], pool: {} },
+    calls: [["patchPod agents-done strategic stop"]],
+    events: ["SidecarsStopped"],
+  },
+  {
+    name: "claim conflict -> retried next reconcile",
+    world: {
+      resource: resource({}, { cache: true }),
+      pvcs: [pvc("agents-cache-a", undefined)],
+      pool: { jobRequests: [queued(1)] },
+      pvcPatches: ["conflict", "done"],
+    },
+    calls: [
+      ["claim agents-cache-a if rv=10: conflict"],
+      ["claim agents-cache-a if rv=10: done", "createPod with agents-cache-a"],
+    ],
+    events: ["CacheVolumeClaimConflict", "PodCreated"],
+  },
+  {
+    name: "released claim of a finished pod is conditional",
+    world: {
+      resource: resource({ maxTerminatedPodsToKeep: 5 }, { cache: true }),
+      pods: [pod("agents-done", "succeeded")],
+      pvcs: [pvc("agents-cache-a", "agents-done", "42")],
+      pool: {},
+    },
+    calls: [["release agents-cache-a if held by agents-done"]],
+  },
+  {
+    name: "poll failed -> housekeeping only",
+    world: {
+      resource: resource({ maxTerminatedPodsToKeep: 0 }, { cache: true }),
+      pods: [
+        pod("agents-done", "agent-done"),
+        pod("agents-fin", "succeeded"),
+        pod("agents-idle1", "running", { idleMarkMsAgo: 600_000 }),
+      ],
+      pvcs: [pvc("agents-cache-a", "agents-fin", "42")],
+      pool: { error: "HTTP 503" },
+    },
+    // No create for the queued job, no scale-down, no agent deletion: only what Kubernetes alone decides.
+    calls: [
+      ["patchPod agents-done strategic stop", "deletePod agents-fin", "release agents-cache-a if held by agents-fin"],
+    ],
+    events: ["AzureDevOpsServerError", "SidecarsStopped"],
+  },
+];
+
+describe("Reconciler (all ports faked)", () => {
+  for (const c of cases) {
+    test(c.name, async () => {
+      const h = harness(c.world);
+      const seen: string[][] = [];
+      for (let i = 0; i < c.calls.length; i++) {
+        h.calls.length = 0;
+        await h.reconcile();
+        seen.push([...h.calls]);
+      }
+      assert.deepEqual(seen, c.calls);
+      if (c.events) assert.deepEqual(h.events, c.events);
+    });
+  }
+});

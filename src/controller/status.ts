@@ -1,0 +1,86 @@
+/**
+ * The resource's status from what a reconcile found (pure): conditions (see conditions.ts), the pool id, the
+ * cache-volume holders, and the counts of the plan. Written only when something other than a transition time
+ * changed, so an idle resource causes no writes.
+ */
+import type { AutoScaledAgentStatus } from "../api/v1/index.ts";
+import type { ScalePlan } from "../scaling/types.ts";
+import { deriveConditions, type Findings, setConditions } from "./conditions.ts";
+
+export interface StatusInput {
+  previous: AutoScaledAgentStatus | undefined;
+  generation: number | undefined;
+  findings: Findings;
+  poolId?: number | undefined;
+  /** The plan, when it was made from a fresh snapshot (otherwise the counts of the previous status stay). */
+  plan?: ScalePlan | undefined;
+  now: number;
+}
+
+export type PodStateName = "starting" | "idle" | "busy" | "finishing" | "terminating" | "finished";
+export const POD_STATES: readonly PodStateName[] = ["starting", "idle", "busy", "finishing", "terminating", "finished"];
+
+/** Sum of a count over the plan's templates. */
+export function planTotal(plan: ScalePlan, f: (t: ScalePlan["templates"][number]) => number): number {
+  return plan.templates.reduce((n, t) => n + f(t), 0);
+}
+
+export function buildStatus(input: StatusInput): AutoScaledAgentStatus {
+  const { previous, generation, findings, plan } = input;
+  const status: AutoScaledAgentStatus = {
+    ...previous,
+    conditions: setConditions(
+      previous?.conditions,
+      deriveConditions(findings),
+      new Date(input.now).toISOString().replace(/\.\d+Z$/, "Z"),
+      generation,
+    ),
+  };
+  if (generation !== undefined) status.observedGeneration = generation;
+  if (input.poolId !== undefined) status.poolId = input.poolId;
+  if (findings.cacheVolumes) status.cacheVolumes = findings.cacheVolumes;
+  if (plan) {
+    const sum = (f: (t: ScalePlan["templates"][number]) => number) => planTotal(plan, f);
+    status.pendingJobs = sum((t) => t.pendingJobs);
+    status.pods = {
+      starting: sum((t) => t.starting),
+      idle: sum((t) => t.idle),
+      busy: sum((t) => t.busy),
+      finished: sum((t) => t.finished),
+    };
+    status.templates = plan.templates.map((t) => ({
+      index: t.templateIndex,
+      pendingJobs: t.pendingJobs,
+      pods: { starting: t.starting, idle: t.idle, busy: t.busy, finished: t.finished },
+    }));
+  }
+  return status;
+}
+
+/** Whether the new status differs from the previous one in anything but condition transition times. */
+export function statusChanged(previous: AutoScaledAgentStatus | undefined, next: AutoScaledAgentStatus): boolean {
+  return JSON.stringify(stripTimes(next)) !== JSON.stringify(stripTimes(previous ?? {}));
+}
+
+function stripTimes(status: AutoScaledAgentStatus): unknown {
+  return { ...status, conditions: status.conditions?.map(({ lastTransitionTime: _t, ...c }) => c) };
+}
+
+/** Condition reasons for Azure DevOps failure kinds. */
+export function azureDevOpsReason(kind: string): string {
+  const map: Record<string, string> = {
+    auth: "AzureDevOpsUnauthorized",
+    forbidden: "AzureDevOpsForbidden",
+    "not-found": "PoolNotFound",
+    "pool-not-found": "PoolNotFound",
+    "rate-limited": "AzureDevOpsRateLimited",
+    server: "AzureDevOpsServerError",
+    network: "AzureDevOpsUnreachable",
+    timeout: "AzureDevOpsTimeout",
+    "invalid-response": "AzureDevOpsInvalidResponse",
+    configuration: "AzureDevOpsMisconfigured",
+    "bad-request": "AzureDevOpsBadRequest",
+    conflict: "AzureDevOpsConflict",
+  };
+  return map[kind] ?? "AzureDevOpsError";
+}
