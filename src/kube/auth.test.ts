@@ -147,12 +147,13 @@ describe("cachedCredentials", () => {
     assert.equal(clock.pendingTimers, 0);
   });
 
-  test("errors name the source once", async () => {
+  test("errors name the source once; after a failure a new fetcher is used", async () => {
     const c = controlled();
     const source = cachedCredentials({ description: "src", fetcher: c.fetcher, clock: new ManualClock() });
     const p = source.get();
     c.rejecters[0]?.(new Error("exit status 1\n"));
     await assert.rejects(p, /^Error: src: exit status 1$/);
+    assert.equal(c.state.fetchers, 2);
   });
 
   test("a caller that aborts stops waiting; the shared fetch goes on for the others", async () => {

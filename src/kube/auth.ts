@@ -120,7 +120,8 @@ export interface CachedCredentialOptions {
 
 /**
  * A `CredentialSource` over a fetcher: concurrent callers share one fetch (no burst of plugin runs when many
- * requests start at once), a fetch that hangs fails after `timeoutMs` and is forgotten, errors name the source.
+ * requests start at once), a fetch that hangs fails after `timeoutMs`; after a failure the next caller gets a new
+ * fetcher; errors name the source.
  */
 export function cachedCredentials(options: CachedCredentialOptions): CredentialSource {
   const clock = options.clock ?? systemClock();
@@ -144,6 +145,8 @@ export function cachedCredentials(options: CachedCredentialOptions): CredentialS
     });
     const p: Promise<Credentials> = Promise.race([own(), timedOut])
       .catch((err: unknown) => {
+        // Whatever the fetcher kept may be the cause (client-node keeps any JSON a plugin printed): start afresh.
+        if (fetch === own) fetch = options.fetcher();
         const message = err instanceof Error ? err.message : String(err);
         throw new Error(message.startsWith(description) ? message : `${description}: ${message.trim()}`, {
           cause: err,

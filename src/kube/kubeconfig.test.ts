@@ -453,9 +453,10 @@ describe("exec plugins (run by client-node, cached by expiry)", () => {
       '#!/bin/sh\necho \'{"apiVersion":"client.authentication.k8s.io/v1","status":{}}\'\n',
     );
     chmodSync(join(dir, "empty.sh"), 0o755);
-    await assert.rejects(
-      requestAuth(load(dir, { command: join(dir, "empty.sh") })),
-      /gave neither a token nor a client certificate/,
-    );
+    const empty = load(dir, { command: join(dir, "empty.sh") });
+    await assert.rejects(requestAuth(empty), /gave neither a token nor a client certificate/);
+    // What the plugin printed is not kept after a failure: fixed, it is asked again.
+    execPlugin(dir, { token: "fixed" }, "empty.sh");
+    assert.deepEqual((await requestAuth(empty)).headers, { Authorization: "Bearer fixed" });
   });
 });

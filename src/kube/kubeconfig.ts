@@ -195,9 +195,7 @@ function userCredentials(user: LoadedUser, cluster: Cluster, ca: string | undefi
       const kc = new KubeConfig();
       kc.loadFromClusterAndUser(
         { name: "credentials", server: "https://credentials.invalid", skipTLSVerify: false },
-        {
-          ...session,
-        },
+        session,
       );
       return async () => {
         const opts: RequestOptions = {};
