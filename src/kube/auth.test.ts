@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ManualClock } from "../runtime/clock.ts";
-import { type AuthSettings, type Credentials, cachedCredentials, describeAuth, requestAuth } from "./auth.ts";
+import {
+  type AuthSettings,
+  type Credentials,
+  cachedCredentials,
+  describeAuth,
+  type RequestAuth,
+  requestAuth,
+} from "./auth.ts";
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
@@ -18,7 +25,7 @@ describe("requestAuth", () => {
     if (text === undefined) throw new Error(`ENOENT: ${p}`);
     return text;
   };
-  const cases: [string, AuthSettings, { headers: Record<string, string | string[]>; cert?: string; key?: string }][] = [
+  const cases: [string, AuthSettings, RequestAuth][] = [
     ["anonymous", {}, { headers: {} }],
     ["a token", { token: "t" }, { headers: { Authorization: "Bearer t" } }],
     ["a token file, trimmed", { tokenFile: "/t/token" }, { headers: { Authorization: "Bearer from-file" } }],
@@ -46,11 +53,15 @@ describe("requestAuth", () => {
         },
       },
     ],
-    ["a plugin's token", { credentials: plugin({ token: "exec" }) }, { headers: { Authorization: "Bearer exec" } }],
+    [
+      "a plugin's token",
+      { credentials: plugin({ token: "exec" }) },
+      { headers: { Authorization: "Bearer exec" }, fromPlugin: { token: "exec" } },
+    ],
     [
       "a plugin's certificate",
       { credentials: plugin({ cert: "EC", key: "EK" }) },
-      { headers: {}, cert: "EC", key: "EK" },
+      { headers: {}, cert: "EC", key: "EK", fromPlugin: { cert: "EC", key: "EK" } },
     ],
     [
       "a static token wins over a plugin (kubectl)",
@@ -119,11 +130,26 @@ describe("cachedCredentials", () => {
     assert.equal(c.state.fetchers, 1, "the same fetcher, with its cache, until invalidated");
   });
 
-  test("invalidate makes a new fetcher (its cache dropped)", async () => {
+  test("invalidate makes a new fetcher (its cache dropped), once for many refusals of the same answers", async () => {
     const c = controlled();
     const source = cachedCredentials({ description: "d", fetcher: c.fetcher, clock: new ManualClock() });
+    const first = source.get();
+    c.state.resolvers[0]?.({ token: "old" });
+    const a = await first;
+    const second = source.get();
+    c.state.resolvers[1]?.({ token: "old" });
+    const b = await second;
+    // Two requests with answers of the first fetcher fail with 401 at about the same time.
+    source.invalidate(a);
+    source.invalidate(b);
+    assert.equal(c.state.fetchers, 2, "one new fetcher");
+    const third = source.get();
+    c.state.resolvers[2]?.({ token: "old" });
+    // Refused again although fetched anew (the plugin gave the same token): that is news, ask again.
+    source.invalidate(await third);
+    assert.equal(c.state.fetchers, 3);
     source.invalidate();
-    assert.equal(c.state.fetchers, 2);
+    assert.equal(c.state.fetchers, 4, "without the rejected answers: always");
   });
 
   test("a hanging fetch fails after the timeout and is forgotten", async () => {

@@ -19,8 +19,12 @@ export interface CredentialSource {
   readonly description: string;
   /** The credentials for the next request (cached by the source as long as they are valid). */
   get(signal?: AbortSignal): Promise<Credentials>;
-  /** The API server refused the credentials (401): the next `get` must fetch new ones. */
-  invalidate(): void;
+  /**
+   * The API server refused credentials (401): the next `get` must fetch new ones. With `rejected`, the ones a
+   * request used (as `get` returned them): a refusal of credentials fetched before the last invalidation (many
+   * requests failing at once) changes nothing.
+   */
+  invalidate(rejected?: Credentials): void;
 }
 
 /** The part of a connection that says who the client is (see `ClusterConnection`). */
@@ -48,6 +52,8 @@ export interface RequestAuth {
   /** Client certificate and key (PEM) for the TLS handshake. */
   cert?: string;
   key?: string;
+  /** The plugin's credentials in use, to name them in `invalidate` after a 401. */
+  fromPlugin?: Credentials;
 }
 
 /** True when the settings carry a static method, so that an exec plugin or auth provider is not used. */
@@ -97,6 +103,7 @@ export async function requestAuth(
   }
   if (s.credentials && !hasStaticAuth(s)) {
     const c = await s.credentials.get(options.signal);
+    auth.fromPlugin = c;
     if (c.token) headers.Authorization = `Bearer ${c.token}`;
     if (c.cert && c.key) {
       auth.cert = c.cert;
@@ -110,7 +117,7 @@ export interface CachedCredentialOptions {
   description: string;
   /**
    * Fetches credentials. It may keep its own cache (client-node's exec authenticator keeps a credential until its
-   * `expirationTimestamp`); `fresh` asks for a new fetcher after `invalidate`, dropping whatever it cached.
+   * `expirationTimestamp`); a new fetcher is asked for after `invalidate` or a failure, dropping what it cached.
    */
   fetcher: () => (signal?: AbortSignal) => Promise<Credentials>;
   /** A fetch that takes longer fails (a hanging plugin must not stall every request); default 60 s. */
@@ -128,10 +135,14 @@ export function cachedCredentials(options: CachedCredentialOptions): CredentialS
   const timeoutMs = options.timeoutMs ?? 60_000;
   let fetch = options.fetcher();
   let pending: Promise<Credentials> | undefined;
+  /** Counts invalidations; each answer remembers the one it was fetched in. */
+  let generation = 0;
+  const generationOf = new WeakMap<Credentials, number>();
   const description = options.description;
 
   const start = (): Promise<Credentials> => {
     const own = fetch;
+    const startedIn = generation;
     let timer: TimerHandle | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = clock.setTimeout(() => {
@@ -144,6 +155,12 @@ export function cachedCredentials(options: CachedCredentialOptions): CredentialS
       }, timeoutMs);
     });
     const p: Promise<Credentials> = Promise.race([own(), timedOut])
+      .then((c) => {
+        // A fresh object per fetch: `invalidate` tells the answers of one fetch apart from the next one's.
+        const answer = { ...c };
+        generationOf.set(answer, startedIn);
+        return answer;
+      })
       .catch((err: unknown) => {
         // Whatever the fetcher kept may be the cause (client-node keeps any JSON a plugin printed): start afresh.
         if (fetch === own) fetch = options.fetcher();
@@ -173,7 +190,10 @@ export function cachedCredentials(options: CachedCredentialOptions): CredentialS
         shared.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
       });
     },
-    invalidate() {
+    invalidate(rejected) {
+      // Credentials fetched before the last invalidation were dealt with already.
+      if (rejected && (generationOf.get(rejected) ?? generation) < generation) return;
+      generation++;
       pending = undefined;
       fetch = options.fetcher();
     },

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage } from "node:http";
 import { Agent, type AgentOptions, request as httpsRequest, type RequestOptions } from "node:https";
-import { hasStaticAuth, requestAuth } from "./auth.ts";
+import { type RequestAuth, requestAuth } from "./auth.ts";
 import type { ClusterConnection } from "./kubeconfig.ts";
 
 /** A `Status` answer from the API server (or a transport failure), with the fields callers branch on. */
@@ -58,6 +58,13 @@ export function buildPath(path: string, query?: RequestSpec["query"]): string {
   return qs ? `${path}?${qs}` : path;
 }
 
+/** A request ready to send: its options, body and the credentials it carries. */
+interface Prepared {
+  options: RequestOptions;
+  payload: string | undefined;
+  auth: RequestAuth;
+}
+
 export class KubeClient {
   readonly connection: ClusterConnection;
   readonly #agent: Agent;
@@ -88,7 +95,7 @@ export class KubeClient {
   }
 
   /** Request options with this request's credentials (an exec plugin may run here, or its cached answer be used). */
-  async #prepare(spec: RequestSpec): Promise<{ options: RequestOptions; payload: string | undefined }> {
+  async #prepare(spec: RequestSpec): Promise<Prepared> {
     const payload = spec.body === undefined ? undefined : JSON.stringify(spec.body);
     const method = spec.method ?? "GET";
     const auth = await requestAuth(this.connection, spec.signal ? { signal: spec.signal } : {});
@@ -117,11 +124,11 @@ export class KubeClient {
       options.key = auth.key;
     }
     if (spec.signal) options.signal = spec.signal;
-    return { options, payload };
+    return { options, payload, auth };
   }
 
   #open(
-    prepared: { options: RequestOptions; payload: string | undefined },
+    prepared: Prepared,
     spec: RequestSpec,
     timeoutMs: number,
     onResponse: (res: IncomingMessage) => void,
@@ -139,27 +146,25 @@ export class KubeClient {
    * A 401 with credentials from a plugin: they may have expired early or been revoked. Forget them, so that the
    * next request (or the retry) asks the plugin again. True when that happened.
    */
-  #refreshOn401(err: unknown): boolean {
-    if (!(err instanceof KubeApiError) || err.status !== 401) return false;
-    const source = this.connection.credentials;
-    if (!source || hasStaticAuth(this.connection)) return false;
-    source.invalidate();
+  #refreshOn401(err: unknown, prepared: Prepared): boolean {
+    if (!(err instanceof KubeApiError) || err.status !== 401 || !prepared.auth.fromPlugin) return false;
+    this.connection.credentials?.invalidate(prepared.auth.fromPlugin);
     return true;
   }
 
   /** Sends a request and returns the body as text (e.g. `/readyz`, `/metrics`); a non-2xx answer throws. */
   async requestText(spec: RequestSpec): Promise<string> {
+    const prepared = await this.#prepare(spec);
     try {
-      return await this.#requestTextOnce(spec);
+      return await this.#send(prepared, spec);
     } catch (err) {
       // One retry with fresh credentials: a request refused with 401 was not carried out.
-      if (this.#refreshOn401(err)) return this.#requestTextOnce(spec);
+      if (this.#refreshOn401(err, prepared)) return this.#send(await this.#prepare(spec), spec);
       throw err;
     }
   }
 
-  async #requestTextOnce(spec: RequestSpec): Promise<string> {
-    const prepared = await this.#prepare(spec);
+  #send(prepared: Prepared, spec: RequestSpec): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       this.#open(
         prepared,
@@ -205,13 +210,13 @@ export class KubeClient {
       await this.#watchOnce(prepared, spec, onEvent);
     } catch (err) {
       // The caller (an informer) watches again after a backoff, then with fresh credentials.
-      this.#refreshOn401(err);
+      this.#refreshOn401(err, prepared);
       throw err;
     }
   }
 
   #watchOnce<T>(
-    prepared: { options: RequestOptions; payload: string | undefined },
+    prepared: Prepared,
     spec: Omit<RequestSpec, "method" | "body">,
     onEvent: (event: WatchEvent<T>) => void,
   ): Promise<void> {

@@ -156,7 +156,7 @@ describe("kubeconfig → connection and request auth", () => {
         exec: { apiVersion: "client.authentication.k8s.io/v1", command: execPlugin(dir, { token: "exec-token" }) },
       }),
       connection: () => ({ server: "https://127.0.0.1:6443" }),
-      auth: { headers: { Authorization: "Bearer exec-token" } },
+      auth: { headers: { Authorization: "Bearer exec-token" }, fromPlugin: { token: "exec-token" } },
       plugin: 'user "u": exec plugin',
     },
     {
@@ -168,7 +168,12 @@ describe("kubeconfig → connection and request auth", () => {
         },
       }),
       connection: () => ({ server: "https://127.0.0.1:6443" }),
-      auth: { headers: {}, cert: "EXEC-CERT", key: "EXEC-KEY" },
+      auth: {
+        headers: {},
+        cert: "EXEC-CERT",
+        key: "EXEC-KEY",
+        fromPlugin: { cert: "EXEC-CERT", key: "EXEC-KEY" },
+      },
       plugin: 'user "u": exec plugin',
     },
     {
