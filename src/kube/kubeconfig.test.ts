@@ -210,7 +210,11 @@ describe("kubeconfig → connection and request auth", () => {
       kubeconfig({}).replace("current-context: c", "current-context: zz"),
       /context "zz" not found/,
     ],
-    ["a missing cluster", kubeconfig({}).replace("cluster: k\n", "cluster: nope\n"), /cluster "nope" not found/],
+    [
+      "a missing cluster",
+      kubeconfig({}).replace("cluster: k\n", "cluster: nope\n"),
+      /cluster "nope" not found \(or without a server\)/,
+    ],
     ["a missing user", kubeconfig({}, { token: "t" }).replace("user: u", "user: who"), /user "who" not found/],
     ["a plain http server", kubeconfig({ server: "http://127.0.0.1:8080" }), /server must be an https URL/],
     [
@@ -260,6 +264,13 @@ describe("kubeconfig → connection and request auth", () => {
     );
     assert.equal(parseKubeconfig(doc, "/x/config", "other").namespace, "elsewhere");
     assert.equal(parseKubeconfig(doc, "/x/config").namespace, undefined);
+  });
+
+  test("an incomplete entry matters only when it is used (kubectl)", () => {
+    const doc = kubeconfig({}, { token: "t" }).replace("clusters:\n", "clusters:\n  - name: broken\n    cluster: {}\n");
+    assert.equal(parseKubeconfig(doc, "/x/config").token, "t");
+    const used = doc.replace("cluster: k\n", "cluster: broken\n");
+    assert.throws(() => parseKubeconfig(used, "/x/config"), /cluster "broken" not found \(or without a server\)/);
   });
 
   test("round-trips through kubeconfigYaml", () => {

@@ -81,7 +81,8 @@ export function readKubeconfig(text: string, path: string): KubeConfig {
   }
   if (typeof raw !== "object" || Array.isArray(raw)) throw new Error(`kubeconfig ${path}: not a kubeconfig document`);
   try {
-    kc.loadFromString(text);
+    // As kubectl, an incomplete entry (a cluster without server, ...) stands in the way only when it is used.
+    kc.loadFromString(text, { onInvalidEntry: "filter" });
   } catch (err) {
     throw new Error(`kubeconfig ${path}: ${message(err)}`);
   }
@@ -246,9 +247,11 @@ export function connectionFromKubeConfig(
   const contextName = options.context || kc.getCurrentContext();
   if (!contextName) fail("no current-context is set; set one or choose a context (--context)");
   const ctx = kc.getContextObject(contextName);
-  if (!ctx) fail(`context ${JSON.stringify(contextName)} not found`);
+  if (!ctx) fail(`context ${JSON.stringify(contextName)} not found (or without a cluster)`);
   const context = ctx as Context;
-  const cluster = kc.getCluster(context.cluster) ?? fail(`cluster ${JSON.stringify(context.cluster)} not found`);
+  const cluster =
+    kc.getCluster(context.cluster) ??
+    fail(`cluster ${JSON.stringify(context.cluster)} not found (or without a server)`);
   const user = (
     context.user
       ? (kc.getUser(context.user) ?? fail(`user ${JSON.stringify(context.user)} not found`))
