@@ -58,10 +58,22 @@ describe("parseConfig", () => {
     });
   }
 
-  test("a KUBECONFIG list: the first file", () => {
+  test("a KUBECONFIG list: every file (merged when loaded); --kubeconfig and --context win", () => {
     const c = parseConfig([], { KUBECONFIG: ":/a/config:/b/config" }, "h");
     assert.ok(c !== "help");
-    assert.equal(c.kubeconfig, "/a/config");
+    assert.deepEqual(c.kubeconfig, ["/a/config", "/b/config"]);
+    assert.equal(c.context, undefined);
+    const d = parseConfig(
+      ["--kubeconfig", "/c/config", "--context", "aks"],
+      { KUBECONFIG: "/a/config", KUBE_CONTEXT: "x" },
+      "h",
+    );
+    assert.ok(d !== "help");
+    assert.deepEqual(d.kubeconfig, ["/c/config"]);
+    assert.equal(d.context, "aks");
+    const e = parseConfig([], { KUBE_CONTEXT: "x" }, "h");
+    assert.ok(e !== "help");
+    assert.deepEqual([e.kubeconfig, e.context], [[], "x"]);
   });
 
   test("--help and the help text lists every flag with its variable", () => {

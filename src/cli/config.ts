@@ -2,6 +2,7 @@
  * The operator's configuration: command-line flags, each with an environment variable fallback (for the Helm
  * chart and Kustomize manifests), validated into one typed object. `--help` prints this table.
  */
+import { delimiter } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../api/v1/duration.ts";
 import type { OperatorSettings } from "../controller/operator.ts";
@@ -9,7 +10,10 @@ import { DEFAULT_TERMINATOR_IMAGE, resolveTerminatorImage } from "../pods/stop.t
 
 /** The operator's settings plus what the entry point itself uses (connection, Azure DevOps, logs, images). */
 export interface OperatorConfig extends OperatorSettings {
-  kubeconfig: string | undefined;
+  /** kubeconfig files, merged as kubectl merges a KUBECONFIG list; empty: in-cluster, else ~/.kube/config. */
+  kubeconfig: string[];
+  /** The kubeconfig context to use; undefined: the current context. */
+  context: string | undefined;
   /** Job-request poll interval while work is moving. */
   pollIntervalMs: number;
   /** Poll interval when nothing is pending. */
@@ -31,7 +35,13 @@ interface FlagSpec {
 export const flags: Record<string, FlagSpec> = {
   kubeconfig: {
     env: "KUBECONFIG",
-    help: "kubeconfig file; default: in-cluster, else ~/.kube/config",
+    help: "kubeconfig file, or a ':'-separated list merged as kubectl does; default: in-cluster, else ~/.kube/config",
+    default: "",
+    kind: "string",
+  },
+  context: {
+    env: "KUBE_CONTEXT",
+    help: "kubeconfig context to use; default: the current context",
     default: "",
     kind: "string",
   },
@@ -200,11 +210,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     return text;
   };
   const config: OperatorConfig = {
-    // KUBECONFIG may be a colon-separated list, as for kubectl: the first file is used.
-    kubeconfig:
-      raw("kubeconfig")
-        .split(":")
-        .find((p) => p !== "") || undefined,
+    // A list, as KUBECONFIG is for kubectl: the files are merged (src/kube/kubeconfig.ts).
+    kubeconfig: raw("kubeconfig")
+      .split(delimiter)
+      .filter((p) => p !== ""),
+    context: raw("context") || undefined,
     namespaces: raw("namespaces")
       .split(",")
       .map((s) => s.trim())

@@ -6,8 +6,9 @@ import { hostname } from "node:os";
 import { createAzureDevOpsPort } from "../controller/azure-devops-port.ts";
 import { startOperator } from "../controller/operator.ts";
 import { createPodFactory } from "../controller/pod-factory.ts";
+import { describeAuth } from "../kube/auth.ts";
 import { KubeClient } from "../kube/client.ts";
-import { defaultConnection, loadKubeconfigFile } from "../kube/kubeconfig.ts";
+import { type ClusterConnection, loadConnection } from "../kube/kubeconfig.ts";
 import { createLogger } from "../observability/logger.ts";
 import { ConfigError, helpText, parseConfig } from "./config.ts";
 
@@ -27,13 +28,19 @@ if (config === "help") {
 }
 const cfg = config;
 const logger = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
-let connection: ReturnType<typeof defaultConnection>;
+let connection: ClusterConnection;
 try {
-  connection = cfg.kubeconfig ? loadKubeconfigFile(cfg.kubeconfig) : defaultConnection();
+  connection = loadConnection({ paths: cfg.kubeconfig, ...(cfg.context ? { context: cfg.context } : {}) });
 } catch (err) {
   logger.error("cannot connect to Kubernetes", { error: err });
   process.exit(1);
 }
+logger.info("kubernetes connection", {
+  server: connection.server,
+  from: connection.origin,
+  auth: describeAuth(connection),
+  ...(connection.proxyUrl ? { proxy: connection.proxyUrl.replace(/\/\/[^@/]*@/, "//***@") } : {}),
+});
 const client = new KubeClient(connection, { userAgent: "azure-pipelines-k8s-agent-scaler" });
 const azureDevOps = createAzureDevOpsPort({
   logger: logger.child({ component: "azure-devops" }),

@@ -1,10 +1,11 @@
 /**
- * A small, dependency-free HTTP client for the Kubernetes API: JSON requests with typed errors, and
- * line-delimited watch streams. Higher layers (informers, patch helpers) are built on these two calls.
+ * A small HTTP client for the Kubernetes API on node:https: JSON requests with typed errors, and
+ * line-delimited watch streams, each request authenticated as `auth.ts` says for its connection (credentials
+ * from a plugin are asked for per request and forgotten after a 401). Informers and patch helpers build on these.
  */
-import { readFileSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import { Agent, request as httpsRequest, type RequestOptions } from "node:https";
+import { Agent, type AgentOptions, request as httpsRequest, type RequestOptions } from "node:https";
+import { type RequestAuth, requestAuth } from "./auth.ts";
 import type { ClusterConnection } from "./kubeconfig.ts";
 
 /** A `Status` answer from the API server (or a transport failure), with the fields callers branch on. */
@@ -57,10 +58,18 @@ export function buildPath(path: string, query?: RequestSpec["query"]): string {
   return qs ? `${path}?${qs}` : path;
 }
 
+/** A request ready to send: its options, body and the credentials it carries. */
+interface Prepared {
+  options: RequestOptions;
+  payload: string | undefined;
+  auth: RequestAuth;
+}
+
 export class KubeClient {
   readonly connection: ClusterConnection;
   readonly #agent: Agent;
   readonly #url: URL;
+  readonly #tls: Pick<RequestOptions, "ca" | "servername" | "rejectUnauthorized">;
   readonly #timeoutMs: number;
   readonly #userAgent: string;
 
@@ -68,15 +77,15 @@ export class KubeClient {
     this.connection = connection;
     this.#url = new URL(connection.server);
     if (this.#url.protocol !== "https:") throw new Error(`API server URL must be https: ${connection.server}`);
-    const agentOptions: ConstructorParameters<typeof Agent>[0] = {
-      keepAlive: true,
-      maxSockets: 64,
-      rejectUnauthorized: !connection.insecureSkipTlsVerify,
-    };
-    if (connection.ca) agentOptions.ca = connection.ca;
-    if (connection.cert) agentOptions.cert = connection.cert;
-    if (connection.key) agentOptions.key = connection.key;
+    const agentOptions: AgentOptions = { keepAlive: true, maxSockets: 64 };
+    // Node's own proxy support tunnels every request to the API server through the proxy (CONNECT).
+    if (connection.proxyUrl) agentOptions.proxyEnv = { HTTPS_PROXY: connection.proxyUrl };
     this.#agent = new Agent(agentOptions);
+    // TLS settings go with each request (the agent pools connections by them): a client certificate from an exec
+    // plugin may change between requests.
+    this.#tls = { rejectUnauthorized: !connection.insecureSkipTlsVerify };
+    if (connection.ca && !connection.insecureSkipTlsVerify) this.#tls.ca = connection.ca;
+    if (connection.tlsServerName) this.#tls.servername = connection.tlsServerName;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#userAgent = options.userAgent ?? "azure-pipelines-k8s-agent-scaler";
   }
@@ -85,43 +94,80 @@ export class KubeClient {
     this.#agent.destroy();
   }
 
-  #headers(contentType?: string): Record<string, string> {
-    const headers: Record<string, string> = { Accept: "application/json", "User-Agent": this.#userAgent };
-    if (contentType) headers["Content-Type"] = contentType;
-    let token = this.connection.token;
-    if (this.connection.tokenFile) token = readFileSync(this.connection.tokenFile, "utf8").trim();
-    if (token) headers.Authorization = `Bearer ${token}`;
-    return headers;
-  }
-
-  #open(spec: RequestSpec, timeoutMs: number, onResponse: (res: IncomingMessage) => void, onError: (e: Error) => void) {
+  /** Request options with this request's credentials (an exec plugin may run here, or its cached answer be used). */
+  async #prepare(spec: RequestSpec): Promise<Prepared> {
     const payload = spec.body === undefined ? undefined : JSON.stringify(spec.body);
     const method = spec.method ?? "GET";
-    const contentType = payload === undefined ? undefined : (spec.contentType ?? "application/json");
+    const auth = await requestAuth(this.connection, spec.signal ? { signal: spec.signal } : {});
+    const headers: Record<string, string | string[]> = {
+      Accept: "application/json",
+      "User-Agent": this.#userAgent,
+      ...auth.headers,
+    };
+    if (payload !== undefined) {
+      headers["Content-Type"] = spec.contentType ?? "application/json";
+      // An explicit length: a chunked body on DELETE can leave bytes on a kept-alive connection.
+      headers["Content-Length"] = String(Buffer.byteLength(payload));
+    }
     const options: RequestOptions = {
+      ...this.#tls,
       protocol: this.#url.protocol,
       hostname: this.#url.hostname.replace(/^\[|\]$/g, ""),
       port: this.#url.port || 443,
       path: `${this.#url.pathname.replace(/\/$/, "")}${buildPath(spec.path, spec.query)}`,
       method,
       agent: this.#agent,
-      headers: this.#headers(contentType),
+      headers,
     };
-    // An explicit length: a chunked body on DELETE can leave bytes on a kept-alive connection.
-    if (payload !== undefined)
-      (options.headers as Record<string, string>)["Content-Length"] = String(Buffer.byteLength(payload));
+    if (auth.cert && auth.key) {
+      options.cert = auth.cert;
+      options.key = auth.key;
+    }
     if (spec.signal) options.signal = spec.signal;
-    const req = httpsRequest(options, onResponse);
+    return { options, payload, auth };
+  }
+
+  #open(
+    prepared: Prepared,
+    spec: RequestSpec,
+    timeoutMs: number,
+    onResponse: (res: IncomingMessage) => void,
+    onError: (e: Error) => void,
+  ) {
+    const method = prepared.options.method;
+    const req = httpsRequest(prepared.options, onResponse);
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${spec.path}: timed out after ${timeoutMs}ms`)));
     req.on("error", onError);
-    req.end(payload);
+    req.end(prepared.payload);
     return req;
   }
 
+  /**
+   * A 401 with credentials from a plugin: they may have expired early or been revoked. Forget them, so that the
+   * next request (or the retry) asks the plugin again. True when that happened.
+   */
+  #refreshOn401(err: unknown, prepared: Prepared): boolean {
+    if (!(err instanceof KubeApiError) || err.status !== 401 || !prepared.auth.fromPlugin) return false;
+    this.connection.credentials?.invalidate(prepared.auth.fromPlugin);
+    return true;
+  }
+
   /** Sends a request and returns the body as text (e.g. `/readyz`, `/metrics`); a non-2xx answer throws. */
-  requestText(spec: RequestSpec): Promise<string> {
+  async requestText(spec: RequestSpec): Promise<string> {
+    const prepared = await this.#prepare(spec);
+    try {
+      return await this.#send(prepared, spec);
+    } catch (err) {
+      // One retry with fresh credentials: a request refused with 401 was not carried out.
+      if (this.#refreshOn401(err, prepared)) return this.#send(await this.#prepare(spec), spec);
+      throw err;
+    }
+  }
+
+  #send(prepared: Prepared, spec: RequestSpec): Promise<string> {
     return new Promise<string>((resolve, reject) => {
       this.#open(
+        prepared,
         spec,
         spec.timeoutMs ?? this.#timeoutMs,
         (res) => {
@@ -154,14 +200,30 @@ export class KubeClient {
    * Opens a watch and calls `onEvent` for each event until the server closes the stream, the signal aborts,
    * or `onEvent` throws. Resolves when the stream ends normally; rejects on transport or HTTP errors.
    */
-  watch<T = unknown>(
+  async watch<T = unknown>(
     spec: Omit<RequestSpec, "method" | "body">,
     onEvent: (event: WatchEvent<T>) => void,
   ): Promise<void> {
     const query = { ...spec.query, watch: "true", allowWatchBookmarks: "true" };
+    const prepared = await this.#prepare({ ...spec, query });
+    try {
+      await this.#watchOnce(prepared, spec, onEvent);
+    } catch (err) {
+      // The caller (an informer) watches again after a backoff, then with fresh credentials.
+      this.#refreshOn401(err, prepared);
+      throw err;
+    }
+  }
+
+  #watchOnce<T>(
+    prepared: Prepared,
+    spec: Omit<RequestSpec, "method" | "body">,
+    onEvent: (event: WatchEvent<T>) => void,
+  ): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const req = this.#open(
-        { ...spec, query },
+        prepared,
+        spec,
         spec.timeoutMs ?? 15 * 60_000,
         (res) => {
           const status = res.statusCode ?? 0;

@@ -23,7 +23,8 @@ export interface OperatorProcess {
 }
 
 export interface OperatorOptions {
-  kubeconfig: string;
+  /** The `--kubeconfig` flag; undefined: none, the operator reads `KUBECONFIG` from `env` as kubectl does. */
+  kubeconfig: string | undefined;
   namespaces: string[];
   /** Extra flags; defaults give short intervals and no leader election. */
   args?: string[];
@@ -55,8 +56,7 @@ export function startOperatorProcess(options: OperatorOptions): OperatorProcess 
     process.execPath,
     [
       join(root, "src", "cli", "operator.ts"),
-      "--kubeconfig",
-      options.kubeconfig,
+      ...(options.kubeconfig === undefined ? [] : ["--kubeconfig", options.kubeconfig]),
       "--namespaces",
       options.namespaces.join(","),
       "--port",
