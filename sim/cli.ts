@@ -2,12 +2,19 @@
  * `npm run sim:up`: starts the simulated world in the background and returns once it is ready, writing
  * `.sim/kubeconfig` and `.sim/env`. `npm run sim:down`: stops every process sim:up started and removes its data.
  * Both are idempotent. SIM_DIR overrides the `.sim` folder.
+ *
+ *   node sim/cli.ts up [--image-pull-ms MS | --image-pull-ms IMAGE=MS]... [--image-check-ms MS]
+ *   node sim/cli.ts down
+ *
+ * The image options set the virtual node's pull times (see sim/node/images.ts); default: instant pulls.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { parseArgs } from "node:util";
 import { startControlPlane } from "./control-plane/index.ts";
 import { isSameProcess, logTail, startProcess, stopProcess } from "./control-plane/processes.ts";
+import { parseImagePullFlags } from "./node/images.ts";
 import type { ServicesInfo } from "./services.ts";
 import { type RecordedProcess, readState, type SimState, simDir, writeState } from "./state.ts";
 
@@ -28,11 +35,28 @@ export async function down(dir: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
+export interface UpOptions {
+  /** `--image-pull-ms` values: `MS` (every image) or `IMAGE=MS`. */
+  imagePullMs?: string[];
+  /** `--image-check-ms`: the registry check of imagePullPolicy Always when the image is on the node. */
+  imageCheckMs?: string;
+}
+
+/** The virtual node's image options as arguments of services.ts (checked here, before anything starts). */
+function imageArgs(options: UpOptions): string[] {
+  parseImagePullFlags(options.imagePullMs ?? [], options.imageCheckMs);
+  return [
+    ...(options.imagePullMs ?? []).flatMap((v) => ["--image-pull-ms", v]),
+    ...(options.imageCheckMs !== undefined ? ["--image-check-ms", options.imageCheckMs] : []),
+  ];
+}
+
 /** Starts the emulator and the virtual node in a background process and waits for its ready file. */
 async function startServices(
   dir: string,
   kubeconfig: string,
   record: (p: RecordedProcess) => void,
+  extraArgs: string[],
 ): Promise<ServicesInfo> {
   const readyFile = join(dir, "services.json");
   rmSync(readyFile, { force: true });
@@ -47,6 +71,7 @@ async function startServices(
       readyFile,
       "--log-dir",
       join(dir, "logs", "pods"),
+      ...extraArgs,
     ],
     join(dir, "logs", "services.log"),
     { detached: true },
@@ -65,10 +90,12 @@ async function startServices(
   return JSON.parse(readFileSync(readyFile, "utf8")) as ServicesInfo;
 }
 
-export async function up(dir: string): Promise<void> {
+export async function up(dir: string, options: UpOptions = {}): Promise<void> {
+  const servicesArgs = imageArgs(options);
   const existing = readState(dir);
   if (existing?.ready && existing.processes.every((p) => isSameProcess(p.pid, p.command))) {
     log(`already running (${dir}); source ${join(dir, "env")}`);
+    if (servicesArgs.length > 0) log("image options take effect after sim:down and a new sim:up");
     return;
   }
   if (existing) {
@@ -91,10 +118,15 @@ export async function up(dir: string): Promise<void> {
   });
   cp.client.close();
   state.ports = { ...cp.ports };
-  const services = await startServices(dir, cp.kubeconfig, (p) => {
-    state.processes.push(p);
-    writeState(dir, state);
-  }).catch(async (err: unknown) => {
+  const services = await startServices(
+    dir,
+    cp.kubeconfig,
+    (p) => {
+      state.processes.push(p);
+      writeState(dir, state);
+    },
+    servicesArgs,
+  ).catch(async (err: unknown) => {
     await down(dir);
     throw err;
   });
@@ -123,10 +155,21 @@ if (import.meta.main) {
   const command = process.argv[2];
   const dir = simDir();
   try {
-    if (command === "up") await up(dir);
-    else if (command === "down") await down(dir);
+    if (command === "up") {
+      const { values } = parseArgs({
+        args: process.argv.slice(3),
+        options: {
+          "image-pull-ms": { type: "string", multiple: true },
+          "image-check-ms": { type: "string" },
+        },
+      });
+      await up(dir, {
+        imagePullMs: values["image-pull-ms"] ?? [],
+        ...(values["image-check-ms"] !== undefined ? { imageCheckMs: values["image-check-ms"] } : {}),
+      });
+    } else if (command === "down") await down(dir);
     else {
-      log("usage: node sim/cli.ts up|down");
+      log("usage: node sim/cli.ts up [--image-pull-ms MS|IMAGE=MS]... [--image-check-ms MS] | down");
       process.exit(2);
     }
   } catch (err) {

@@ -4,6 +4,7 @@
  * runs until SIGTERM.
  *
  *   node sim/services.ts --kubeconfig FILE --ready-file FILE [--port N] [--nodes 1] [--log-dir DIR]
+ *                        [--image-pull-ms MS|IMAGE=MS]... [--image-check-ms MS]
  */
 import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
@@ -13,6 +14,7 @@ import { loadKubeconfigFile } from "../src/kube/kubeconfig.ts";
 import type { Logger } from "../src/runtime/logger.ts";
 import { startAzureDevOpsEmulator } from "./azure-devops/index.ts";
 import { agentProgram } from "./node/agent-program.ts";
+import { parseImagePullFlags } from "./node/images.ts";
 import { VirtualNode } from "./node/index.ts";
 
 export interface ServicesInfo {
@@ -33,6 +35,8 @@ const { values } = parseArgs({
     nodes: { type: "string", default: "1" },
     "log-dir": { type: "string" },
     pool: { type: "string", default: "sim-pool" },
+    "image-pull-ms": { type: "string", multiple: true },
+    "image-check-ms": { type: "string" },
   },
 });
 if (!values.kubeconfig || !values["ready-file"]) {
@@ -45,6 +49,8 @@ const line = (level: string) => (message: string, fields?: Record<string, unknow
     `${new Date().toISOString()} ${level} ${message}${fields ? ` ${JSON.stringify(fields)}` : ""}\n`,
   );
 const logger: Logger = { debug: () => {}, info: line("info"), warn: line("warn"), error: line("error") };
+
+const images = parseImagePullFlags(values["image-pull-ms"] ?? [], values["image-check-ms"]);
 
 const pat = `sim-manage-${randomBytes(12).toString("hex")}`;
 const readPat = `sim-read-${randomBytes(12).toString("hex")}`;
@@ -65,6 +71,7 @@ for (let i = 1; i <= Number(values.nodes); i++) {
     name: `sim-node-${i}`,
     podSubnet: i,
     agentProgram: agentProgram(),
+    images,
     logger,
     ...(values["log-dir"] ? { logDir: values["log-dir"] } : {}),
   });

@@ -15,8 +15,8 @@ import { readState } from "../sim/state.ts";
 const run = promisify(execFile);
 const root = join(import.meta.dirname, "..");
 
-async function sim(command: "up" | "down", dir: string) {
-  return run(process.execPath, [join(root, "sim", "cli.ts"), command], {
+async function sim(command: "up" | "down", dir: string, args: string[] = []) {
+  return run(process.execPath, [join(root, "sim", "cli.ts"), command, ...args], {
     env: { ...process.env, SIM_DIR: dir },
     timeout: 15 * 60_000,
   });
@@ -27,11 +27,13 @@ test("sim:up then sim:down leaves no process and no port behind", async () => {
   try {
     // down without up is harmless
     await sim("down", dir);
-    await sim("up", dir);
+    await sim("up", dir, ["--image-pull-ms", "10", "--image-pull-ms", "example.com/sim/big=20"]);
     const state = readState(dir);
     assert.ok(state?.ready, "state says ready");
     const names = state.processes.map((p) => p.name).sort();
     assert.deepEqual(names, ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "sim-services"]);
+    const services = state.processes.find((p) => p.name === "sim-services");
+    assert.match(services?.command ?? "", / --image-pull-ms 10 --image-pull-ms example\.com\/sim\/big=20$/);
     for (const p of state.processes) assert.ok(isAlive(p.pid), `${p.name} runs`);
     for (const f of ["kubeconfig", "env", "logs/kube-apiserver.log"]) assert.ok(existsSync(join(dir, f)), f);
 
@@ -81,6 +83,23 @@ test("sim:up then sim:down leaves no process and no port behind", async () => {
         // already stopped
       }
     }
+    rmSync(join(dir, ".."), { recursive: true, force: true });
+  }
+});
+
+test("sim:up refuses malformed image options before starting anything", async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), "azp-simcli-")), ".sim");
+  try {
+    await assert.rejects(
+      sim("up", dir, ["--image-pull-ms", "ubuntu=fast"]),
+      (err: { code?: number; stderr?: string }) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stderr ?? "", /--image-pull-ms ubuntu: expected milliseconds/);
+        return true;
+      },
+    );
+    assert.equal(existsSync(dir), false, "nothing started");
+  } finally {
     rmSync(join(dir, ".."), { recursive: true, force: true });
   }
 });

@@ -95,6 +95,8 @@ remove_registration() {
   done
 }
 
+# Called by the TERM and INT traps below (shellcheck cannot see that and would call the body unreachable).
+# shellcheck disable=SC2317
 on_signal() {
   local signal="$1" code="$2"
   trap '' TERM INT

@@ -9,6 +9,7 @@ import { isAlreadyExists, isNotFound, type KubeClient } from "../../src/kube/cli
 import { Informer } from "../../src/kube/informer.ts";
 import { listWatchFor } from "../../src/kube/listwatch.ts";
 import { errorMessage, type Logger, silentLogger } from "../../src/runtime/logger.ts";
+import { type ImagePullOptions, ImageStore, type PullRecord } from "./images.ts";
 import { startKubeletServer } from "./kubelet-server.ts";
 import {
   chooseProgram,
@@ -33,6 +34,8 @@ export interface VirtualNodeOptions {
   /** Rules choosing a container's program by image; the default rules are appended. */
   programRules?: ProgramRule[];
   isPullable?: (image: string) => boolean;
+  /** Image pull times, preloaded images (see images.ts); default: every pull is instant. */
+  images?: ImagePullOptions;
   isAgentContainer?: (image: string, env: Record<string, string>) => boolean;
   /** The program of agent containers (see agent-program.ts); without one, agents only sleep. */
   agentProgram?: Program;
@@ -60,6 +63,10 @@ export class VirtualNode {
   readonly #runtimes = new Map<string, PodRuntime>();
   readonly #logs = new Map<string, string[]>();
   readonly #usedIPs = new Set<string>();
+  readonly #images: ImageStore;
+  #imagesPatch: Promise<void> | undefined;
+  #imagesDirty = false;
+  #stopping = false;
   #informer: Informer<Pod> | undefined;
   #provisioner: Provisioner | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -72,6 +79,7 @@ export class VirtualNode {
     this.#client = options.client;
     this.#logger = options.logger ?? silentLogger();
     this.#now = options.now ?? (() => new Date());
+    this.#images = new ImageStore(options.images, () => this.#imagesChanged());
   }
 
   async start(): Promise<void> {
@@ -121,7 +129,9 @@ export class VirtualNode {
 
   /** Stops the node's loops and every container (without touching pods); deletes the Node unless told not to. */
   async stop(options: { deleteNode?: boolean } = {}): Promise<void> {
+    this.#stopping = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    await this.#imagesPatch;
     await this.#informer?.stop();
     await this.#provisioner?.stop();
     for (const rt of this.#runtimes.values()) rt.remove();
@@ -137,6 +147,16 @@ export class VirtualNode {
   /** The log lines of a container (all of its runs). */
   logs(namespace: string, pod: string, container: string): string[] {
     return [...(this.#logs.get(`${namespace}/${pod}/${container}`) ?? [])];
+  }
+
+  /** The images present on this node (normalized references, e.g. `docker.io/library/ubuntu:24.04`). */
+  images(): string[] {
+    return this.#images.images();
+  }
+
+  /** Every image decision of this node, oldest first: pulled, checked with the registry, present, refused. */
+  pulls(): PullRecord[] {
+    return this.#images.records();
   }
 
   /** The pods this node currently runs (namespace/name). */
@@ -158,6 +178,7 @@ export class VirtualNode {
       allocateIP: () => this.#allocateIP(),
       releaseIP: (ip) => this.#usedIPs.delete(ip),
       isPullable: this.#o.isPullable ?? defaultIsPullable,
+      images: this.#images,
       programFor: (ctx) => this.#programFor(ctx),
       logLine: (p, container, line) => this.#logLine(p, container, line),
       logger: this.#logger,
@@ -200,6 +221,29 @@ export class VirtualNode {
       }
     }
     throw new Error("no pod IP left");
+  }
+
+  /** A new image is present: report the node's images now rather than at the next heartbeat. */
+  #imagesChanged(): void {
+    if (this.#stopping || !this.#heartbeat) return;
+    this.#imagesDirty = true;
+    this.#imagesPatch ??= (async () => {
+      while (this.#imagesDirty && !this.#stopping) {
+        this.#imagesDirty = false;
+        await this.#client
+          .request({
+            method: "PATCH",
+            path: `/api/v1/nodes/${this.name}/status`,
+            contentType: "application/strategic-merge-patch+json",
+            body: { status: { images: this.#images.statusImages() } },
+          })
+          .catch((err: unknown) =>
+            this.#logger.warn("node images update failed", { node: this.name, error: errorMessage(err) }),
+          );
+      }
+    })().finally(() => {
+      this.#imagesPatch = undefined;
+    });
   }
 
   #logLine(pod: Pod, container: string, line: string): void {
@@ -281,6 +325,8 @@ export class VirtualNode {
           ],
           // Where the API server reaches this node's kubelet API (container logs).
           daemonEndpoints: { kubeletEndpoint: { Port: this.#kubelet?.port ?? 0 } },
+          // The images on the node, as the kubelet lists them (the scheduler's ImageLocality scores with them).
+          images: this.#images.statusImages(),
           nodeInfo: {
             machineID: this.name,
             systemUUID: this.name,

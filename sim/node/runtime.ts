@@ -10,6 +10,7 @@ import { isConflict, isNotFound, type KubeClient } from "../../src/kube/client.t
 import type { Logger } from "../../src/runtime/logger.ts";
 import { errorMessage } from "../../src/runtime/logger.ts";
 import { ContainerConfigError, resolveEnv } from "./env.ts";
+import { defaultPullPolicy, type ImageStore, type PullPolicy } from "./images.ts";
 import type { Program, ProgramContext, RunningProgram } from "./programs.ts";
 import { buildPodStatus, type ContainerKind, type ContainerRecord } from "./status.ts";
 import type { Container, Pod, PodStatus } from "./types.ts";
@@ -21,6 +22,8 @@ export interface PodRuntimeDeps {
   allocateIP(): string;
   releaseIP(ip: string): void;
   isPullable(image: string): boolean;
+  /** The node's images: what is present, and the pulls (shared by the node's pods). */
+  images: ImageStore;
   /** Chooses the program of a container, given its context. */
   programFor(ctx: ProgramContext): Program;
   /** Receives each log line of each container. */
@@ -235,12 +238,17 @@ export class PodRuntime {
     }
   }
 
-  /** Pulls the image, resolves the environment and starts the program; false when the pod stopped first. */
+  /**
+   * Pulls the image as the container's imagePullPolicy says, resolves the environment and starts the program;
+   * false when the pod stopped first.
+   */
   async #launch(slot: Slot): Promise<boolean> {
     let pullFailures = 0;
     for (;;) {
       if (this.#stopped()) return false;
-      if (!this.#deps.isPullable(slot.image)) {
+      const policy: PullPolicy = slot.spec.imagePullPolicy ?? defaultPullPolicy(slot.image);
+      const action = this.#deps.images.actionFor(slot.image, policy);
+      if ((action === "pull" || action === "check") && !this.#deps.isPullable(slot.image)) {
         pullFailures++;
         slot.state =
           pullFailures === 1
@@ -251,6 +259,23 @@ export class PodRuntime {
                 },
               }
             : { waiting: { reason: "ImagePullBackOff", message: `Back-off pulling image "${slot.image}"` } };
+        this.#publish();
+        await this.#pause();
+        continue;
+      }
+      // While the image is pulled the container keeps its waiting state (ContainerCreating or PodInitializing at
+      // first; after an error, the error, as the kubelet reports the last sync's result).
+      const image = await this.#deps.images.ensure({
+        namespace: this.pod.metadata.namespace,
+        pod: this.pod.metadata.name,
+        container: slot.name,
+        image: slot.image,
+        policy,
+        signal: this.#stop.signal,
+      });
+      if (!image.ok) {
+        if (image.reason === "Aborted") return false;
+        slot.state = { waiting: { reason: image.reason, message: image.message } };
         this.#publish();
         await this.#pause();
         continue;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { capabilitiesFromEnv } from "./agent-program.ts";
 import { defaultIsAgentContainer, defaultIsPullable } from "./programs.ts";
-import { type ContainerRecord, computePhase, mergeConditions, podConditions } from "./status.ts";
+import { type ContainerRecord, computePhase, containerStatus, mergeConditions, podConditions } from "./status.ts";
 
 const rec = (name: string, kind: ContainerRecord["kind"], state: ContainerRecord["state"]): ContainerRecord => ({
   name,
@@ -60,6 +60,15 @@ describe("podConditions and mergeConditions", () => {
       [first[0]?.lastTransitionTime, same[0]?.lastTransitionTime, flipped[0]?.lastTransitionTime],
       ["t1", "t1", "t3"],
     );
+  });
+});
+
+describe("containerStatus", () => {
+  test("imageID: empty until a container of the image was created, then the image's digest reference", () => {
+    const waitingRecord = { ...rec("a", "main", waiting), image: "busybox:1.36" };
+    assert.equal(containerStatus(waitingRecord).imageID, "");
+    const created = { ...rec("a", "main", running), image: "busybox:1.36", containerID: "sim://x" };
+    assert.match(containerStatus(created).imageID, /^docker\.io\/library\/busybox@sha256:[0-9a-f]{64}$/);
   });
 });
 

@@ -2,6 +2,7 @@
  * Pure functions that turn the virtual kubelet's view of a pod (container records) into the pod's status, the way
  * the kubelet reports it: phase, conditions (with stable transition times) and container statuses.
  */
+import { imageID } from "./images.ts";
 import type { ContainerState, ContainerStatus, PodCondition, PodStatus } from "./types.ts";
 
 export type ContainerKind = "init" | "sidecar" | "main";
@@ -94,7 +95,8 @@ export function containerStatus(r: ContainerRecord): ContainerStatus {
   const status: ContainerStatus = {
     name: r.name,
     image: r.image,
-    imageID: `sim://image/${r.image}`,
+    // Like the kubelet: the image's digest reference once a container of it was created, else empty.
+    imageID: r.containerID ? imageID(r.image) : "",
     ready: Boolean(r.state.running && r.started),
     started: Boolean(r.state.running && r.started),
     restartCount: r.restartCount,

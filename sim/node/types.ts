@@ -15,6 +15,7 @@ export interface EnvVar {
 export interface Container {
   name: string;
   image?: string;
+  imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
   command?: string[];
   args?: string[];
   env?: EnvVar[];
