@@ -150,6 +150,7 @@ const stuckReasons = new Set([
   "ErrImagePull",
   "ImagePullBackOff",
   "InvalidImageName",
+  "ErrImageNeverPull",
   "CreateContainerConfigError",
   "CreateContainerError",
   "CrashLoopBackOff",
