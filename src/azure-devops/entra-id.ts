@@ -26,7 +26,7 @@ import {
   WorkloadIdentityCredential,
 } from "@azure/identity";
 import type { EntraIdAuthentication } from "../api/v1/index.ts";
-import { type Logger, silentLogger } from "../runtime/logger.ts";
+import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 import { redact, type TokenCredential } from "./auth.ts";
 
 /** The application ID of Azure DevOps in Entra ID. */
@@ -340,7 +340,7 @@ class EntraIdTokenProvider implements TokenCredential {
         this.#log.warn("entra id: early token refresh failed; keeping the current token", {
           identity: this.identity,
           expiresOn: new Date(cached.expiresOn).toISOString(),
-          error: err instanceof Error ? err.message : String(err),
+          error: errorMessage(err),
         });
         return cached.token;
       }
@@ -542,7 +542,7 @@ function rootMessage(err: unknown): string {
   for (let depth = 0; depth < 4 && e instanceof Error && (e as { cause?: unknown }).cause instanceof Error; depth++) {
     e = (e as { cause?: unknown }).cause;
   }
-  return e instanceof Error ? e.message : String(e);
+  return errorMessage(e);
 }
 
 /**

@@ -3,6 +3,8 @@
  * into data or an error. Messages are for users (status conditions, events): they name the organization, what was
  * being done and what the service said, and never contain a credential.
  */
+
+import { errorMessage } from "../runtime/logger.ts";
 import { redact } from "./auth.ts";
 
 export type AzureDevOpsErrorKind =
@@ -386,6 +388,6 @@ export function classifyFetchFailure(
 /** Wraps anything thrown into an AzureDevOpsError (kind `unexpected` unless it already is one). */
 export function asAzureDevOpsError(err: unknown, context: string): AzureDevOpsError {
   if (err instanceof AzureDevOpsError) return err;
-  const message = err instanceof Error ? err.message : String(err);
+  const message = errorMessage(err);
   return new AzureDevOpsError("unexpected", `${context}: ${message}`, { cause: err });
 }

@@ -16,6 +16,7 @@ import { AzureDevOpsClient, normalizeOrganizationUrl } from "../azure-devops/cli
 import { AgentExistsError, AzureDevOpsError, PoolLookupError } from "../azure-devops/errors.ts";
 import type { TaskAgent } from "../azure-devops/types.ts";
 import { placeholderRegistration, prefixedPlaceholderName } from "../placeholders/plan.ts";
+import { errorMessage } from "../runtime/logger.ts";
 import { PLACEHOLDER_AGENT_PREFIX } from "../scaling/naming.ts";
 
 export const EXIT_OK = 0;
@@ -200,7 +201,7 @@ export function parseRegistratorArgs(
   try {
     organizationUrl = normalizeOrganizationUrl(url);
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err));
+    throw new UsageError(errorMessage(err));
   }
 
   const poolName = nonEmpty(last("pool-name")) ?? nonEmpty(env.AZP_POOL);

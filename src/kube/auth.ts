@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { type Clock, systemClock, type TimerHandle } from "../runtime/clock.ts";
+import { errorMessage } from "../runtime/logger.ts";
 
 /** What a credential plugin hands out: a bearer token, a client certificate (PEM), or both. */
 export interface Credentials {
@@ -164,7 +165,7 @@ export function cachedCredentials(options: CachedCredentialOptions): CredentialS
       .catch((err: unknown) => {
         // Whatever the fetcher kept may be the cause (client-node keeps any JSON a plugin printed): start afresh.
         if (fetch === own) fetch = options.fetcher();
-        const message = err instanceof Error ? err.message : String(err);
+        const message = errorMessage(err);
         throw new Error(message.startsWith(description) ? message : `${description}: ${message.trim()}`, {
           cause: err,
         });

@@ -11,6 +11,7 @@ import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { type Cluster, type Context, KubeConfig, type User } from "@kubernetes/client-node";
 import { parse, stringify } from "yaml";
 import type { Clock } from "../runtime/clock.ts";
+import { errorMessage } from "../runtime/logger.ts";
 import { type AuthSettings, type Credentials, cachedCredentials, hasStaticAuth, type Impersonation } from "./auth.ts";
 
 export type { CredentialSource, Credentials, Impersonation } from "./auth.ts";
@@ -59,7 +60,7 @@ interface UserExtras {
 }
 type LoadedUser = User & UserExtras;
 
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+const message = (err: unknown) => errorMessage(err);
 
 const absolute = (base: string, file: string) => (isAbsolute(file) ? file : join(base, file));
 
@@ -72,7 +73,7 @@ export function readKubeconfig(text: string, path: string): KubeConfig {
   try {
     raw = parse(text);
   } catch (err) {
-    throw new Error(`kubeconfig ${path}: not valid YAML: ${message(err)}`);
+    throw new Error(`kubeconfig ${path}: not valid YAML: ${errorMessage(err)}`);
   }
   const kc = new KubeConfig();
   if (raw === null || raw === undefined) {
@@ -84,7 +85,7 @@ export function readKubeconfig(text: string, path: string): KubeConfig {
     // As kubectl, an incomplete entry (a cluster without server, ...) stands in the way only when it is used.
     kc.loadFromString(text, { onInvalidEntry: "filter" });
   } catch (err) {
-    throw new Error(`kubeconfig ${path}: ${message(err)}`);
+    throw new Error(`kubeconfig ${path}: ${errorMessage(err)}`);
   }
   const base = dirname(resolve(path));
   kc.makePathsAbsolute(base);
@@ -205,7 +206,7 @@ function userCredentials(user: LoadedUser, cluster: Cluster, ca: string | undefi
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === "ENOENT") throw new Error(`command not found${hint}`);
-          const text = message(err).trim();
+          const text = errorMessage(err).trim();
           throw new Error(text ? `failed: ${text}` : "failed without a message");
         }
         const credentials: Credentials = {};
@@ -229,7 +230,7 @@ function readFileOrData(what: string, file: string | undefined, data: string | u
     try {
       return readFileSync(file, "utf8");
     } catch (err) {
-      throw new Error(`cannot read ${what} ${file}: ${message(err)}`);
+      throw new Error(`cannot read ${what} ${file}: ${errorMessage(err)}`);
     }
   }
   return data ? Buffer.from(data, "base64").toString("utf8") : undefined;
@@ -314,7 +315,7 @@ export function connectionFromKubeConfig(
     if (context.namespace) conn.namespace = context.namespace;
     return conn;
   } catch (err) {
-    throw new Error(`${where}: ${message(err)}`);
+    throw new Error(`${where}: ${errorMessage(err)}`);
   }
 }
 
@@ -336,7 +337,7 @@ export function loadKubeconfigFiles(paths: string[]): KubeConfig {
       try {
         text = readFileSync(p, "utf8");
       } catch (err) {
-        throw new Error(`kubeconfig ${p}: ${message(err)}`);
+        throw new Error(`kubeconfig ${p}: ${errorMessage(err)}`);
       }
       return readKubeconfig(text, p);
     }),

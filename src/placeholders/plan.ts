@@ -8,6 +8,7 @@
  */
 import { parseDuration } from "../api/v1/duration.ts";
 import type { TaskAgentInput } from "../azure-devops/types.ts";
+import { compareStrings } from "../runtime/compare.ts";
 import {
   capabilitySetKey,
   isPlaceholderAgentName,
@@ -104,7 +105,7 @@ export function wantedPlaceholders(resources: readonly PlaceholderSource[]): Wan
     }
   }
   return [...byName.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .sort(([a], [b]) => compareStrings(a, b))
     .map(([name, e]) => ({
       name,
       capabilities: e.capabilities,

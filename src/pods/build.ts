@@ -21,6 +21,7 @@ import {
   type Volume,
 } from "../api/v1/index.ts";
 import { EXTRA_AGENT_CONTAINERS_CAPABILITY, sameCapabilityName } from "../azure-devops/demands.ts";
+import { compareStrings } from "../runtime/compare.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type { PodCreate } from "../scaling/types.ts";
 import {
@@ -94,7 +95,7 @@ export function labelValue(text: string): string {
 /** Canonical JSON of a capability set: an object with its names in code-unit order. */
 export function capabilitiesAnnotation(capabilities: Readonly<Record<string, string>>): string {
   const sorted: Record<string, string> = {};
-  for (const name of Object.keys(capabilities).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const name of Object.keys(capabilities).sort(compareStrings)) {
     sorted[name] = capabilities[name] as string;
   }
   return JSON.stringify(sorted);
@@ -294,7 +295,7 @@ export function buildAgentPod(input: BuildAgentPodInput): BuildAgentPodResult {
     ...credentials.env,
   ];
   const operatorNames = new Set(operatorEnv.map((e) => e.name));
-  const capabilityNames = Object.keys(capabilities).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const capabilityNames = Object.keys(capabilities).sort(compareStrings);
   for (const name of capabilityNames) {
     if (!isEnvVarName(name)) {
       return fail(

@@ -7,6 +7,7 @@
  * Pure: the controller claims the chosen PVC with an optimistic-concurrency update before creating the pod.
  */
 
+import { compareStrings } from "../runtime/compare.ts";
 import type { PodPhase } from "./types.ts";
 
 /** An entry of `reusableCacheVolumes` (only the name matters for the choice). */
@@ -138,7 +139,7 @@ export function freePvcsInPreferenceOrder(
     if (ga === 0) d = lastUse(b) - lastUse(a);
     else if (ga === 2) d = lastUse(a) - lastUse(b);
     else d = a.createdAtMs - b.createdAtMs;
-    return d !== 0 ? d : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    return d !== 0 ? d : compareStrings(a.name, b.name);
   });
 }
 

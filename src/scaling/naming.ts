@@ -4,6 +4,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { compareStrings } from "../runtime/compare.ts";
 
 /** Prefix of placeholder agent names, as in the original operator and its registrator CLI. */
 export const PLACEHOLDER_AGENT_PREFIX = "dummy-agent";
@@ -18,7 +19,7 @@ export const sha256Hex: HexHash = (text) => createHash("sha256").update(text, "u
  * different sets give the same text (unlike plain concatenation of names and values).
  */
 export function canonicalCapabilities(capabilities: Readonly<Record<string, string>>): string {
-  const entries = Object.entries(capabilities).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const entries = Object.entries(capabilities).sort(([a], [b]) => compareStrings(a, b));
   return JSON.stringify(entries);
 }
 

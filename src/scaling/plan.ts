@@ -5,6 +5,7 @@
  */
 
 import { EXTRA_AGENT_CONTAINERS_CAPABILITY, sameCapabilityName } from "../azure-devops/demands.ts";
+import { byKey, compareStrings } from "../runtime/compare.ts";
 import { compareQueueOrder, isFinished, matchJobs, selectPendingJobs } from "./jobs.ts";
 import type {
   BlockedJob,
@@ -76,7 +77,7 @@ export function finishedPodsToDelete(finished: readonly ObservedPod[], keep: num
     const ta = a.startedAtMs ?? a.createdAtMs;
     const tb = b.startedAtMs ?? b.createdAtMs;
     if (ta !== tb) return tb - ta;
-    return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    return compareStrings(a.name, b.name);
   });
   return newestFirst.slice(Math.max(0, Math.floor(keep)));
 }
@@ -101,7 +102,7 @@ export function agentCapabilities(template: TemplateSpec, extraAgentContainers: 
   return out;
 }
 
-const byName = (a: ObservedPod, b: ObservedPod) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+const byName = byKey((p: ObservedPod) => p.name);
 const byCreation = (a: ObservedPod, b: ObservedPod) => a.createdAtMs - b.createdAtMs || byName(a, b);
 
 function emptyCounts(): { -readonly [K in keyof PodCounts]: number } {

@@ -3,6 +3,7 @@
  * server evaluates (`x-kubernetes-validations` in the CRD) and the same check in TypeScript for runtime validation,
  * with the same message. The CEL side is kept cheap enough for the API server's cost budget (bounded lists and maps).
  */
+import { compareStrings } from "../../runtime/compare.ts";
 
 export interface CelRule {
   rule: string;
@@ -35,7 +36,7 @@ export function capabilitySetKey(capabilities: Caps, caseInsensitive = false): s
   const entries = Object.entries(capabilities ?? {}).map(([k, v]): [string, string] =>
     caseInsensitive ? [k.toLowerCase(), v.toLowerCase()] : [k, v],
   );
-  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  entries.sort(([a], [b]) => compareStrings(a, b));
   return JSON.stringify(entries);
 }
 
