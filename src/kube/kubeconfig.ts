@@ -60,8 +60,6 @@ interface UserExtras {
 }
 type LoadedUser = User & UserExtras;
 
-const message = (err: unknown) => errorMessage(err);
-
 const absolute = (base: string, file: string) => (isAbsolute(file) ? file : join(base, file));
 
 /**
