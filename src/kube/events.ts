@@ -23,6 +23,7 @@
 import { type Clock, delay, formatMicroTime, type Random, systemClock } from "../runtime/clock.ts";
 import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 import { isNotFound, type KubeClient } from "./client.ts";
+import { mergePatch } from "./patch.ts";
 import { resourcePath } from "./resource.ts";
 import type { KubeObject, ObjectReference } from "./types.ts";
 
@@ -70,12 +71,7 @@ export function eventSinkFor(client: KubeClient): EventSink {
     create: (namespace, event) =>
       client.request<KubeEvent>({ method: "POST", path: resourcePath(eventResource, { namespace }), body: event }),
     patchSeries: (namespace, name, series) =>
-      client.request<KubeEvent>({
-        method: "PATCH",
-        path: resourcePath(eventResource, { namespace, name }),
-        contentType: "application/merge-patch+json",
-        body: { series },
-      }),
+      mergePatch<KubeEvent>(client, resourcePath(eventResource, { namespace, name }), { series }),
   };
 }
 

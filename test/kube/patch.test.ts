@@ -5,16 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { isConflict, KubeApiError } from "../../src/kube/client.ts";
-import {
-  apply,
-  jsonPatch,
-  mergePatch,
-  patchStatus,
-  replace,
-  strategicMergePatch,
-  updateStatus,
-  updateWithRetry,
-} from "../../src/kube/patch.ts";
+import { apply, jsonPatch, mergePatch, patchStatus, strategicMergePatch } from "../../src/kube/patch.ts";
 import { resourcePath } from "../../src/kube/resource.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
 import { createNamespace, deleteNamespace, type TestCluster, testCluster } from "../support/cluster.ts";
@@ -55,82 +46,6 @@ async function createConfigMap(name: string, data: Record<string, string>): Prom
   });
   return resourcePath(configMaps, { namespace: ns, name });
 }
-
-describe("updateWithRetry on a real API server", () => {
-  test("a write that loses to a concurrent writer is retried on a fresh read", async () => {
-    const path = await createConfigMap("race", { n: "0" });
-    const client = cluster.client;
-    const outcomes: string[] = [];
-    const result = await updateWithRetry<ConfigMap>(
-      () => client.request<ConfigMap>({ path }),
-      async (cm, attempt) => {
-        if (attempt === 0) {
-          // Another writer gets in between our read and our write.
-          await mergePatch(client, path, { data: { n: "100" } });
-        }
-        cm.data = { n: String(Number(cm.data?.n) + 1) };
-        return cm;
-      },
-      async (cm) => {
-        try {
-          const r = await replace(client, path, cm);
-          outcomes.push("ok");
-          return r;
-        } catch (err) {
-          outcomes.push(isConflict(err) ? "conflict" : "error");
-          throw err;
-        }
-      },
-    );
-    assert.deepEqual(outcomes, ["conflict", "ok"]);
-    assert.equal(result.data?.n, "101", "the increment was applied to the other writer's value");
-    assert.equal((await client.request<ConfigMap>({ path })).data?.n, "101");
-  });
-
-  test("parallel read-modify-write increments: none is lost", async (t) => {
-    const path = await createConfigMap("counter", { n: "0" });
-    const client = cluster.client;
-    let conflicts = 0;
-    const writers = 8;
-    await Promise.all(
-      Array.from({ length: writers }, () =>
-        updateWithRetry<ConfigMap>(
-          () => client.request<ConfigMap>({ path }),
-          (cm) => ({ ...cm, data: { n: String(Number(cm.data?.n) + 1) } }),
-          (cm) =>
-            replace(client, path, cm).catch((err: unknown) => {
-              if (isConflict(err)) conflicts++;
-              throw err;
-            }),
-          { attempts: 50 },
-        ),
-      ),
-    );
-    t.diagnostic(`conflicts retried: ${conflicts}`);
-    assert.equal((await client.request<ConfigMap>({ path })).data?.n, String(writers));
-  });
-
-  test("the status subresource: updateStatus conflicts on a stale version and succeeds through updateWithRetry", async () => {
-    const client = cluster.client;
-    const path = resourcePath(crd.resource, { namespace: ns, name: "st" });
-    await client.request({
-      method: "POST",
-      path: resourcePath(crd.resource, { namespace: ns }),
-      body: { apiVersion: crd.apiVersion, kind: crd.kind, metadata: { name: "st" }, spec: { v: 1 } },
-    });
-    const stale = await client.request<Widget>({ path });
-    await mergePatch(client, path, { spec: { v: 2 } }); // bumps the resourceVersion
-    await assert.rejects(updateStatus(client, path, { ...stale, status: { phase: "A" } }), isConflict);
-    const updated = await updateWithRetry<Widget>(
-      () => client.request<Widget>({ path }),
-      (w) => ({ ...w, status: { phase: "B" } }),
-      (w) => updateStatus(client, path, w),
-      { initial: stale },
-    );
-    assert.deepEqual(updated.status, { phase: "B" });
-    assert.equal(updated.spec?.v, 2);
-  });
-});
 
 describe("patch flavours on a real API server", () => {
   test("JSON merge patch: objects merge, null deletes", async () => {
