@@ -10,6 +10,7 @@ import { taskResults } from "./engine.ts";
 import { entraControlRoute } from "./entra-api.ts";
 import { argumentInvalid, ServiceError } from "./errors.ts";
 import type { FaultRule } from "./faults.ts";
+import { hooksControlRoute } from "./hooks-api.ts";
 import {
   type HttpContext,
   intParam,
@@ -120,6 +121,7 @@ async function controlRoute(ctx: HttpContext, req: IncomingMessage, method: stri
     .map((p) => decodeURIComponent(p));
   const [resource, id, sub] = parts;
   if (resource === "entra") return entraControlRoute(ctx, req, method, url, parts.slice(1));
+  if (resource === "hooks") return hooksControlRoute(ctx, req, method, url, parts.slice(1));
   const key = `${method} ${resource ?? ""}${id === undefined ? "" : "/:id"}${sub === undefined ? "" : `/${sub}`}`;
   const numericId = () => pathId(id as string, "id");
   switch (key) {
@@ -143,6 +145,7 @@ async function controlRoute(ctx: HttpContext, req: IncomingMessage, method: stri
         rateLimit: control.rateLimit(),
         faults: control.faults(),
         entra: { servicePrincipals: control.entra.servicePrincipals().length, ...control.entra.configure({}) },
+        hooks: { subscriptions: control.hooks.subscriptions().length, delivery: control.hooks.settings() },
       });
     }
     case "GET pools":

@@ -1,11 +1,12 @@
 /**
  * The emulator's request pipeline. One listener serves three surfaces: the control API under `/_sim/`
  * (`control-api.ts`), Microsoft Entra ID under `/{tenant}/v2.0/...` and `/{tenant}/oauth2/...` (`entra-api.ts`), and
- * the service's REST API under `/{organization}/_apis/...` (`service-api.ts`). A service request goes through fault
- * injection, the organization check, authentication, routing, the scope check, the api-version check (writes) and
- * rate limiting, in that order, before its route's handler runs; an Entra request through fault injection, then
- * the directory. Both are written to the request log (Entra requests never with their secrets); control calls are
- * not. Nothing in here decides platform behaviour: that is the engine (and the Entra directory).
+ * the service's REST API under `/{organization}/_apis/...` (`service-api.ts`, plus `hooks-api.ts` for service hook
+ * subscriptions). A service request goes through fault injection, the organization check, authentication, routing,
+ * the scope check, the api-version check (writes) and rate limiting, in that order, before its route's handler
+ * runs; an Entra request through fault injection, then the directory. Both are written to the request log (Entra
+ * requests never with their secrets); control calls are not. Nothing in here decides platform behaviour: that is
+ * the engine (and the Entra directory).
  */
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { allows, authenticate, signInPage } from "./auth.ts";
@@ -23,6 +24,7 @@ import {
   resourceNotFound,
   ServiceError,
 } from "./errors.ts";
+import { hookRoutes } from "./hooks-api.ts";
 import {
   dropped,
   type HttpContext,
@@ -36,6 +38,9 @@ import {
   send,
 } from "./http.ts";
 import { type RouteContext, serviceRoutes } from "./service-api.ts";
+
+/** Every route of the service API. */
+const routes = [...serviceRoutes, ...hookRoutes];
 
 export type { HttpContext } from "./http.ts";
 
@@ -151,7 +156,7 @@ async function serviceRequest(
   draft.identity = identity.id;
   draft.scheme = identity.scheme;
 
-  const candidates = serviceRoutes.filter((r) => r.pattern.test(rest));
+  const candidates = routes.filter((r) => r.pattern.test(rest));
   if (candidates.length === 0) throw resourceNotFound(url.pathname);
   const found = candidates.find((r) => r.method === method);
   if (!found) throw methodNotAllowed(method, url.pathname);

@@ -4,13 +4,13 @@
  * scope each route needs and the shapes of the bodies it binds. `server.ts` runs the pipeline (faults,
  * authentication, routing, scope, api-version, rate limit) before a handler; the engine decides what happens.
  */
-import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { type Static, Type } from "@sinclair/typebox";
 import type { Identity, Scope } from "./auth.ts";
 import { type Demand, DemandParseError, parseDemand } from "./demands.ts";
 import { type AgentInput, type TaskResult, taskResults } from "./engine.ts";
 import { argumentInvalid, argumentNull, sessionExpired } from "./errors.ts";
+import { stableGuid } from "./hooks.ts";
 import {
   boolParam,
   type HttpContext,
@@ -90,12 +90,6 @@ function parseResult(value: string): TaskResult {
   return found;
 }
 
-/** A stable GUID-shaped id for an identity (connectionData). */
-function identityGuid(id: string): string {
-  const h = createHash("sha1").update(id).digest("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
-}
-
 // ---- the routes
 
 export interface RouteContext {
@@ -118,7 +112,14 @@ export interface Route {
 }
 
 const pools = "_apis/distributedtask/pools";
-const route = (method: string, path: string, scope: Scope, action: string, handler: Route["handler"]): Route => ({
+/** A route of the service API: `{name}` in the path is a parameter (handed over in order in `params`). */
+export const route = (
+  method: string,
+  path: string,
+  scope: Scope,
+  action: string,
+  handler: Route["handler"],
+): Route => ({
   method,
   pattern: new RegExp(`^${path.replace(/\{\w+\}/g, "([^/]+)")}/?$`, "i"),
   scope,
@@ -157,7 +158,7 @@ function demandsParam(url: URL): Demand[] | undefined {
 export const serviceRoutes: Route[] = [
   route("GET", "_apis/connectionData", "read", "read connection data", (rc) => {
     const user = {
-      id: identityGuid(rc.identity.id),
+      id: stableGuid(rc.identity.id),
       descriptor: `sim.${Buffer.from(rc.identity.id).toString("base64url")}`,
       providerDisplayName: rc.identity.displayName,
       isActive: true,
@@ -168,8 +169,8 @@ export const serviceRoutes: Route[] = [
       body: {
         authenticatedUser: user,
         authorizedUser: user,
-        instanceId: identityGuid(`org:${rc.ctx.control.organization}`),
-        deploymentId: identityGuid(`deployment:${rc.ctx.control.organization}`),
+        instanceId: stableGuid(`org:${rc.ctx.control.organization}`),
+        deploymentId: stableGuid(`deployment:${rc.ctx.control.organization}`),
         deploymentType: "hosted",
         locationServiceData: {
           serviceOwner: "00025394-6065-48ca-87d9-7f5672854ef7",
