@@ -16,8 +16,9 @@
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isNotFound } from "../src/kube/client.ts";
+import { createNamespace, deleteNamespace, deleteNodeLease, uniqueName } from "../test/support/cluster.ts";
 import { type BenchContext, type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
-import { createNamespace, deleteNamespace, deleteNodeLease, uniqueName } from "./support/cluster.ts";
+import { benchLabels } from "./support/cluster.ts";
 import { forEachLimited } from "./support/concurrency.ts";
 import { startNodeProcess } from "./support/node.ts";
 import type { PhaseStats } from "./support/node-process.ts";
@@ -130,7 +131,7 @@ export async function runNodeBench(ctx: BenchContext, overrides: Partial<NodeBen
   const { client } = ctx.cluster;
   const started = new Date();
   const machine = machineInfo({ kubernetes: ctx.cluster.kubernetes });
-  const ns = await createNamespace(client, "bench-node");
+  const ns = await createNamespace(client, "bench-node", { labels: benchLabels });
   ctx.cleanups.add(`namespace ${ns}`, () => deleteNamespace(client, ns));
   const nodeName = uniqueName("bench-node");
   const nodeLabel = { "azp.bench/node": nodeName };
@@ -141,7 +142,7 @@ export async function runNodeBench(ctx: BenchContext, overrides: Partial<NodeBen
   );
   // Registered after the namespace: runs before it, so the node is there to finish the namespace's pods.
   ctx.cleanups.add(`virtual node ${nodeName}`, async () => {
-    await deleteNamespace(client, ns, true).catch(() => {});
+    await deleteNamespace(client, ns, { wait: true }).catch(() => {});
     await node.stop();
     await deleteNodeLease(client, nodeName);
   });

@@ -20,8 +20,17 @@ import type { RequestLogEntry } from "../sim/azure-devops/control.ts";
 import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../sim/azure-devops/index.ts";
 import { parseDuration } from "../src/api/v1/duration.ts";
 import { flags } from "../src/cli/config.ts";
+import {
+  createNamespace,
+  deleteNamespace,
+  deleteNodeLease,
+  ensureCrd,
+  eventually,
+  uniqueName,
+} from "../test/support/cluster.ts";
+import { registerPlaceholder } from "../test/support/emulator.ts";
 import { type BenchContext, type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
-import { createNamespace, deleteNamespace, deleteNodeLease, ensureCrd, uniqueName, until } from "./support/cluster.ts";
+import { benchLabels } from "./support/cluster.ts";
 import { startNodeProcess } from "./support/node.ts";
 import { startOperatorProcess } from "./support/operator.ts";
 import { processRssMiB } from "./support/process.ts";
@@ -207,7 +216,7 @@ async function runConfig(
   const { client } = ctx.cluster;
   const log = (line: string) => ctx.log(`${config.name}: ${line}`);
   const cleanups = ctx.cleanups;
-  const ns = await createNamespace(client, "bench-scale");
+  const ns = await createNamespace(client, "bench-scale", { labels: benchLabels });
   const removeNamespace = cleanups.add(`namespace ${ns}`, () => deleteNamespace(client, ns));
   const pool = "bench pool";
   const pats = {
@@ -246,7 +255,7 @@ async function runConfig(
     join(ctx.workDir, `${config.name}-${nodeName}.log`),
   );
   const stopNode = cleanups.add(`virtual node ${nodeName}`, async () => {
-    await deleteNamespace(client, ns, true).catch(() => {});
+    await deleteNamespace(client, ns, { wait: true }).catch(() => {});
     await node.stop();
     await deleteNodeLease(client, nodeName);
   });
@@ -257,18 +266,9 @@ async function runConfig(
     body: { metadata: { name: "azure-pat" }, stringData: { pat: pats.operator } },
   });
   // Offline placeholder agents, so that Azure DevOps queues the jobs instead of failing them.
-  const poolId = ado.control.listPools()[0]?.id;
   const names = Array.from({ length: o.resources }, (_, i) => `bench-${String.fromCharCode(97 + i)}`);
   for (const name of names) {
-    const res = await fetch(`${ado.organizationUrl}/_apis/distributedtask/pools/${poolId}/agents?api-version=7.1`, {
-      method: "POST",
-      headers: {
-        Authorization: `Basic ${Buffer.from(`:${pats.bench}`).toString("base64")}`,
-        "Content-Type": "application/json",
-      },
-      body: JSON.stringify({ name: `placeholder-${name}`, version: "4.258.1", systemCapabilities: { [name]: "1" } }),
-    });
-    if (res.status !== 200) throw new Error(`placeholder registration failed: HTTP ${res.status}`);
+    await registerPlaceholder(ado, { pat: pats.bench, name: `placeholder-${name}`, capabilities: { [name]: "1" } });
   }
   for (const [i, name] of names.entries()) {
     await client.request({
@@ -328,7 +328,12 @@ async function runConfig(
     operatorRequests()
       .filter((e) => categorize(e) === "jobRequests")
       .map((e) => Date.parse(e.time));
-  await until("the operator's first job-request poll", () => (jobListTimes().length > 0 ? true : undefined), 60_000);
+  await eventually(
+    "the operator's first job-request poll",
+    () => (jobListTimes().length > 0 ? true : undefined),
+    60_000,
+    100,
+  );
   log("operator up and polling");
 
   // Idle: the poll loop goes idle once a poll sees nothing move; from then on, whole poll cycles are counted.
@@ -439,7 +444,7 @@ export async function runScaleBench(
   const o: ScaleBenchOptions = { ...defaultScaleBenchOptions, ...(ctx.quick ? quickOptions : {}), ...overrides };
   const started = new Date();
   const machine = machineInfo({ kubernetes: ctx.cluster.kubernetes });
-  await ensureCrd(ctx.cluster.client);
+  await ensureCrd(ctx.cluster.client, "azp-bench");
   const random = seeded(o.seed);
   const results: ConfigResult[] = [];
   for (const config of o.configs) results.push(await runConfig(ctx, o, config, random));

@@ -7,6 +7,7 @@ import { after, before, describe, test } from "node:test";
 import { serviceAccountConnection } from "../sim/control-plane/serviceaccount.ts";
 import { KubeApiError, KubeClient } from "../src/kube/client.ts";
 import {
+  crdEstablished,
   createNamespace,
   deleteNamespace,
   eventually,
@@ -72,12 +73,7 @@ describe("control plane", () => {
     const crdPath = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
     await cluster.client.request({ method: "POST", path: crdPath, body: crd });
     try {
-      await eventually("CRD Established", async () => {
-        const got = await cluster.client.request<{ status?: { conditions?: { type: string; status: string }[] } }>({
-          path: `${crdPath}/${plural}.${group}`,
-        });
-        return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") || undefined;
-      });
+      await crdEstablished(cluster.client, `${plural}.${group}`);
       const base = `/apis/${group}/v1/namespaces/${ns}/${plural}`;
       const created = await eventually("first object accepted", () =>
         cluster.client.request<{ metadata: { name: string; generation: number } }>({

@@ -17,6 +17,7 @@ import {
   testCluster,
   uniqueName,
 } from "./support/cluster.ts";
+import { registerPlaceholder } from "./support/emulator.ts";
 
 const pat = "sim-pat-manage";
 
@@ -55,16 +56,7 @@ describe("agent pods on the virtual node", () => {
       body: { metadata: { name: "wrong-pat" }, stringData: { pat: "not-a-valid-pat" } },
     });
     // An offline placeholder, so jobs queue instead of failing while no real agent is registered.
-    const poolId = ado.control.listPools()[0]?.id;
-    const res = await fetch(`${ado.organizationUrl}/_apis/distributedtask/pools/${poolId}/agents?api-version=7.1`, {
-      method: "POST",
-      headers: {
-        Authorization: `Basic ${Buffer.from(`:${pat}`).toString("base64")}`,
-        "Content-Type": "application/json",
-      },
-      body: JSON.stringify({ name: "dummy-agent-test", version: "4.258.1", systemCapabilities: { buildkit: "1" } }),
-    });
-    assert.equal(res.status, 200);
+    await registerPlaceholder(ado, { pat, name: "dummy-agent-test", capabilities: { buildkit: "1" } });
   });
   after(async () => {
     await node.stop();

@@ -1,33 +1,20 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { after, afterEach, before, beforeEach, describe, test } from "node:test";
+import { afterEach, describe, test } from "node:test";
+import { useEmulator } from "../../test/support/emulator.ts";
 import { parseJobMessage, SimulatedAgent, SimulatedAgentError, type SimulatedAgentOptions } from "./agent.ts";
 import { ManualClock } from "./clock.ts";
-import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "./index.ts";
 
 const managePat = "agent-test-manage-pat";
 const readPat = "agent-test-read-pat";
-let emu: AzureDevOpsEmulator;
-
-before(async () => {
-  emu = await startAzureDevOpsEmulator({
-    organization: "agent-org",
-    pools: ["sim-pool"],
-    pats: [
-      { token: managePat, scope: "manage" },
-      { token: readPat, scope: "read" },
-    ],
-    messagePollTimeoutMs: 100,
-    log: () => undefined,
-  });
-});
-
-after(async () => {
-  await emu.close();
-});
-
-beforeEach(() => {
-  emu.control.reset();
+const emu = useEmulator({
+  organization: "agent-org",
+  pools: ["sim-pool"],
+  pats: [
+    { token: managePat, scope: "manage" },
+    { token: readPat, scope: "read" },
+  ],
+  messagePollTimeoutMs: 100,
 });
 
 // Agents a failed test left running are stopped, so one failure does not hang the file.

@@ -11,8 +11,11 @@ import { AzureDevOpsEngine, type EngineOptions, type JobRecord, type QueueJobInp
 import { type EntraIdConfig, EntraIdDirectory } from "./entra.ts";
 import { argumentInvalid, poolNotFound } from "./errors.ts";
 import { type FaultRule, validateFaultRule } from "./faults.ts";
+import { type HookSender, ServiceHooks } from "./hook-delivery.ts";
+import type { HookDeliverySettings } from "./hooks.ts";
 import { defaultRateLimitConfig, type RateLimitConfig, RateLimiter } from "./ratelimit.ts";
 import { type SimAgentView, type SimJobView, simAgentView, simJobView } from "./views.ts";
+import { type WaitOptions, waitUntil } from "./wait.ts";
 
 export interface RequestLogEntry {
   /** Increasing number; `requests({ since })` returns entries after it. */
@@ -47,6 +50,8 @@ export interface EmulatorSettings {
   requestLogLimit: number;
   /** Microsoft Entra ID: tenants, service principals, federated issuers, token lifetime. */
   entraId?: EntraIdConfig;
+  /** Service hook delivery settings at start and after reset (delay, injected failures, timeout). */
+  serviceHooks?: Partial<HookDeliverySettings>;
 }
 
 export interface QueueJobRequest extends Omit<QueueJobInput, "poolId"> {
@@ -75,6 +80,8 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
   readonly rateLimiter: RateLimiter;
   /** The Entra ID side: service principals and the token endpoint; its tokens land in `bearerTokens`. */
   readonly entra: EntraIdDirectory;
+  /** Service hooks: subscriptions (made through the REST API) and their deliveries. */
+  readonly hooks: ServiceHooks;
   #settings: EmulatorSettings;
   #organizationUrl: () => string;
   #engine: AzureDevOpsEngine;
@@ -82,7 +89,13 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
   #log: RequestLogEntry[] = [];
   #seq = 0;
 
-  constructor(settings: EmulatorSettings, clock: Clock, bearerTokens: BearerTokenStore, organizationUrl: () => string) {
+  constructor(
+    settings: EmulatorSettings,
+    clock: Clock,
+    bearerTokens: BearerTokenStore,
+    organizationUrl: () => string,
+    options: { random?: () => number; sendHook?: HookSender } = {},
+  ) {
     super();
     this.setMaxListeners(0);
     this.#settings = settings;
@@ -91,6 +104,14 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
     this.#organizationUrl = organizationUrl;
     this.rateLimiter = new RateLimiter(settings.rateLimit);
     this.entra = new EntraIdDirectory(settings.entraId ?? {}, clock, bearerTokens);
+    this.hooks = new ServiceHooks({
+      clock,
+      organization: settings.organization,
+      organizationUrl,
+      ...(options.random ? { random: options.random } : {}),
+      ...(settings.serviceHooks ? { settings: settings.serviceHooks } : {}),
+      ...(options.sendHook ? { send: options.sendHook } : {}),
+    });
     this.#engine = this.#newEngine();
     this.#seed();
   }
@@ -110,7 +131,9 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
       organizationUrl: this.#organizationUrl,
     });
     engine.on("job", (job) => {
-      if (this.#engine === engine) this.emit("job", simJobView(job, engine));
+      if (this.#engine !== engine) return;
+      this.hooks.onJob(job);
+      this.emit("job", simJobView(job, engine));
     });
     engine.on("agent", (agent) => {
       if (this.#engine === engine && engine.agentById(agent.id)) this.emit("agent", simAgentView(agent, engine));
@@ -127,7 +150,7 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
   /**
    * Back to the configured start: a new engine with only the configured pools (IDs start over), only the
    * configured PATs and bearer tokens, only the configured Entra principals (tokens issued so far are gone), no
-   * faults, rate limiting as configured, an empty request log.
+   * faults, rate limiting as configured, an empty request log, no service hook subscriptions or deliveries.
    */
   reset(): void {
     this.#engine.close();
@@ -135,6 +158,7 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
     this.pats.clear();
     this.bearerTokens.clear();
     this.entra.reset();
+    this.hooks.reset();
     this.rateLimiter.reset();
     this.rateLimiter.configure({ enabled: false, ...this.#settings.rateLimit });
     this.#faults = [];
@@ -145,6 +169,7 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
 
   close(): void {
     this.#engine.close();
+    this.hooks.close();
   }
 
   // ---- pools
@@ -253,46 +278,21 @@ export class EmulatorControl extends EventEmitter<ControlEvents> {
     current: () => V | undefined,
     predicate: (v: V) => boolean,
     what: string,
-    options: { timeoutMs?: number; signal?: AbortSignal },
+    options: WaitOptions,
   ): Promise<V> {
-    return new Promise<V>((resolve, reject) => {
-      const check = () => {
-        const v = current();
-        return v !== undefined && predicate(v) ? v : undefined;
+    const check = () => {
+      const v = current();
+      return v !== undefined && predicate(v) ? v : undefined;
+    };
+    const subscribe = (onChange: () => void) => {
+      this.on("job", onChange);
+      this.on("agent", onChange);
+      return () => {
+        this.off("job", onChange);
+        this.off("agent", onChange);
       };
-      const now = check();
-      if (now !== undefined) {
-        resolve(now);
-        return;
-      }
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.off("job", listener);
-        this.off("agent", listener);
-        options.signal?.removeEventListener("abort", onAbort);
-      };
-      const listener = () => {
-        const v = check();
-        if (v !== undefined) {
-          cleanup();
-          resolve(v);
-        }
-      };
-      const onAbort = () => {
-        cleanup();
-        reject(options.signal?.reason);
-      };
-      const timeoutMs = options.timeoutMs ?? 30_000;
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(
-          new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(current())}`),
-        );
-      }, timeoutMs);
-      this.on("job", listener);
-      this.on("agent", listener);
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    };
+    return waitUntil(check, subscribe, () => `${what}; last seen: ${JSON.stringify(current())}`, options);
   }
 
   // ---- request log

@@ -238,6 +238,8 @@ export class AzureDevOpsEngine extends EventEmitter<EngineEvents> {
   #nextPoolId = 10;
   #nextAgentId = 100;
   #nextRequestId = 5000;
+  /** Runs (the job request's `owner`, a build) are numbered apart from job requests, as on the service. */
+  #nextRunId = 1;
   #nextMessageId = 1;
   #closed = false;
   #capabilityCache = new Map<number, CapabilityIndex>();
@@ -502,6 +504,7 @@ export class AzureDevOpsEngine extends EventEmitter<EngineEvents> {
     }
     const now = this.clock.now();
     const requestId = this.#nextRequestId++;
+    const runId = this.#nextRunId++;
     const definitionId = input.definition?.id ?? 1;
     const job: JobRecord = {
       requestId,
@@ -527,7 +530,7 @@ export class AzureDevOpsEngine extends EventEmitter<EngineEvents> {
       scopeId: pool.scope,
       hostId: this.#newId(),
       definition: { id: definitionId, name: input.definition?.name ?? "sim-pipeline" },
-      owner: { id: requestId, name: `${requestId}` },
+      owner: { id: runId, name: `${runId}` },
       priority: input.priority ?? 0,
       durationMs: input.durationMs ?? 1000,
       startDelayMs: input.startDelayMs ?? 0,

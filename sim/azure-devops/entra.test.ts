@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, type KeyObject, sign } from "node:crypto";
 import { request as httpsRequest } from "node:https";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
+import { useEmulator } from "../../test/support/emulator.ts";
 import {
   AZURE_DEVOPS_RESOURCE_ID,
-  type AzureDevOpsEmulator,
   JWT_BEARER_ASSERTION_TYPE,
   ManualClock,
   startAzureDevOpsEmulator,
@@ -49,36 +49,23 @@ function serviceAccountToken(
   return `${header}.${payload}.${signature}`;
 }
 
-let emu: AzureDevOpsEmulator;
-
-before(async () => {
-  emu = await startAzureDevOpsEmulator({
-    pools: ["sim-pool"],
-    https: true,
-    log: () => undefined,
-    entraId: {
-      tenants: [{ tenantId, domains: ["contoso.onmicrosoft.com"] }],
-      servicePrincipals: [
-        { tenantId, clientId: manageClient, clientSecret: secret, scope: "manage", displayName: "azp-operator" },
-        { tenantId, clientId: readClient, clientSecret: "read-secret-0123456789", scope: "read" },
-        { tenantId, clientId: outsider, clientSecret: "outsider-secret-0123" },
-        {
-          tenantId,
-          clientId: federatedClient,
-          scope: "manage",
-          federatedCredentials: [{ issuer: clusterIssuer, subject: serviceAccount }],
-        },
-      ],
-    },
-  });
-});
-
-after(async () => {
-  await emu.close();
-});
-
-beforeEach(() => {
-  emu.control.reset();
+const emu = useEmulator({
+  pools: ["sim-pool"],
+  https: true,
+  entraId: {
+    tenants: [{ tenantId, domains: ["contoso.onmicrosoft.com"] }],
+    servicePrincipals: [
+      { tenantId, clientId: manageClient, clientSecret: secret, scope: "manage", displayName: "azp-operator" },
+      { tenantId, clientId: readClient, clientSecret: "read-secret-0123456789", scope: "read" },
+      { tenantId, clientId: outsider, clientSecret: "outsider-secret-0123" },
+      {
+        tenantId,
+        clientId: federatedClient,
+        scope: "manage",
+        federatedCredentials: [{ issuer: clusterIssuer, subject: serviceAccount }],
+      },
+    ],
+  },
 });
 
 interface Answer {

@@ -160,3 +160,9 @@ export const internalError = (detail: string) =>
     typeName: `Microsoft.VisualStudio.Services.Common.VssServiceException, ${vssAssembly}`,
     detail,
   });
+
+export const subscriptionNotFound = (id: string) =>
+  new ServiceError(404, "SubscriptionNotFoundException", `The service hook subscription ${id} could not be found.`, {
+    typeName:
+      "Microsoft.VisualStudio.Services.ServiceHooks.WebApi.SubscriptionNotFoundException, Microsoft.VisualStudio.Services.ServiceHooks.WebApi",
+  });

@@ -12,6 +12,7 @@ import { type Clock, systemClock } from "./clock.ts";
 import { EmulatorControl } from "./control.ts";
 import type { EngineOptions } from "./engine.ts";
 import type { EntraIdConfig } from "./entra.ts";
+import type { HookDeliverySettings } from "./hooks.ts";
 import type { RateLimitConfig } from "./ratelimit.ts";
 import { createRequestListener } from "./server.ts";
 import { selfSignedTls, type TlsMaterial } from "./tls.ts";
@@ -47,6 +48,9 @@ export {
   WORKLOAD_IDENTITY_AUDIENCE,
 } from "./entra.ts";
 export type { FaultRule } from "./faults.ts";
+export type { HookDeliveryAttempt, HookSender } from "./hook-delivery.ts";
+export type { HookDeliverySettings, HookJobState } from "./hooks.ts";
+export { JOB_STATE_CHANGED_EVENT, simProject } from "./hooks.ts";
 export type { RateLimitConfig } from "./ratelimit.ts";
 export type { TlsMaterial } from "./tls.ts";
 export { selfSignedTls } from "./tls.ts";
@@ -77,7 +81,7 @@ export interface AzureDevOpsEmulatorOptions {
   bearerTokenStore?: BearerTokenStore;
   /** Default: the system clock. */
   clock?: Clock;
-  /** Randomness for fault injection. Default Math.random. */
+  /** Randomness for fault injection and for service hook failures without a seed. Default Math.random. */
   random?: () => number;
   /** How long a message long poll waits before answering "no message" (ms). Default 50 s, like the service. */
   messagePollTimeoutMs?: number;
@@ -105,6 +109,11 @@ export interface AzureDevOpsEmulatorOptions {
    * federated credentials, organization scope) and federated issuers' keys.
    */
   entraId?: EntraIdConfig;
+  /**
+   * Service hook deliveries at start (and again on reset): delay, injected failures (the next N, or a rate with an
+   * optional seed), the receiver's timeout. Subscriptions are made through the REST API.
+   */
+  serviceHooks?: Partial<HookDeliverySettings>;
   /** Diagnostics (unexpected failures). Default stderr. */
   log?: (line: string) => void;
 }
@@ -126,7 +135,7 @@ export interface AzureDevOpsEmulator {
   httpsPort: number | undefined;
   /** The CA certificate (PEM) clients must trust to call `httpsUrl`; undefined without https or a given CA. */
   caCertificate: string | undefined;
-  /** Typed in-process control: pools, PATs, jobs, waits, request log, faults, rate limiting, reset. */
+  /** Typed in-process control: pools, PATs, jobs, waits, request log, faults, rate limiting, service hooks, reset. */
   control: EmulatorControl;
   /** Accepts `token` as `Authorization: Bearer <token>` (e.g. issued by a simulated token endpoint). */
   registerBearerToken(token: string, info: BearerTokenInfo): void;
@@ -151,6 +160,7 @@ export async function startAzureDevOpsEmulator(options: AzureDevOpsEmulatorOptio
   }
   if (organization.toLowerCase() === "_sim") throw new Error("the organization cannot be called _sim");
   const clock = options.clock ?? systemClock({ unref: true });
+  const random = options.random ?? Math.random;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   let port = 0;
   let httpsPort: number | undefined;
@@ -173,17 +183,19 @@ export async function startAzureDevOpsEmulator(options: AzureDevOpsEmulatorOptio
       rateLimit: options.rateLimit ?? {},
       requestLogLimit: options.requestLogLimit ?? 10_000,
       entraId: options.entraId ?? {},
+      ...(options.serviceHooks ? { serviceHooks: options.serviceHooks } : {}),
     },
     clock,
     options.bearerTokenStore ?? new InMemoryBearerTokenStore(),
     organizationUrl,
+    { random },
   );
   const listener = createRequestListener({
     control,
     baseUrl,
     httpsBaseUrl,
     organizationUrl,
-    random: options.random ?? Math.random,
+    random,
     messagePollTimeoutMs: options.messagePollTimeoutMs ?? 50_000,
     maxPageSize: options.maxPageSize ?? 200,
     log,

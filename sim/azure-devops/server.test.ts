@@ -1,11 +1,7 @@
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
-import {
-  type AzureDevOpsEmulator,
-  type BearerTokenInfo,
-  type BearerTokenStore,
-  startAzureDevOpsEmulator,
-} from "./index.ts";
+import { describe, test } from "node:test";
+import { useEmulator } from "../../test/support/emulator.ts";
+import { type BearerTokenInfo, type BearerTokenStore, startAzureDevOpsEmulator } from "./index.ts";
 
 const managePat = "manage-pat-0123456789";
 const readPat = "read-pat-0123456789";
@@ -22,26 +18,13 @@ interface Answer {
   json: Json;
 }
 
-let emu: AzureDevOpsEmulator;
-
-before(async () => {
-  emu = await startAzureDevOpsEmulator({
-    pools: ["sim-pool", "Pool With Spaces"],
-    pats: [
-      { token: managePat, scope: "manage", identity: "alice" },
-      { token: readPat, scope: "read", identity: "bob" },
-    ],
-    messagePollTimeoutMs: 100,
-    log: () => undefined,
-  });
-});
-
-after(async () => {
-  await emu.close();
-});
-
-beforeEach(() => {
-  emu.control.reset();
+const emu = useEmulator({
+  pools: ["sim-pool", "Pool With Spaces"],
+  pats: [
+    { token: managePat, scope: "manage", identity: "alice" },
+    { token: readPat, scope: "read", identity: "bob" },
+  ],
+  messagePollTimeoutMs: 100,
 });
 
 async function call(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { SimulatedAgent } from "../../sim/azure-devops/agent.ts";
-import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../../sim/azure-devops/index.ts";
+import { useEmulator } from "../../test/support/emulator.ts";
 import type { JobRequest } from "../scaling/types.ts";
 import { type Credential, patCredential, type TokenCredential } from "./auth.ts";
 import {
@@ -118,26 +118,13 @@ const managePat = "managepat0123456789abcdefghijklmnopqrstuvwxyz012";
 const readPat = "readpat0123456789abcdefghijklmnopqrstuvwxyz01234";
 const wrongPat = "wrongpat0123456789abcdefghijklmnopqrstuvwxyz0123";
 
-let emu: AzureDevOpsEmulator;
-
-before(async () => {
-  emu = await startAzureDevOpsEmulator({
-    pools: ["sim-pool", "Pool With Spaces", "build-a", "build-b"],
-    pats: [
-      { token: managePat, scope: "manage", identity: "alice" },
-      { token: readPat, scope: "read", identity: "bob" },
-    ],
-    messagePollTimeoutMs: 200,
-    log: () => undefined,
-  });
-});
-
-after(async () => {
-  await emu.close();
-});
-
-beforeEach(() => {
-  emu.control.reset();
+const emu = useEmulator({
+  pools: ["sim-pool", "Pool With Spaces", "build-a", "build-b"],
+  pats: [
+    { token: managePat, scope: "manage", identity: "alice" },
+    { token: readPat, scope: "read", identity: "bob" },
+  ],
+  messagePollTimeoutMs: 200,
 });
 
 function client(options: Partial<AzureDevOpsClientOptions> = {}): AzureDevOpsClient {

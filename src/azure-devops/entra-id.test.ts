@@ -11,13 +11,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, beforeEach, describe, test } from "node:test";
-import {
-  type AzureDevOpsEmulator,
-  ManualClock,
-  startAzureDevOpsEmulator,
-  WORKLOAD_IDENTITY_AUDIENCE,
-} from "../../sim/azure-devops/index.ts";
+import { after, before, describe, test } from "node:test";
+import { ManualClock, startAzureDevOpsEmulator, WORKLOAD_IDENTITY_AUDIENCE } from "../../sim/azure-devops/index.ts";
+import { useEmulator } from "../../test/support/emulator.ts";
 import type { EntraIdAuthentication } from "../api/v1/index.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { authorizationHeader } from "./auth.ts";
@@ -69,43 +65,38 @@ function serviceAccountToken(subject = operatorAccount): string {
   return `${header}.${payload}.${signature.toString("base64url")}`;
 }
 
-let emu: AzureDevOpsEmulator;
 let dir: string;
 
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "entra-id-test-"));
-  emu = await startAzureDevOpsEmulator({
-    pools: ["sim-pool"],
-    https: true,
-    log: () => undefined,
-    entraId: {
-      servicePrincipals: [
-        { tenantId, clientId: manageClient, clientSecret: manageSecret, scope: "manage", displayName: "azp-operator" },
-        { tenantId, clientId: readClient, clientSecret: readSecret, scope: "read" },
-        { tenantId, clientId: shortClient, clientSecret: manageSecret, scope: "manage", tokenLifetimeSeconds: 240 },
-        {
-          tenantId,
-          clientId: workloadClient,
-          scope: "manage",
-          federatedCredentials: [{ issuer: clusterIssuer, subject: operatorAccount }],
-        },
-      ],
-      issuers: [
-        { issuer: clusterIssuer, keys: [{ ...clusterKeys.publicKey.export({ format: "jwk" }), kid: "cluster-1" }] },
-      ],
-    },
-  });
+const emu = useEmulator({
+  pools: ["sim-pool"],
+  https: true,
+  entraId: {
+    servicePrincipals: [
+      { tenantId, clientId: manageClient, clientSecret: manageSecret, scope: "manage", displayName: "azp-operator" },
+      { tenantId, clientId: readClient, clientSecret: readSecret, scope: "read" },
+      { tenantId, clientId: shortClient, clientSecret: manageSecret, scope: "manage", tokenLifetimeSeconds: 240 },
+      {
+        tenantId,
+        clientId: workloadClient,
+        scope: "manage",
+        federatedCredentials: [{ issuer: clusterIssuer, subject: operatorAccount }],
+      },
+    ],
+    issuers: [
+      { issuer: clusterIssuer, keys: [{ ...clusterKeys.publicKey.export({ format: "jwk" }), kid: "cluster-1" }] },
+    ],
+  },
 });
 
-after(async () => {
-  await emu?.close();
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), "entra-id-test-"));
+});
+
+// After the emulator has closed: no connection of the whole file left loopback.
+after(() => {
   rmSync(dir, { recursive: true, force: true });
   const outside = [...destinations].filter((d) => !["127.0.0.1", "::1", "localhost"].includes(d));
   assert.deepEqual(outside, [], "connections outside loopback");
-});
-
-beforeEach(() => {
-  emu.control.reset();
 });
 
 /** Options for the emulator's authority; `maxRetries: 0` keeps failure tests fast. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { after, beforeEach, describe, test } from "node:test";
 import { SimulatedAgent } from "../../sim/azure-devops/agent.ts";
-import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../../sim/azure-devops/index.ts";
+import { useEmulator } from "../../test/support/emulator.ts";
 import { ManualClock } from "../runtime/clock.ts";
 import { patCredential } from "./auth.ts";
 import { AzureDevOpsError, PoolNotFoundError } from "./errors.ts";
@@ -361,30 +361,25 @@ describe("JobRequestPoller on a manual clock", () => {
 const managePat = "pollmanagepat0123456789abcdefghijklmnopqrstuvwxy";
 const readPat = "pollreadpat0123456789abcdefghijklmnopqrstuvwxyz01";
 
-let emu: AzureDevOpsEmulator;
 let registry: PollerRegistry | undefined;
 
-before(async () => {
-  emu = await startAzureDevOpsEmulator({
-    pools: ["sim-pool", "Pool With Spaces"],
-    pats: [
-      { token: managePat, scope: "manage", identity: "alice" },
-      { token: readPat, scope: "read", identity: "bob" },
-    ],
-    messagePollTimeoutMs: 200,
-    log: () => undefined,
-  });
-});
-
+// Before the emulator's hooks: a registry still polling is stopped before the emulator resets or closes.
 after(async () => {
   await registry?.close();
-  await emu.close();
 });
 
 beforeEach(async () => {
   await registry?.close();
   registry = undefined;
-  emu.control.reset();
+});
+
+const emu = useEmulator({
+  pools: ["sim-pool", "Pool With Spaces"],
+  pats: [
+    { token: managePat, scope: "manage", identity: "alice" },
+    { token: readPat, scope: "read", identity: "bob" },
+  ],
+  messagePollTimeoutMs: 200,
 });
 
 const fast: Partial<PollerOptions> = {

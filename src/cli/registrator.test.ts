@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { after, before, beforeEach, describe, test } from "node:test";
-import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../../sim/azure-devops/index.ts";
+import { describe, test } from "node:test";
+import { useEmulator } from "../../test/support/emulator.ts";
 import { PLACEHOLDER_AGENT_VERSION, prefixedPlaceholderName } from "../placeholders/plan.ts";
 import { placeholderAgentName } from "../scaling/naming.ts";
 import {
@@ -195,27 +195,14 @@ describe("parseRegistratorArgs", () => {
 // ---------------------------------------------------------------------------------------------------------------
 // Against the emulator
 
-let emu: AzureDevOpsEmulator;
-
-before(async () => {
-  emu = await startAzureDevOpsEmulator({
-    pools: ["sim-pool", "Pool With Spaces"],
-    pats: [
-      { token: managePat, scope: "manage", identity: "alice" },
-      { token: readPat, scope: "read", identity: "bob" },
-    ],
-    bearerTokens: [{ token: pipelineToken, identity: "build-service", scope: "manage" }],
-    messagePollTimeoutMs: 200,
-    log: () => undefined,
-  });
-});
-
-after(async () => {
-  await emu.close();
-});
-
-beforeEach(() => {
-  emu.control.reset();
+const emu = useEmulator({
+  pools: ["sim-pool", "Pool With Spaces"],
+  pats: [
+    { token: managePat, scope: "manage", identity: "alice" },
+    { token: readPat, scope: "read", identity: "bob" },
+  ],
+  bearerTokens: [{ token: pipelineToken, identity: "build-service", scope: "manage" }],
+  messagePollTimeoutMs: 200,
 });
 
 async function run(argv: string[], env: Record<string, string> = {}) {

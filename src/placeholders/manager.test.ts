@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { SimulatedAgent } from "../../sim/azure-devops/agent.ts";
-import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../../sim/azure-devops/index.ts";
+import { useEmulator } from "../../test/support/emulator.ts";
 import { patCredential } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient } from "../azure-devops/client.ts";
 import { placeholderAgentName, podNamePrefix } from "../scaling/naming.ts";
@@ -12,26 +12,13 @@ const managePat = "managepat0123456789abcdefghijklmnopqrstuvwxyz012";
 const readPat = "readpat0123456789abcdefghijklmnopqrstuvwxyz01234";
 const HOUR = 3_600_000;
 
-let emu: AzureDevOpsEmulator;
-
-before(async () => {
-  emu = await startAzureDevOpsEmulator({
-    pools: ["sim-pool"],
-    pats: [
-      { token: managePat, scope: "manage", identity: "alice" },
-      { token: readPat, scope: "read", identity: "bob" },
-    ],
-    messagePollTimeoutMs: 200,
-    log: () => undefined,
-  });
-});
-
-after(async () => {
-  await emu.close();
-});
-
-beforeEach(() => {
-  emu.control.reset();
+const emu = useEmulator({
+  pools: ["sim-pool"],
+  pats: [
+    { token: managePat, scope: "manage", identity: "alice" },
+    { token: readPat, scope: "read", identity: "bob" },
+  ],
+  messagePollTimeoutMs: 200,
 });
 
 function client(pat = managePat): AzureDevOpsClient {

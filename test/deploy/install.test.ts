@@ -19,6 +19,7 @@ import { stringify } from "yaml";
 import { serviceAccountConnection, writeServiceAccountKubeconfig } from "../../sim/control-plane/serviceaccount.ts";
 import { isNotFound, KubeApiError, KubeClient } from "../../src/kube/client.ts";
 import {
+  crdEstablished,
   createNamespace,
   deleteNamespace,
   eventually,
@@ -67,12 +68,7 @@ before(async () => {
     "-f",
     join(repoRoot, "config", "crd", CRD_FILE),
   ]);
-  await eventually("the CRD to be established", async () => {
-    const crd = await cluster.client.request<Obj>({
-      path: `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${CRD_NAME}`,
-    });
-    return crd.status?.conditions?.some((c: Obj) => c.type === "Established" && c.status === "True") || undefined;
-  });
+  await crdEstablished(cluster.client, CRD_NAME);
 });
 
 after(async () => {

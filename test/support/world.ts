@@ -3,9 +3,6 @@
  * test's own, an Azure DevOps emulator and a virtual node (both in-process, private to the test), the PAT Secret,
  * and helpers to create AutoScaledAgents whose pods land on the test's node.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { parse } from "yaml";
 import {
   type AzureDevOpsEmulator,
   type AzureDevOpsEmulatorOptions,
@@ -14,29 +11,19 @@ import {
 import { agentProgram } from "../../sim/node/agent-program.ts";
 import { VirtualNode } from "../../sim/node/index.ts";
 import type { Pod } from "../../sim/node/types.ts";
-import { createNamespace, deleteNamespace, eventually, type TestCluster, testCluster, uniqueName } from "./cluster.ts";
+import {
+  createNamespace,
+  deleteNamespace,
+  ensureCrd,
+  eventually,
+  type TestCluster,
+  testCluster,
+  uniqueName,
+} from "./cluster.ts";
+import { registerPlaceholder } from "./emulator.ts";
 import { type OperatorOptions, type OperatorProcess, startOperatorProcess } from "./operator.ts";
 
-const root = join(import.meta.dirname, "..", "..");
-export const crdFile = join(root, "config", "crd", "azurepipelines.k8s.scaler.io_autoscaledagents.yaml");
 const asaPath = (ns: string) => `/apis/azurepipelines.k8s.scaler.io/v1/namespaces/${ns}/autoscaledagents`;
-
-export async function ensureCrd(cluster: TestCluster): Promise<void> {
-  const crd = parse(readFileSync(crdFile, "utf8")) as { metadata: { name: string } };
-  await cluster.client.request({
-    method: "PATCH",
-    path: `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`,
-    contentType: "application/apply-patch+yaml",
-    query: { fieldManager: "azp-tests", force: "true" },
-    body: crd,
-  });
-  await eventually("CRD established", async () => {
-    const got = await cluster.client.request<{ status?: { conditions?: { type: string; status: string }[] } }>({
-      path: `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`,
-    });
-    return got.status?.conditions?.some((c) => c.type === "Established" && c.status === "True") || undefined;
-  });
-}
 
 export interface World {
   cluster: TestCluster;
@@ -70,7 +57,7 @@ export async function startWorld(
   options: { pool?: string; emulator?: Partial<AzureDevOpsEmulatorOptions> } = {},
 ): Promise<World> {
   const cluster = await testCluster();
-  await ensureCrd(cluster);
+  await ensureCrd(cluster.client);
   const ns = await createNamespace(cluster.client, "e2e");
   const pool = options.pool ?? "e2e pool";
   const pat = `pat-${uniqueName("m")}`;
@@ -99,7 +86,6 @@ export async function startWorld(
     path: `/api/v1/namespaces/${ns}/secrets`,
     body: { metadata: { name: "azure-pat" }, stringData: { pat } },
   });
-  const basicAuth = `Basic ${Buffer.from(`:${pat}`).toString("base64")}`;
   return {
     cluster,
     ns,
@@ -147,19 +133,8 @@ export async function startWorld(
       });
       return list.items;
     },
-    async placeholder(capabilities) {
-      const poolId = ado.control.listPools()[0]?.id;
-      const res = await fetch(`${ado.organizationUrl}/_apis/distributedtask/pools/${poolId}/agents?api-version=7.1`, {
-        method: "POST",
-        headers: { Authorization: basicAuth, "Content-Type": "application/json" },
-        body: JSON.stringify({
-          name: uniqueName("dummy-agent-test"),
-          version: "4.258.1",
-          systemCapabilities: capabilities,
-        }),
-      });
-      if (res.status !== 200) throw new Error(`placeholder registration failed: ${res.status}`);
-    },
+    placeholder: (capabilities) =>
+      registerPlaceholder(ado, { pat, name: uniqueName("dummy-agent-test"), capabilities }),
     async close() {
       await node.stop();
       await ado.close();
