@@ -249,10 +249,15 @@ async function refresh(): Promise<void> {
 
 // ---- output: a dashboard on a terminal, lines otherwise
 
-let stopRequested: () => void = () => {};
+let resolveStop: () => void = () => {};
 const stopped = new Promise<void>((resolve) => {
-  stopRequested = resolve;
+  resolveStop = resolve;
 });
+// Ctrl-C without raw mode reaches the operator too: its exit is then no surprise.
+const stopRequested = () => {
+  stopping = true;
+  resolveStop();
+};
 const screen = plain
   ? undefined
   : new Screen({
@@ -306,7 +311,6 @@ await stopped;
 
 // ---- stop: the feed, the operator; a last read for the summary
 
-stopping = true;
 if (feed) clearInterval(feed);
 if (ticker) clearInterval(ticker);
 loops.abort();
