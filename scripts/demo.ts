@@ -22,7 +22,7 @@ import { up } from "../sim/cli.ts";
 import type { ServicesInfo } from "../sim/services.ts";
 import { simDir } from "../sim/state.ts";
 import { labels, MANAGED_BY_VALUE } from "../src/api/v1/index.ts";
-import type { PodObject } from "../src/controller/observe.ts";
+import type { PodObject } from "../src/controller/ports.ts";
 import { KubeClient } from "../src/kube/client.ts";
 import { loadKubeconfigFile } from "../src/kube/kubeconfig.ts";
 import { labelValue } from "../src/pods/build.ts";

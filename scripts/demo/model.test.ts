@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { SimAgentView, SimJobView } from "../../sim/azure-devops/views.ts";
 import { labels } from "../../src/api/v1/index.ts";
-import type { PodObject } from "../../src/controller/observe.ts";
+import type { PodObject } from "../../src/controller/ports.ts";
 import { capabilitySetKey } from "../../src/scaling/naming.ts";
 import {
   deriveWorld,

@@ -8,7 +8,8 @@
 
 import type { SimAgentView, SimJobView } from "../../sim/azure-devops/views.ts";
 import { type AutoScaledAgentStatus, labels, REPORTING_CONTROLLER } from "../../src/api/v1/index.ts";
-import { observePod, type PodObject } from "../../src/controller/observe.ts";
+import { observePod } from "../../src/controller/observe.ts";
+import type { PodObject } from "../../src/controller/ports.ts";
 import { capabilitySetKey, isPlaceholderAgentName } from "../../src/scaling/naming.ts";
 import { classifyPod, reservations } from "../../src/scaling/plan.ts";
 import type { JobRequest, ObservedAgent } from "../../src/scaling/types.ts";

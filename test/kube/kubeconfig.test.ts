@@ -17,9 +17,15 @@ import { serviceAccountConnection } from "../../sim/control-plane/serviceaccount
 import { KubeClient, type WatchEvent } from "../../src/kube/client.ts";
 import { loadKubeconfigFile } from "../../src/kube/kubeconfig.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
-import { createNamespace, deleteNamespace, eventually, type TestCluster, testCluster } from "../support/cluster.ts";
+import {
+  createNamespace,
+  deleteNamespace,
+  ensureCrd,
+  eventually,
+  type TestCluster,
+  testCluster,
+} from "../support/cluster.ts";
 import { startOperatorProcess } from "../support/operator.ts";
-import { ensureCrd } from "../support/world.ts";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
@@ -233,7 +239,7 @@ describe("kubeconfigs with exec plugins, lists, tls-server-name and proxies", ()
   });
 
   test("the operator runs with a two-file KUBECONFIG list: cluster in one file, exec user and context in the other", async () => {
-    await ensureCrd(cluster);
+    await ensureCrd(cluster.client);
     const dir = tempDir();
     const clusters = join(dir, "clusters.yaml");
     const credentials = join(dir, "credentials.yaml");
