@@ -14,7 +14,8 @@ const hasMake = spawnSync("make", ["--version"]).status === 0;
 
 /** Runs make in the repository, without the make variables of a caller (a make running the tests). */
 function make(args: string[]): string {
-  const { MAKEFLAGS: _flags, MAKELEVEL: _level, MFLAGS: _mflags, ...env } = process.env;
+  // npm sets NODE (and npm_* variables) for its scripts; the Makefile reads NODE, so the test runs without it.
+  const { MAKEFLAGS: _flags, MAKELEVEL: _level, MFLAGS: _mflags, NODE: _node, ...env } = process.env;
   const r = spawnSync("make", ["--no-print-directory", ...args], { cwd: repoRoot, env, encoding: "utf8" });
   assert.equal(r.status, 0, `make ${args.join(" ")} failed\n${r.stderr}${r.stdout}`);
   return r.stdout;
