@@ -207,7 +207,7 @@ describe("buildAgentPod: the pod", () => {
   });
 });
 
-describe("buildAgentPod: agent environment (contract 5)", () => {
+describe("buildAgentPod: agent environment", () => {
   test("AZP_AGENT_NAME, AZP_URL, AZP_POOL and AZP_TOKEN from the Secret, first", () => {
     const { pod } = build();
     assert.deepEqual(env(pod).slice(0, 4), [

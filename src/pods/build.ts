@@ -1,5 +1,5 @@
 /**
- * The agent pod (contract 5): a complete core/v1 Pod from the resource, one of its templates, the pod name, the
+ * The agent pod: a complete core/v1 Pod from the resource, one of its templates, the pod name, the
  * extra containers a job asked for, the cache-volume claims and the job requests the pod is for.
  *
  * Pure: no I/O, no clock, inputs are never changed (the template is deep-copied). The result says why a pod cannot

@@ -1,5 +1,5 @@
 /**
- * The `ExtraAgentContainers` demand (contract 10): a pipeline asks for extra containers in its agent pod with
+ * The `ExtraAgentContainers` demand: a pipeline asks for extra containers in its agent pod with
  *
  *   ExtraAgentContainers -equals name=c,image=repo/img:1,cpu=250m,memory=64Mi||name=d,image=other:2
  *   ExtraAgentContainers -equals c,repo/img:1,250m,64Mi||d,other:2          (positional, as in the original README)

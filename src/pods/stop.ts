@@ -1,5 +1,5 @@
 /**
- * Stopping classic sidecars once the agent container has terminated (contract 6), so the pod reaches a final phase.
+ * Stopping classic sidecars once the agent container has terminated, so the pod reaches a final phase.
  *
  * A running pod's containers can only have their `image` changed. Changing it makes the kubelet stop the container
  * (SIGTERM, preStop hook, grace period, as for any stop) and start it again from the new image whatever the

@@ -88,7 +88,7 @@ describe("pvcHolder", () => {
   }
 });
 
-describe("assignCacheVolumes (contract 9)", () => {
+describe("assignCacheVolumes", () => {
   test("no PVC yet: create one for each cache volume the template mounts (non-cache mounts ignored)", () => {
     assert.deepEqual(summary(state(), "new", "tB"), {
       ready: true,

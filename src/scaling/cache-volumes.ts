@@ -1,5 +1,5 @@
 /**
- * Reusable cache volumes (contract 9): which PVC a new pod gets for each cache volume its template mounts.
+ * Reusable cache volumes: which PVC a new pod gets for each cache volume its template mounts.
  *
  * Rules: a PVC is never handed to a pod while a live pod holds it (mounts it, or holds its claim); reuse before
  * create; prefer the PVC this template used most recently (warm cache); create only while the number of PVCs of

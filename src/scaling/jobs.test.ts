@@ -15,7 +15,7 @@ function job(id: number, demands: string[]): PendingJob {
   return p;
 }
 
-describe("pending jobs (contract 1)", () => {
+describe("pending jobs", () => {
   const cases: [string, JobRequest, boolean][] = [
     ["queued", req(1), true],
     ["queued without demands field", { requestId: 2 }, true],
@@ -53,7 +53,7 @@ describe("pending jobs (contract 1)", () => {
   });
 });
 
-describe("matching and best fit (contract 2)", () => {
+describe("matching and best fit", () => {
   const templates: TemplateSpec[] = [
     { capabilities: { buildkit: "1", kubectl: "1" }, minCount: 0, maxCount: 5 },
     { capabilities: { buildkit: "1" }, minCount: 0, maxCount: 5 },

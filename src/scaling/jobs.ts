@@ -1,5 +1,5 @@
 /**
- * Pending jobs (contract 1) and best-fit matching of jobs to pod templates (contract 2).
+ * Pending jobs and best-fit matching of jobs to pod templates.
  */
 
 import {

@@ -86,7 +86,7 @@ function withPods(list: { pod: ObservedPod; agent?: ObservedAgent }[]) {
 const createsSummary = (p: ScalePlan) =>
   p.creates.map((c) => [c.templateIndex, c.extraAgentContainers, [...c.forRequestIds], c.reason]);
 
-describe("scale up (contract 3)", () => {
+describe("scale up", () => {
   const cases: {
     name: string;
     templates: TemplateSpec[];
@@ -361,7 +361,7 @@ describe("scale up (contract 3)", () => {
   });
 });
 
-describe("scale down (contract 4)", () => {
+describe("scale down", () => {
   test("minCount reduced: idle pods are only marked at first", () => {
     const p = plan({
       templates: [tpl({}, 1, 999)],
@@ -698,7 +698,7 @@ describe("pod classification", () => {
   });
 });
 
-describe("stopping sidecars (contract 6)", () => {
+describe("stopping sidecars", () => {
   const c = (name: string, state: "running" | "waiting" | "terminated", extra = {}) => ({
     name,
     state,
@@ -749,7 +749,7 @@ describe("stopping sidecars (contract 6)", () => {
   });
 });
 
-describe("finished pods (contract 7)", () => {
+describe("finished pods", () => {
   const finished = (name: string, startedAgoS: number | null, createdAgoS = 10_000) =>
     pod(name, {
       phase: "Succeeded",

@@ -1,5 +1,5 @@
 /**
- * The scale plan (contracts 3, 4, 6, 7): from templates, job requests, the resource's pods, their agents and `now`,
+ * The scale plan: from templates, job requests, the resource's pods, their agents and `now`,
  * decide which pods to create, which to remove, which sidecars to stop, which finished pods to delete, and the
  * counts for status. Pure: the controller carries the plan out.
  */
