@@ -93,26 +93,6 @@ export type CachePrepared =
   | { ok: true; mapping: Record<string, string>; claimed: string[] }
   | { ok: false; reason: string; message: string };
 
-/** The state after `podName` got `mapping`: its PVCs are claimed and mounted, so later choices skip them. */
-export function withClaims(
-  state: CacheVolumeState,
-  podName: string,
-  mapping: Record<string, string>,
-  now: number,
-): CacheVolumeState {
-  const claimed = new Set(Object.values(mapping));
-  const known = new Set(state.pvcs.map((p) => p.name));
-  const pvcs = state.pvcs.map((p) => (claimed.has(p.name) ? { ...p, claim: { podName, claimedAtMs: now } } : p));
-  for (const [volumeName, name] of Object.entries(mapping)) {
-    if (!known.has(name)) pvcs.push({ name, volumeName, claim: { podName, claimedAtMs: now }, createdAtMs: now });
-  }
-  return {
-    ...state,
-    pvcs,
-    pods: [...state.pods, { name: podName, phase: "Pending", mountedPvcNames: [...claimed] }],
-  };
-}
-
 /** The status list of the cache volumes: each PVC and the pod holding it. */
 export function cacheVolumeStatus(
   state: CacheVolumeState,

@@ -14,10 +14,10 @@
 import { type AutoScaledAgent, podAnnotations, resourceRef } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { errorMessage } from "../runtime/logger.ts";
-import type { CacheVolumeState } from "../scaling/cache-volumes.ts";
+import { type CacheVolumeState, withClaims } from "../scaling/cache-volumes.ts";
 import { podName } from "../scaling/naming.ts";
 import { type Action, expectedPod, type Problem } from "./actions.ts";
-import { type CacheVolumes, withClaims } from "./cache-volumes.ts";
+import type { CacheVolumes } from "./cache-volumes.ts";
 import type { Expectation } from "./observe.ts";
 import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, PvcObject, Resource } from "./ports.ts";
 

@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import {
-  containersOnTerminatorImage,
-  DEFAULT_TERMINATOR_IMAGE,
-  resolveTerminatorImage,
-  stopContainersJsonPatch,
-  stopContainersPatch,
-} from "./stop.ts";
+import { DEFAULT_TERMINATOR_IMAGE, resolveTerminatorImage, stopContainersPatch } from "./stop.ts";
 
 const SIM = "registry.local/sim-exit:0";
 
@@ -65,24 +59,6 @@ describe("stopContainersPatch (strategic merge)", () => {
   });
 });
 
-describe("stopContainersJsonPatch", () => {
-  test("a test of the name and a replace of the image per container, by index", () => {
-    const r = stopContainersJsonPatch(pod, ["node", "buildkit", "docker", "nope", "done"], SIM);
-    assert.deepEqual(r.operations, [
-      { op: "test", path: "/spec/containers/2/name", value: "node" },
-      { op: "replace", path: "/spec/containers/2/image", value: SIM },
-      { op: "test", path: "/spec/containers/1/name", value: "buildkit" },
-      { op: "replace", path: "/spec/containers/1/image", value: SIM },
-    ]);
-    assert.deepEqual(r.skipped, ["docker", "nope"]);
-    assert.deepEqual(r.alreadyStopped, ["done"]);
-    for (const op of r.operations) if (op.op === "replace") assert.match(op.path, /\/image$/);
-  });
-  test("nothing to do", () => {
-    assert.deepEqual(stopContainersJsonPatch(pod, [], SIM).operations, []);
-  });
-});
-
 describe("terminator image", () => {
   test("default, trimmed, or refused", () => {
     assert.equal(resolveTerminatorImage(), DEFAULT_TERMINATOR_IMAGE);
@@ -93,9 +69,5 @@ describe("terminator image", () => {
   });
   test("the default is a valid reference", () => {
     assert.equal(resolveTerminatorImage(DEFAULT_TERMINATOR_IMAGE), DEFAULT_TERMINATOR_IMAGE);
-  });
-  test("containers already switched", () => {
-    assert.deepEqual(containersOnTerminatorImage(pod, SIM), ["done"]);
-    assert.deepEqual(containersOnTerminatorImage(pod), []);
   });
 });

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   assignCacheVolumes,
-  assignCacheVolumesInOrder,
   type CachePod,
   type CacheTemplate,
   type CacheVolumeState,
@@ -10,6 +9,7 @@ import {
   type ObservedPvc,
   pvcCap,
   pvcHolder,
+  withClaims,
 } from "./cache-volumes.ts";
 
 const NOW = 5_000_000;
@@ -204,10 +204,27 @@ describe("assignCacheVolumes", () => {
   });
 });
 
-describe("assignCacheVolumesInOrder", () => {
+/** Assigns pods one after another as the executor does: each sees the claims and creations of those before it. */
+function assignInOrder(s: CacheVolumeState, requests: { podName: string; templateKey: string }[]) {
+  let current = s;
+  return requests.map((request) => {
+    const a = assignCacheVolumes(current, request);
+    if (a.ready) {
+      const mapping: Record<string, string> = {};
+      for (const d of a.decisions) {
+        if (d.kind === "reuse") mapping[d.volumeName] = d.pvcName;
+        if (d.kind === "create") mapping[d.volumeName] = `planned:${request.podName}:${d.volumeName}`;
+      }
+      current = withClaims(current, request.podName, mapping, s.now);
+    }
+    return a;
+  });
+}
+
+describe("assigning a batch in order (assignCacheVolumes + withClaims)", () => {
   test("never hands one PVC to two pods, and holds the cap across the batch", () => {
     const s = state({ pvcs: [pvc("free1")] });
-    const out = assignCacheVolumesInOrder(
+    const out = assignInOrder(
       s,
       ["p1", "p2", "p3", "p4"].map((podName) => ({ podName, templateKey: "tA" })),
     );
@@ -227,7 +244,7 @@ describe("assignCacheVolumesInOrder", () => {
       pvcs: [pvc("c1"), pvc("c2"), pvc("c3")],
       templates: [{ key: "t", maxCount: 3, mountedVolumeNames: ["buildkit-cache"] }],
     });
-    const out = assignCacheVolumesInOrder(
+    const out = assignInOrder(
       s,
       Array.from({ length: 20 }, (_, i) => ({ podName: `p${i}`, templateKey: "t" })),
     );

@@ -194,34 +194,27 @@ export function assignCacheVolumes(state: CacheVolumeState, request: CacheVolume
 }
 
 /**
- * Assigns several new pods in order, each seeing the claims and creations decided for the ones before it, so one
- * PVC is never handed out twice and the cap holds across the batch.
+ * The state after `podName` got `mapping` (cache volume name -> PVC name, reused or newly created): its PVCs are
+ * claimed and mounted, so choices for later pods of the same batch skip them and the cap counts the new PVCs.
  */
-export function assignCacheVolumesInOrder(
+export function withClaims(
   state: CacheVolumeState,
-  requests: readonly CacheVolumeRequest[],
-): CacheVolumeAssignment[] {
-  let pvcs = [...state.pvcs];
-  const out: CacheVolumeAssignment[] = [];
-  for (const request of requests) {
-    const a = assignCacheVolumes({ ...state, pvcs }, request);
-    out.push(a);
-    if (!a.ready) continue;
-    const claim: PvcClaim = { podName: request.podName, claimedAtMs: state.now };
-    for (const d of a.decisions) {
-      if (d.kind === "reuse") {
-        pvcs = pvcs.map((p) => (p.name === d.pvcName ? { ...p, claim } : p));
-      } else if (d.kind === "create") {
-        pvcs.push({
-          name: `planned:${request.podName}:${d.volumeName}`,
-          volumeName: d.volumeName,
-          claim,
-          createdAtMs: state.now,
-        });
-      }
-    }
+  podName: string,
+  mapping: Readonly<Record<string, string>>,
+  now: number,
+): CacheVolumeState {
+  const claimed = new Set(Object.values(mapping));
+  const known = new Set(state.pvcs.map((p) => p.name));
+  const claim: PvcClaim = { podName, claimedAtMs: now };
+  const pvcs = state.pvcs.map((p) => (claimed.has(p.name) ? { ...p, claim } : p));
+  for (const [volumeName, name] of Object.entries(mapping)) {
+    if (!known.has(name)) pvcs.push({ name, volumeName, claim, createdAtMs: now });
   }
-  return out;
+  return {
+    ...state,
+    pvcs,
+    pods: [...state.pods, { name: podName, phase: "Pending", mountedPvcNames: [...claimed] }],
+  };
 }
 
 export interface ClaimRelease {
