@@ -12,18 +12,21 @@ import type { JobRequest, PodCreate } from "../scaling/types.ts";
 // ---------------------------------------------------------------------------------------------------------------
 // Kubernetes objects as the controller reads them
 
+/** The metadata the controller reads of the objects it owns. */
+export interface ObjectMetadata {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
+}
+
 export interface PodObject {
-  metadata: {
-    name: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    creationTimestamp?: string;
-    deletionTimestamp?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
-  };
+  metadata: ObjectMetadata;
   spec: {
     nodeName?: string;
     containers: { name: string; image?: string }[];
@@ -46,17 +49,7 @@ export interface ContainerStatus {
 export interface PvcObject {
   apiVersion?: string;
   kind?: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    creationTimestamp?: string;
-    deletionTimestamp?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
-  };
+  metadata: ObjectMetadata;
   spec?: { storageClassName?: string; resources?: { requests?: { storage?: string } } };
   status?: { phase?: string };
 }
