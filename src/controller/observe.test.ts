@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import { observeAgent, observePod, templateIndexOf } from "./observe.ts";
+import { jobsOfEndedPods, observeAgent, observePod, templateIndexOf } from "./observe.ts";
 import type { PodObject } from "./ports.ts";
 
 const templates = [
@@ -101,4 +101,31 @@ describe("observeAgent", () => {
     assert.equal(observeAgent({ id: 2, name: "q", status: "offline" }).busy, false);
     assert.equal(observeAgent({ id: 2, name: "q", status: "weird" }).status, "offline");
   });
+});
+
+describe("jobsOfEndedPods", () => {
+  const base = observePod(pod(), []);
+  const running = { ...base, name: "run", agentContainer: "running" as const, createdForRequestIds: [1] };
+  const ended = { ...base, name: "end", agentContainer: "terminated" as const, createdForRequestIds: [2] };
+  const deleting = { ...running, name: "del", deleting: true, createdForRequestIds: [3] };
+  const cases: [string, Map<number, number>, (typeof base)[], number | undefined, [number, number][]][] = [
+    ["a running pod's job is not remembered", new Map(), [running], 50, []],
+    [
+      "an ended pod's jobs are remembered from now",
+      new Map(),
+      [ended, deleting],
+      50,
+      [
+        [2, 100],
+        [3, 100],
+      ],
+    ],
+    ["without a snapshot nothing is dropped", new Map([[9, 10]]), [], undefined, [[9, 10]]],
+    ["an earlier sighting is kept", new Map([[2, 40]]), [ended], 30, [[2, 40]]],
+    ["a snapshot fetched later drops the memory", new Map([[2, 40]]), [], 41, []],
+    ["a snapshot fetched at the same moment does not", new Map([[2, 40]]), [], 40, [[2, 40]]],
+  ];
+  for (const [name, memory, pods, fetchedAt, want] of cases) {
+    test(name, () => assert.deepEqual([...jobsOfEndedPods(memory, pods, fetchedAt, 100)], want));
+  }
 });

@@ -155,3 +155,30 @@ export function resourcesOnPool(
     return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
   });
 }
+
+/**
+ * Job requests whose pod has ended its run, remembered (request id -> when first seen ended) until a pool snapshot
+ * fetched after that moment. Until then the job list may predate the job's assignment and still show it queued;
+ * planning from it would create a second pod for a job that already ran.
+ * 1. A pod whose agent container terminated, that finished, or that is being deleted has ended its run: the jobs it
+ *    was created for are remembered from now (an earlier sighting is kept).
+ * 2. A memory older than the snapshot's fetch time is dropped: that poll shows the job's true state.
+ */
+export function jobsOfEndedPods(
+  memory: ReadonlyMap<number, number>,
+  pods: readonly ObservedPod[],
+  snapshotFetchedAt: number | undefined,
+  now: number,
+): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const [id, at] of memory) out.set(id, at);
+  for (const p of pods) {
+    const ended = p.agentContainer === "terminated" || p.deleting || p.phase === "Succeeded" || p.phase === "Failed";
+    if (!ended) continue;
+    for (const id of p.createdForRequestIds) if (!out.has(id)) out.set(id, now);
+  }
+  if (snapshotFetchedAt !== undefined) {
+    for (const [id, at] of out) if (at < snapshotFetchedAt) out.delete(id);
+  }
+  return out;
+}

@@ -67,7 +67,11 @@ function resource(spec: Record<string, unknown> = {}, options: { cache?: boolean
 
 type PodState = "pending" | "running" | "agent-done" | "succeeded";
 
-function pod(name: string, state: PodState, extra: { createdMsAgo?: number; idleMarkMsAgo?: number } = {}): PodObject {
+function pod(
+  name: string,
+  state: PodState,
+  extra: { createdMsAgo?: number; idleMarkMsAgo?: number; createdFor?: number } = {},
+): PodObject {
   const running = { running: { startedAt: iso(60_000) } };
   const terminated = { terminated: { exitCode: 0 } };
   const agent = state === "pending" ? {} : state === "running" ? running : terminated;
@@ -80,6 +84,7 @@ function pod(name: string, state: PodState, extra: { createdMsAgo?: number; idle
       labels: { [labels.template]: TEMPLATE_KEY },
       annotations: {
         ...(extra.idleMarkMsAgo === undefined ? {} : { [annotations.idleSince]: String(NOW - extra.idleMarkMsAgo) }),
+        ...(extra.createdFor === undefined ? {} : { [annotations.createdFor]: String(extra.createdFor) }),
       },
       ownerReferences: [{ kind: "AutoScaledAgent", name: "agents", uid: UID, controller: true }],
     },
@@ -125,12 +130,16 @@ const agent = (id: number, name: string, extra: Partial<PoolAgent> = {}): PoolAg
   ...extra,
 });
 
+type PoolState = { jobRequests?: JobRequest[]; agents?: PoolAgent[]; fetchedMsAgo?: number } | { error: string };
+
 interface World {
   resource: AutoScaledAgent;
   pods?: PodObject[];
   pvcs?: PvcObject[];
-  /** The pool's snapshot; an error string makes the poll fail instead. */
-  pool: { jobRequests?: JobRequest[]; agents?: PoolAgent[] } | { error: string };
+  /** The pool's snapshot (fetched `fetchedMsAgo` before NOW); an error string makes the poll fail instead. */
+  pool: PoolState;
+  /** What changes before the second reconcile. */
+  then?: { pool?: PoolState };
   agentDeletion?: AgentDeletion;
   /** Answers of PVC claim patches, in order (then "done"). */
   pvcPatches?: ("done" | "conflict")[];
@@ -143,7 +152,12 @@ function harness(world: World) {
   const snapshot = (): PoolSnapshot | undefined =>
     "error" in world.pool
       ? undefined
-      : { poolId: 1, jobRequests: world.pool.jobRequests ?? [], agents: world.pool.agents ?? [], fetchedAt: NOW };
+      : {
+          poolId: 1,
+          jobRequests: world.pool.jobRequests ?? [],
+          agents: world.pool.agents ?? [],
+          fetchedAt: NOW - (world.pool.fetchedMsAgo ?? 0),
+        };
   const caches: Caches = {
     resource: (key) => (key === "ci/agents" ? world.resource : undefined),
     allResources: () => [world.resource],
@@ -224,7 +238,10 @@ function harness(world: World) {
     suffix: () => `p${++n}`.padEnd(5, "x"),
     resyncIntervalMs: 30_000,
   });
-  return { calls, events, reconcile: () => reconciler.reconcile("ci/agents") };
+  const next = () => {
+    if (world.then?.pool) world.pool = world.then.pool;
+  };
+  return { calls, events, next, reconcile: () => reconciler.reconcile("ci/agents") };
 }
 
 interface Case {
@@ -324,6 +341,26 @@ const cases: Case[] = [
     calls: [["release agents-cache-a if held by agents-done"]],
   },
   {
+    name: "stale job list: the job of a pod whose agent already ended gets no second pod",
+    world: {
+      resource: resource({ maxTerminatedPodsToKeep: 5 }),
+      pods: [pod("agents-ran1", "succeeded", { createdFor: 1 })],
+      // The poll predates the pod's end: it still shows job 1 queued.
+      pool: { jobRequests: [queued(1)], fetchedMsAgo: 1_000 },
+    },
+    calls: [[]],
+  },
+  {
+    name: "a job still queued in a poll newer than its pod's end gets a new pod",
+    world: {
+      resource: resource({ maxTerminatedPodsToKeep: 5 }),
+      pods: [pod("agents-ran1", "succeeded", { createdFor: 1 })],
+      pool: { jobRequests: [queued(1)], fetchedMsAgo: 1_000 },
+      then: { pool: { jobRequests: [queued(1)], fetchedMsAgo: -1_000 } },
+    },
+    calls: [[], ["createPod"]],
+  },
+  {
     name: "poll failed -> housekeeping only",
     world: {
       resource: resource({ maxTerminatedPodsToKeep: 0 }, { cache: true }),
@@ -349,6 +386,7 @@ describe("Reconciler (all ports faked)", () => {
       const h = harness(c.world);
       const seen: string[][] = [];
       for (let i = 0; i < c.calls.length; i++) {
+        if (i > 0) h.next();
         h.calls.length = 0;
         await h.reconcile();
         seen.push([...h.calls]);

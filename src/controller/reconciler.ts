@@ -21,6 +21,7 @@ import type { Findings } from "./conditions.ts";
 import { execute } from "./executor.ts";
 import {
   type Expectation,
+  jobsOfEndedPods,
   observeAgent,
   observePod,
   resourcesOnPool,
@@ -70,6 +71,8 @@ interface Memory {
   attached?: { fingerprint: string; target: PoolTarget; subscription: PoolSubscription };
   expected: Map<string, Expectation>;
   reported: ReadonlySet<number>;
+  /** Jobs of pods that ended their run, until a newer poll (see `jobsOfEndedPods`). */
+  endedJobs: Map<number, number>;
 }
 
 export class Reconciler {
@@ -153,7 +156,8 @@ export class Reconciler {
       o.expectationTtlMs ?? 60_000,
     );
     memory.expected = open;
-    const plan = this.#plan(key, resource, snapshot, pods);
+    memory.endedJobs = jobsOfEndedPods(memory.endedJobs, pods, snapshot?.fetchedAt, o.now());
+    const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs);
     const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
     const expectedMounts = [...open.entries()].map(([name, e]) => ({
       name,
@@ -213,9 +217,15 @@ export class Reconciler {
   }
 
   /** The scale plan: jobs another resource on the pool serves better are left to it. */
-  #plan(key: string, resource: Resource, snapshot: PoolSnapshot | undefined, pods: readonly ObservedPod[]): ScalePlan {
+  #plan(
+    key: string,
+    resource: Resource,
+    snapshot: PoolSnapshot | undefined,
+    pods: readonly ObservedPod[],
+    endedJobs: ReadonlyMap<number, number>,
+  ): ScalePlan {
     const specs = templateSpecs(resource.spec);
-    let jobRequests = snapshot?.jobRequests ?? [];
+    let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
     if (snapshot) {
       const others = resourcesOnPool(this.#o.caches.allResources(), resource, this.#o.azureDevOps.sameOrganization).map(
         (r) => ({ key: r.key, templates: templateSpecs(r) }),
@@ -275,7 +285,7 @@ export class Reconciler {
   #memoryOf(key: string): Memory {
     let m = this.#memory.get(key);
     if (!m) {
-      m = { expected: new Map(), reported: new Set() };
+      m = { expected: new Map(), reported: new Set(), endedJobs: new Map() };
       this.#memory.set(key, m);
     }
     return m;
