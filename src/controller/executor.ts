@@ -148,6 +148,7 @@ export async function execute(
           at: ports.now(),
           pod: expectedPod(name, create, ports.now()),
           pvcNames: Object.values(claims.mapping),
+          confirmed: created.outcome === "created",
         });
         if (created.outcome === "unknown") {
           problem("PodCreateFailed", `creating pod ${name} may have failed: ${created.message}`, true);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import { jobsOfEndedPods, observeAgent, observePod, templateIndexOf } from "./observe.ts";
+import { jobsOfEndedPods, observeAgent, observePod, templateIndexOf, withExpectedPods } from "./observe.ts";
 import type { PodObject } from "./ports.ts";
 
 const templates = [
@@ -127,5 +127,36 @@ describe("jobsOfEndedPods", () => {
   ];
   for (const [name, memory, pods, fetchedAt, want] of cases) {
     test(name, () => assert.deepEqual([...jobsOfEndedPods(memory, pods, fetchedAt, 100)], want));
+  }
+});
+
+describe("withExpectedPods", () => {
+  const base = observePod(pod(), []);
+  const seen = { ...base, name: "seen" };
+  const expectation = (name: string, at: number, confirmed = true) => ({
+    at,
+    pod: { ...base, name },
+    pvcNames: [],
+    confirmed,
+  });
+  const cases: [string, ReturnType<typeof expectation>, number | undefined, boolean][] = [
+    ["the cache shows it: no longer expected", expectation("seen", 0), undefined, false],
+    ["a list asked for after the create lacks it: gone", expectation("p", 1_000), 2_000, false],
+    ["a list asked for before the create says nothing", expectation("p", 1_000), 900, true],
+    // Longer than any TTL and than the 150 s watch watchdog: a silently stalled watch must not let it go.
+    ["confirmed, unseen for 10 minutes, no relist: still expected", expectation("p", 0), undefined, true],
+    ["unconfirmed, unseen past its TTL: dropped", expectation("p", 0, false), undefined, false],
+    ["unconfirmed, within its TTL: expected", expectation("p", 590_000, false), undefined, true],
+  ];
+  for (const [name, e, listedAt, kept] of cases) {
+    test(name, () => {
+      const r = withExpectedPods([seen], new Map([[e.pod.name, e]]), {
+        now: 600_000,
+        listedAt,
+        unconfirmedTtlMs: 60_000,
+      });
+      assert.equal(r.open.has(e.pod.name), kept);
+      assert.equal(r.pods.length, kept ? 2 : 1);
+    });
   }
 });

@@ -100,30 +100,45 @@ export function observeAgent(agent: PoolAgent): ObservedAgent {
   };
 }
 
-/** A pod this process created, with when, until the cache shows it. */
+/** A pod this process created (or may have: its POST's outcome was unknown), until the cache shows it. */
 export interface Expectation {
   readonly at: number;
   readonly pod: ObservedPod;
   /** The cache-volume PVCs it mounts. */
   readonly pvcNames: readonly string[];
+  /** The API server confirmed the create (false: the POST timed out or failed in an unknown way). */
+  readonly confirmed: boolean;
+}
+
+export interface ExpectationClock {
+  readonly now: number;
+  /** When the pod cache last finished a full list (undefined: never yet). */
+  readonly listedAt: number | undefined;
+  /** How long an unconfirmed create is expected without being seen. */
+  readonly unconfirmedTtlMs: number;
 }
 
 /**
  * The pods the plan sees: the cached ones, plus pods this process created that the cache does not show yet (so a
- * lagging cache never causes a second create). An expectation ends when the cache shows the pod or after `ttlMs`.
- * Returns the expectations still open.
+ * lagging or silently stalled watch never causes a second create, nor lets the unseen pod escape maxCount).
+ * 1. An expectation ends when the cache shows the pod (the reconciler also drops it when a watch event names it).
+ * 2. It ends when the pod cache was listed after the create: a list is authoritative, so a pod it lacks is gone.
+ * 3. An unconfirmed create also ends after `unconfirmedTtlMs`: the pod probably does not exist.
+ * Otherwise it stays, however long the watch is silent: the watchdog restarts it, and the resumed watch or relist
+ * decides. Returns the expectations still open.
  */
 export function withExpectedPods(
   cached: readonly ObservedPod[],
   expected: ReadonlyMap<string, Expectation>,
-  now: number,
-  ttlMs: number,
+  clock: ExpectationClock,
 ): { pods: ObservedPod[]; open: Map<string, Expectation> } {
   const names = new Set(cached.map((p) => p.name));
   const open = new Map<string, Expectation>();
   const pods = [...cached];
   for (const [name, e] of expected) {
-    if (names.has(name) || now - e.at > ttlMs) continue;
+    if (names.has(name)) continue;
+    if (clock.listedAt !== undefined && clock.listedAt > e.at) continue;
+    if (!e.confirmed && clock.now - e.at > clock.unconfirmedTtlMs) continue;
     open.set(name, e);
     pods.push(e.pod);
   }

@@ -105,6 +105,10 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     allResources: () => asaInformers.flatMap((inf) => inf.store.list()),
     podsOf: (uid) => podInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
     pvcsOf: (uid) => pvcInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
+    podsListedAt: () => {
+      const times = podInformers.map((inf) => inf.health().lastListStartTime);
+      return times.every((t) => t !== undefined) ? Math.min(...(times as number[])) : undefined;
+    },
     liveAgentPodNames: () => {
       if (!podInformers.every((inf) => inf.hasSynced())) return undefined;
       const live = podInformers
@@ -160,7 +164,12 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     });
   }
   const ownerKeys = controllerOwnerKeys(KIND);
-  for (const inf of podInformers) inf.addHandler(enqueueHandler(queue, ownerKeys));
+  const podEvents = enqueueHandler<PodObject & KubeObject>(queue, (p) => {
+    const keys = ownerKeys(p);
+    for (const key of keys) reconciler.podObserved(key, p.metadata.name);
+    return keys;
+  });
+  for (const inf of podInformers) inf.addHandler(podEvents);
   for (const inf of pvcInformers) inf.addHandler({ onUpdate: enqueueHandler(queue, ownerKeys).onUpdate });
 
   const informers = [...asaInformers, ...podInformers, ...pvcInformers];

@@ -73,6 +73,8 @@ export interface Caches {
   pvcsOf(uid: string): PvcObject[];
   /** Names of every live agent pod in the cache, or undefined before the pod cache has synced. */
   liveAgentPodNames(): ReadonlySet<string> | undefined;
+  /** When the pod cache's last full list was asked for (the oldest of its informers), or undefined. */
+  podsListedAt(): number | undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

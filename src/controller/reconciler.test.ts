@@ -141,6 +141,8 @@ interface World {
   /** What changes before the second reconcile. */
   then?: { pool?: PoolState };
   agentDeletion?: AgentDeletion;
+  /** The outcome of pod POSTs (default created). */
+  createOutcome?: "created" | "unknown";
   /** Answers of PVC claim patches, in order (then "done"). */
   pvcPatches?: ("done" | "conflict")[];
 }
@@ -164,13 +166,14 @@ function harness(world: World) {
     podsOf: () => world.pods ?? [],
     pvcsOf: () => world.pvcs ?? [],
     liveAgentPodNames: () => new Set((world.pods ?? []).map((p) => p.metadata.name)),
+    podsListedAt: () => NOW - 3_600_000,
   };
   const kube: KubeWriter = {
     async createPod(_ns, p) {
       const spec = (p as { spec: { volumes?: { persistentVolumeClaim?: { claimName: string } }[] } }).spec;
       const claims = (spec.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []);
       calls.push(`createPod${claims.length ? ` with ${claims.join(",")}` : ""}`);
-      return { outcome: "created" };
+      return world.createOutcome === "unknown" ? { outcome: "unknown", message: "timeout" } : { outcome: "created" };
     },
     async deletePod(_ns, name) {
       calls.push(`deletePod ${name}`);
@@ -267,6 +270,17 @@ const cases: Case[] = [
       pool: { jobRequests: [queued(1)] },
     },
     calls: [["claim agents-cache-a if rv=10: done", "createPod with agents-cache-a"]],
+  },
+  {
+    name: "a create that may have succeeded keeps its claim and is expected: no second pod",
+    world: {
+      resource: resource({}, { cache: true }),
+      pvcs: [pvc("agents-cache-a", undefined)],
+      pool: { jobRequests: [queued(1)] },
+      createOutcome: "unknown",
+    },
+    calls: [["claim agents-cache-a if rv=10: done", "createPod with agents-cache-a"], []],
+    events: ["PodCreateFailed"],
   },
   {
     name: "idle past period -> delete agent then pod",

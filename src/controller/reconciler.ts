@@ -61,7 +61,7 @@ export interface ReconcilerOptions {
   suffix(): string;
   /** Reconcile at least this often. */
   resyncIntervalMs: number;
-  /** How long a created pod may be missing from the cache before it is forgotten. */
+  /** How long a pod whose create had an unknown outcome is expected without being seen (default 60 s). */
   expectationTtlMs?: number;
 }
 
@@ -81,6 +81,11 @@ export class Reconciler {
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
+  }
+
+  /** A watch event named this pod of the resource: it is no longer only expected. */
+  podObserved(key: string, podName: string): void {
+    this.#memory.get(key)?.expected.delete(podName);
   }
 
   /** Releases every pool subscription (shutdown, or leadership lost). */
@@ -152,8 +157,7 @@ export class Reconciler {
     const { pods, open } = withExpectedPods(
       podObjects.map((p) => observePod(p, resource.spec.podsWithCapabilities)),
       memory.expected,
-      o.now(),
-      o.expectationTtlMs ?? 60_000,
+      { now: o.now(), listedAt: o.caches.podsListedAt(), unconfirmedTtlMs: o.expectationTtlMs ?? 60_000 },
     );
     memory.expected = open;
     memory.endedJobs = jobsOfEndedPods(memory.endedJobs, pods, snapshot?.fetchedAt, o.now());

@@ -42,6 +42,8 @@ export interface InformerHealth {
   objects: number;
   /** Time (ms) of the last successful list. */
   lastSyncTime?: number;
+  /** When that list was asked for: every object that existed then is in the cache (or was deleted since). */
+  lastListStartTime?: number;
   /** Time (ms) the cache was last known current: last list, event or bookmark. */
   lastActivityTime?: number;
   /** Restarts of list/watch after an error, a 410 or the watchdog (a server-ended watch is not counted). */
@@ -114,6 +116,7 @@ export class Informer<T extends KubeObject> {
   #restarts = 0;
   #failures = 0;
   #lastSyncTime: number | undefined;
+  #lastListStartTime: number | undefined;
   #lastActivityTime: number | undefined;
   #lastError: { message: string; time: number } | undefined;
   #resyncTimer: TimerHandle | undefined;
@@ -214,6 +217,7 @@ export class Informer<T extends KubeObject> {
       consecutiveFailures: this.#failures,
     };
     if (this.#lastSyncTime !== undefined) h.lastSyncTime = this.#lastSyncTime;
+    if (this.#lastListStartTime !== undefined) h.lastListStartTime = this.#lastListStartTime;
     if (this.#lastActivityTime !== undefined) h.lastActivityTime = this.#lastActivityTime;
     if (this.#lastError) h.lastError = { ...this.#lastError };
     return h;
@@ -229,9 +233,10 @@ export class Informer<T extends KubeObject> {
       let stale = false;
       try {
         if (needList) {
+          const listStarted = this.#clock.now();
           const list = await this.#lw.list({ signal: attempt.signal });
           if (stop.aborted) break;
-          this.#applyList(list);
+          this.#applyList(list, listStarted);
           needList = false;
         }
         const outcome = await this.#watchOnce(attempt, () => {
@@ -326,7 +331,7 @@ export class Informer<T extends KubeObject> {
     return { events, durationMs: this.#clock.now() - started };
   }
 
-  #applyList(list: KubeList<T>): void {
+  #applyList(list: KubeList<T>, started: number): void {
     const items = Array.isArray(list.items) ? list.items : [];
     for (const item of items) {
       if (!item?.metadata?.name) throw new WatchDecodeError(`list of ${this.name} holds an object without a name`);
@@ -336,6 +341,7 @@ export class Informer<T extends KubeObject> {
     this.#resourceVersion = list.metadata?.resourceVersion ?? "";
     const now = this.#clock.now();
     this.#lastSyncTime = now;
+    this.#lastListStartTime = started;
     this.#lastActivityTime = now;
     for (const obj of delta.deleted) this.#emit("onDelete", (h) => h.onDelete?.(obj, { finalStateUnknown: true }));
     for (const obj of delta.added) this.#emit("onAdd", (h) => h.onAdd?.(obj, { initialList: initial }));
