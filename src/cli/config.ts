@@ -131,6 +131,12 @@ export const flags: Record<string, FlagSpec> = {
     default: "5m",
     kind: "duration",
   },
+  "azure-devops-concurrency": {
+    env: "AZURE_DEVOPS_CONCURRENCY",
+    help: "Azure DevOps writes (agent deletions, placeholder work) running at once per organization",
+    default: "4",
+    kind: "int",
+  },
   "terminator-image": {
     env: "TERMINATOR_IMAGE",
     help: "image that classic sidecars are switched to so they exit",
@@ -234,6 +240,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     azureDevOpsTimeoutMs: duration("azure-devops-timeout"),
     resyncIntervalMs: duration("resync-interval"),
     offlineAgentGraceMs: duration("offline-agent-grace"),
+    azureDevOpsConcurrency: int("azure-devops-concurrency", 1),
     terminatorImage: (() => {
       try {
         return resolveTerminatorImage(raw("terminator-image"));

@@ -99,7 +99,7 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
         throw err;
       }
     },
-    sameOrganization,
+    organizationKey,
     identityKey,
     close() {
       void registry.close();
@@ -107,11 +107,11 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
   };
 }
 
-/** Organization URLs compared as the pollers share them (normalised, case-insensitive). */
-function sameOrganization(a: string, b: string): boolean {
+/** Organization URLs as the pollers share them (normalised, case-insensitive). */
+function organizationKey(url: string): string {
   try {
-    return normalizeOrganizationUrl(a).toLowerCase() === normalizeOrganizationUrl(b).toLowerCase();
+    return normalizeOrganizationUrl(url).toLowerCase();
   } catch {
-    return a === b;
+    return url;
   }
 }

@@ -7,8 +7,10 @@
  *    may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a refused
  *    POST releases them.
  * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
- *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone.
- * 3. Finished pods are deleted, then their agent registration (best effort; garbage collection catches the rest).
+ *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone. Both run in the organization's
+ *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once.
+ * 3. Finished pods are deleted, then their agent registration, in the lane (best effort; garbage collection catches
+ *    the rest).
  * 4. A claim is released only if it still names the pod it is released for, so a claim made since is never wiped.
  */
 import { type AutoScaledAgent, podAnnotations, resourceRef } from "../api/v1/index.ts";
@@ -18,6 +20,7 @@ import { type CacheVolumeState, withClaims } from "../scaling/cache-volumes.ts";
 import { podName } from "../scaling/naming.ts";
 import { type Action, expectedPod, type Problem } from "./actions.ts";
 import type { CacheVolumes } from "./cache-volumes.ts";
+import type { OrganizationLanes } from "./lanes.ts";
 import type { Expectation } from "./observe.ts";
 import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, PvcObject, Resource } from "./ports.ts";
 
@@ -28,6 +31,7 @@ export interface ExecutorPorts {
   events: EventsPort;
   metrics: Metrics;
   cacheVolumes: CacheVolumes;
+  lanes: OrganizationLanes;
   now(): number;
   /** A new random pod-name suffix. */
   suffix(): string;
@@ -36,7 +40,9 @@ export interface ExecutorPorts {
 export interface ExecutionContext {
   resource: Resource;
   /** The pool to unregister agents from; undefined when Azure DevOps is not reachable now. */
-  pool?: { target: PoolTarget; poolId: number };
+  pool?: { target: PoolTarget; poolId: number; organization: string };
+  /** A lane task ended: its problems (empty when it went well) replace those it reported before. */
+  backgroundDone(taskKey: string, problems: Problem[]): void;
   /** The cache-volume state as observed (claims made here are added as it goes). */
   cache?: CacheVolumeState;
   pvcs: ReadonlyMap<string, PvcObject>;
@@ -70,21 +76,39 @@ export async function execute(
   };
   let cache = ctx.cache;
 
-  const deleteAgent = async (agentId: number) => {
-    if (!ctx.pool) return "skipped" as const;
-    try {
-      return await ports.azureDevOps.deleteAgent(ctx.pool.target, ctx.pool.poolId, agentId);
-    } catch (err) {
-      problem("AgentDeleteFailed", `deleting agent ${agentId} failed: ${errorMessage(err)}`);
-      return "failed" as const;
-    }
-  };
-  const deletePod = async (name: string) => {
+  const deletePod = async (name: string, problems: Problem[] = report.problems) => {
     try {
       return (await ports.kube.deletePod(ns, name)) === "done";
     } catch (err) {
-      problem("PodDeleteFailed", `deleting pod ${name} failed: ${errorMessage(err)}`);
+      problems.push({ reason: "PodDeleteFailed", message: `deleting pod ${name} failed: ${errorMessage(err)}` });
       return false;
+    }
+  };
+  /** Runs `work` in the organization's lane; its problems reach the reconciler when it ends. */
+  const inLane = (
+    key: string,
+    work: (problems: Problem[], pool: NonNullable<ExecutionContext["pool"]>) => Promise<void>,
+  ) => {
+    const pool = ctx.pool;
+    if (!pool) return;
+    ports.lanes.submit(pool.organization, {
+      key,
+      run: async () => {
+        const problems: Problem[] = [];
+        try {
+          await work(problems, pool);
+        } finally {
+          ctx.backgroundDone(key, problems);
+        }
+      },
+    });
+  };
+  const deleteAgent = async (pool: NonNullable<ExecutionContext["pool"]>, agentId: number, problems: Problem[]) => {
+    try {
+      return await ports.azureDevOps.deleteAgent(pool.target, pool.poolId, agentId);
+    } catch (err) {
+      problems.push({ reason: "AgentDeleteFailed", message: `deleting agent ${agentId} failed: ${errorMessage(err)}` });
+      return "failed" as const;
     }
   };
   const patchPod = async (name: string, patch: { type: "merge" | "strategic"; body: unknown }) => {
@@ -160,8 +184,18 @@ export async function execute(
       }
       case "remove-pod": {
         // Rule 2.
-        if (action.agentId !== null) {
-          const result = await deleteAgent(action.agentId);
+        const removed = (reason: string) => {
+          report.changed = true;
+          ports.metrics.podsDeleted.inc({ ...labels, reason });
+          ports.events.normal(ref, "PodDeleted", `deleted pod ${action.podName}: ${action.message}`, "DeletePod");
+        };
+        if (action.agentId === null) {
+          if (await deletePod(action.podName)) removed(action.reason);
+          break;
+        }
+        const agentId = action.agentId;
+        inLane(`remove:${ns}/${action.podName}`, async (problems, pool) => {
+          const result = await deleteAgent(pool, agentId, problems);
           if (result === "refused") {
             ports.events.normal(
               ref,
@@ -169,15 +203,10 @@ export async function execute(
               `agent ${action.podName} could not be unregistered (it just took a job?); keeping its pod`,
               "DeletePod",
             );
-            continue;
+            return;
           }
-          if (result === "failed" || result === "skipped") continue;
-        }
-        if (await deletePod(action.podName)) {
-          report.changed = true;
-          ports.metrics.podsDeleted.inc({ ...labels, reason: action.reason });
-          ports.events.normal(ref, "PodDeleted", `deleted pod ${action.podName}: ${action.message}`, "DeletePod");
-        }
+          if (result !== "failed" && (await deletePod(action.podName, problems))) removed(action.reason);
+        });
         break;
       }
       case "mark-idle":
@@ -211,7 +240,12 @@ export async function execute(
           report.changed = true;
           ports.metrics.podsDeleted.inc({ ...labels, reason: "finished" });
         }
-        if (action.agentId !== null) await deleteAgent(action.agentId);
+        if (action.agentId !== null) {
+          const agentId = action.agentId;
+          inLane(`agent:${ns}/${agentId}`, async (problems, pool) => {
+            await deleteAgent(pool, agentId, problems);
+          });
+        }
         break;
       case "release-claims": {
         // Rule 4.

@@ -158,14 +158,14 @@ export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"]): TemplateS
 export function resourcesOnPool(
   all: readonly AutoScaledAgent[],
   resource: Resource,
-  sameOrganization: (a: string, b: string) => boolean,
+  organizationKey: (url: string) => string,
 ): (DefaultedAutoScaledAgent["spec"] & { key: string })[] {
   return all.flatMap((r) => {
     const v = validateAutoScaledAgent(r);
     if (!v.ok || r.metadata?.deletionTimestamp) return [];
     const spec = v.value.spec;
     const same =
-      sameOrganization(spec.organizationUrl, resource.spec.organizationUrl) &&
+      organizationKey(spec.organizationUrl) === organizationKey(resource.spec.organizationUrl) &&
       spec.poolName.toLowerCase() === resource.spec.poolName.toLowerCase();
     return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
   });

@@ -30,6 +30,7 @@ import { podNameSuffix } from "../scaling/naming.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
 import { CredentialResolver } from "./credentials.ts";
 import { kubeWriter } from "./kube-writer.ts";
+import { OrganizationLanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -54,6 +55,8 @@ export interface OperatorSettings {
   resyncIntervalMs: number;
   /** How long an agent of a resource must have been offline before garbage collection may delete it. */
   offlineAgentGraceMs: number;
+  /** Azure DevOps writes (agent deletions, placeholder work) running at once per organization. */
+  azureDevOpsConcurrency: number;
 }
 
 export interface OperatorDeps {
@@ -127,6 +130,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   });
   const kube = kubeWriter(client);
   const suffix = () => podNameSuffix(randomBytes(16));
+  const lanes = new OrganizationLanes({ concurrency: config.azureDevOpsConcurrency });
   const reconciler = new Reconciler({
     caches,
     kube,
@@ -143,6 +147,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       now,
       offlineAgentGraceMs: config.offlineAgentGraceMs,
     }),
+    lanes,
     enqueue: (key) => queue.add(key),
     now,
     suffix,
@@ -261,6 +266,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       // Workers first: abort in-flight reconciles and wait for them, then give the lease up.
       await queue.shutdown({ drain: false });
       await running;
+      await lanes.close();
       reconciler.close();
       await elector?.stop();
       await Promise.all(informers.map((inf) => inf.stop()));

@@ -3,7 +3,8 @@
  * `placeholderSchedule`: one offline placeholder per capability set of the templates (so jobs queue instead of
  * failing), registered on the first run, when the set changes, 1 min after a failure and every 10 min; and garbage
  * collection every `dummyAgentGarbageCollectionInterval` of offline placeholders no resource on the pool wants and
- * of agents this resource's pods left behind. The only state is when each ran last, per resource key.
+ * of agents this resource's pods left behind. The only state is when each ran last, and the problems of the last
+ * run, per resource key. Runs go through the organization's lane (see lanes.ts), outside the reconcile.
  */
 import { type AutoScaledAgent, resourceRef } from "../api/v1/index.ts";
 import {
@@ -38,7 +39,7 @@ export interface PlaceholderRunInput {
 
 export class PlaceholderWork {
   readonly #o: PlaceholderWorkOptions;
-  readonly #runs = new Map<string, { lastEnsure?: LastEnsure; lastCollectAt?: number }>();
+  readonly #runs = new Map<string, { lastEnsure?: LastEnsure; lastCollectAt?: number; problems?: Problem[] }>();
 
   constructor(options: PlaceholderWorkOptions) {
     this.#o = options;
@@ -48,8 +49,25 @@ export class PlaceholderWork {
     this.#runs.delete(key);
   }
 
-  /** Runs what is due; returns its problems and when the next run is due. */
-  async run(input: PlaceholderRunInput): Promise<{ problems: Problem[]; nextDueAt: number }> {
+  /** What is due now for the resource, and when the next run falls due. */
+  schedule(key: string, resource: Resource) {
+    const runs = this.#runs.get(key) ?? {};
+    return placeholderSchedule({
+      now: this.#o.now(),
+      wantedKey: placeholderSetKey(wantedPlaceholders([{ key, ...resource.spec }])),
+      lastEnsure: runs.lastEnsure,
+      lastCollectAt: runs.lastCollectAt,
+      collectIntervalMs: placeholderSettings(resource.spec).collectIntervalMs,
+    });
+  }
+
+  /** The problems of the resource's last run (kept until the next run). */
+  problems(key: string): Problem[] {
+    return this.#runs.get(key)?.problems ?? [];
+  }
+
+  /** Runs what is due; keeps its problems for `problems(key)`. */
+  async run(input: PlaceholderRunInput): Promise<void> {
     const { key, resource, snapshot } = input;
     const problems: Problem[] = [];
     const settings = placeholderSettings(resource.spec);
@@ -57,15 +75,7 @@ export class PlaceholderWork {
     this.#runs.set(key, runs);
     const wanted = wantedPlaceholders([{ key, ...resource.spec }]);
     const wantedKey = placeholderSetKey(wanted);
-    const schedule = () =>
-      placeholderSchedule({
-        now: this.#o.now(),
-        wantedKey,
-        lastEnsure: runs.lastEnsure,
-        lastCollectAt: runs.lastCollectAt,
-        collectIntervalMs: settings.collectIntervalMs,
-      });
-    const due = schedule();
+    const due = this.schedule(key, resource);
     const manager = this.#o.azureDevOps.placeholders(input.target);
     const ref = resourceRef(resource as AutoScaledAgent);
     if (due.ensure) {
@@ -122,6 +132,6 @@ export class PlaceholderWork {
         this.#o.events.warning(ref, r.problem.reason, r.problem.message, "CollectAgents");
       }
     }
-    return { problems, nextDueAt: schedule().nextDueAt };
+    runs.problems = problems;
   }
 }

@@ -215,8 +215,8 @@ export interface AzureDevOpsPort {
   subscribe(target: PoolTarget, onChange: () => void): PoolSubscription;
   /** Deletes an agent registration; "refused" while it holds a job (any 4xx), "gone" when it does not exist. */
   deleteAgent(target: PoolTarget, poolId: number, agentId: number): Promise<AgentDeletion>;
-  /** Whether two organization URLs name the same organization (as the pollers share them). */
-  sameOrganization(a: string, b: string): boolean;
+  /** A key naming the organization of a URL (URLs with the same key are one organization, as the pollers see it). */
+  organizationKey(url: string): string;
   /** A stable, non-secret key of a credential (pollers are shared per key). */
   identityKey(credential: Credential): string;
 }

@@ -11,6 +11,7 @@ import { silentLogger } from "../runtime/logger.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type { JobRequest } from "../scaling/types.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
+import { OrganizationLanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import { createPodFactory } from "./pod-factory.ts";
 import type {
@@ -140,7 +141,7 @@ interface World {
   pool: PoolState;
   /** What changes before the second reconcile. */
   then?: { pool?: PoolState };
-  agentDeletion?: AgentDeletion;
+  agentDeletion?: AgentDeletion | "hang";
   /** The outcome of pod POSTs (default created). */
   createOutcome?: "created" | "unknown";
   /** Answers of PVC claim patches, in order (then "done"). */
@@ -210,13 +211,14 @@ function harness(world: World) {
     }),
     async deleteAgent(_t, _pool, agentId) {
       calls.push(`deleteAgent ${agentId}: ${world.agentDeletion ?? "deleted"}`);
+      if (world.agentDeletion === "hang") return new Promise<AgentDeletion>(() => {});
       return world.agentDeletion ?? "deleted";
     },
     placeholders: () => ({
       ensure: async () => ({ status: "ok", registered: [] }),
       collectGarbage: async () => ({ deleted: [] }),
     }),
-    sameOrganization: (a, b) => a === b,
+    organizationKey: (url) => url,
     identityKey: () => "pat:test",
   };
   const eventsPort: EventsPort = {
@@ -225,6 +227,7 @@ function harness(world: World) {
   };
   let n = 0;
   const now = () => NOW;
+  const lanes = new OrganizationLanes({ concurrency: 2 });
   const reconciler = new Reconciler({
     caches,
     kube,
@@ -236,6 +239,7 @@ function harness(world: World) {
     logger: silentLogger(),
     cacheVolumes: new CacheVolumes(kube, now, () => `v${++n}`),
     placeholders: new PlaceholderWork({ azureDevOps, events: eventsPort, now }),
+    lanes,
     enqueue: () => {},
     now,
     suffix: () => `p${++n}`.padEnd(5, "x"),
@@ -244,7 +248,11 @@ function harness(world: World) {
   const next = () => {
     if (world.then?.pool) world.pool = world.then.pool;
   };
-  return { calls, events, next, reconcile: () => reconciler.reconcile("ci/agents") };
+  const reconcile = async () => {
+    await reconciler.reconcile("ci/agents");
+    await lanes.idle();
+  };
+  return { calls, events, next, reconcile, reconcileOnly: () => reconciler.reconcile("ci/agents") };
 }
 
 interface Case {
@@ -409,4 +417,21 @@ describe("Reconciler (all ports faked)", () => {
       if (c.events) assert.deepEqual(h.events, c.events);
     });
   }
+});
+
+test("a hanging agent deletion holds no reconcile: the next job of the resource still gets its pod", async () => {
+  const world: World = {
+    resource: resource(),
+    pods: [pod("agents-idle1", "running", { idleMarkMsAgo: 120_000 })],
+    pool: { agents: [agent(7, "agents-idle1")] },
+    agentDeletion: "hang",
+  };
+  const h = harness(world);
+  await h.reconcileOnly();
+  assert.deepEqual(h.calls, ["deleteAgent 7: hang"]);
+  world.pool = { agents: [agent(7, "agents-idle1")], jobRequests: [queued(2), queued(3)] };
+  h.calls.length = 0;
+  await h.reconcileOnly();
+  // The idle pod covers one job (its idle mark goes), a new pod the other; the deletion is not asked for again.
+  assert.deepEqual(h.calls, ["createPod", "patchPod agents-idle1 merge idle=null"]);
 });

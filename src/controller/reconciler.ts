@@ -15,10 +15,11 @@ import type { Logger } from "../runtime/logger.ts";
 import { jobsServedElsewhere } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
-import { decideActions } from "./actions.ts";
+import { decideActions, type Problem } from "./actions.ts";
 import { type CacheVolumes, cacheState, cacheVolumeStatus, releasableClaims } from "./cache-volumes.ts";
 import type { Findings } from "./conditions.ts";
 import { execute } from "./executor.ts";
+import type { OrganizationLanes } from "./lanes.ts";
 import {
   type Expectation,
   jobsOfEndedPods,
@@ -54,6 +55,8 @@ export interface ReconcilerOptions {
   logger: Logger;
   cacheVolumes: CacheVolumes;
   placeholders: PlaceholderWork;
+  /** Azure DevOps writes, one lane per organization, outside the reconcile. */
+  lanes: OrganizationLanes;
   /** Requeue a resource (when its pool poll changes). */
   enqueue(key: string): void;
   now(): number;
@@ -71,6 +74,8 @@ interface Memory {
   attached?: { fingerprint: string; target: PoolTarget; subscription: PoolSubscription };
   expected: Map<string, Expectation>;
   reported: ReadonlySet<number>;
+  /** Problems of lane tasks (agent deletions) by task key, until the task succeeds or its pod is gone. */
+  background: Map<string, Problem[]>;
   /** Jobs of pods that ended their run, until a newer poll (see `jobsOfEndedPods`). */
   endedJobs: Map<number, number>;
 }
@@ -180,11 +185,18 @@ export class Reconciler {
       claimsToRelease: cache ? releasableClaims(cache) : [],
     });
     if (snapshot) memory.reported = decided.reported;
+    const organization = o.azureDevOps.organizationKey(target.organizationUrl);
+    const backgroundDone = (taskKey: string, problems: Problem[]) => {
+      if (problems.length > 0) memory.background.set(taskKey, problems);
+      else memory.background.delete(taskKey);
+      o.enqueue(key);
+    };
     const executed = await execute(
       decided.actions,
       {
         resource,
-        ...(snapshot ? { pool: { target, poolId: snapshot.poolId } } : {}),
+        backgroundDone,
+        ...(snapshot ? { pool: { target, poolId: snapshot.poolId, organization } } : {}),
         ...(cache ? { cache } : {}),
         pvcs: new Map(pvcObjects.map((p) => [p.metadata.name, p])),
         ...(signal ? { signal } : {}),
@@ -193,23 +205,39 @@ export class Reconciler {
     );
     for (const [name, e] of executed.expected) memory.expected.set(name, e);
     findings.problems.push(...decided.problems, ...executed.problems);
+    // Problems of lane tasks (agent deletions) stay while their pod exists.
+    const podNames = new Set(podObjects.map((p) => p.metadata.name));
+    for (const taskKey of memory.background.keys()) {
+      const subject = taskKey.startsWith("remove:") ? taskKey.slice(taskKey.lastIndexOf("/") + 1) : undefined;
+      if (subject !== undefined && !podNames.has(subject) && !o.lanes.has(taskKey)) memory.background.delete(taskKey);
+    }
+    for (const problems of memory.background.values()) findings.problems.push(...problems);
     if (cache) findings.cacheVolumes = cacheVolumeStatus(cache, executed.released);
     if (executed.changed) subscription.pollNow();
     if (signal?.aborted) return undefined;
 
-    // 6. Placeholders, when due (they need the pool's agent list).
+    // 6. Placeholders, when due (they need the pool's agent list), in the organization's lane.
     let nextPlaceholderRun = o.now() + o.resyncIntervalMs;
     if (snapshot) {
-      const r = await o.placeholders.run({
-        key,
-        resource,
-        target,
-        snapshot,
-        samePool: resourcesOnPool(o.caches.allResources(), resource, o.azureDevOps.sameOrganization),
-        liveAgentPodNames: o.caches.liveAgentPodNames(),
-      });
-      findings.problems.push(...r.problems);
-      nextPlaceholderRun = r.nextDueAt;
+      const taskKey = `placeholders:${key}`;
+      const due = o.placeholders.schedule(key, resource);
+      if ((due.ensure || due.collect) && !o.lanes.has(taskKey)) {
+        const input = {
+          key,
+          resource,
+          target,
+          snapshot,
+          samePool: resourcesOnPool(o.caches.allResources(), resource, o.azureDevOps.organizationKey),
+          liveAgentPodNames: o.caches.liveAgentPodNames(),
+        };
+        o.lanes.submit(organization, {
+          key: taskKey,
+          run: () => o.placeholders.run(input).finally(() => o.enqueue(key)),
+        });
+      }
+      findings.problems.push(...o.placeholders.problems(key));
+      // While a run is under way its end requeues the resource; otherwise come back when the next one is due.
+      if (!o.lanes.has(taskKey)) nextPlaceholderRun = due.nextDueAt;
     }
 
     // 7. Status.
@@ -231,7 +259,7 @@ export class Reconciler {
     const specs = templateSpecs(resource.spec);
     let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
     if (snapshot) {
-      const others = resourcesOnPool(this.#o.caches.allResources(), resource, this.#o.azureDevOps.sameOrganization).map(
+      const others = resourcesOnPool(this.#o.caches.allResources(), resource, this.#o.azureDevOps.organizationKey).map(
         (r) => ({ key: r.key, templates: templateSpecs(r) }),
       );
       const elsewhere = jobsServedElsewhere(jobRequests, { key, templates: specs }, others);
@@ -289,7 +317,7 @@ export class Reconciler {
   #memoryOf(key: string): Memory {
     let m = this.#memory.get(key);
     if (!m) {
-      m = { expected: new Map(), reported: new Set(), endedJobs: new Map() };
+      m = { expected: new Map(), reported: new Set(), endedJobs: new Map(), background: new Map() };
       this.#memory.set(key, m);
     }
     return m;
