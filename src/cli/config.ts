@@ -131,6 +131,12 @@ export const flags: Record<string, FlagSpec> = {
     default: "5m",
     kind: "duration",
   },
+  "agent-failure-backoff": {
+    env: "AGENT_FAILURE_BACKOFF",
+    help: "first wait before a template's next pod when its agent exited with an error without running a job (doubles up to 5m)",
+    default: "10s",
+    kind: "duration",
+  },
   "azure-devops-concurrency": {
     env: "AZURE_DEVOPS_CONCURRENCY",
     help: "Azure DevOps writes (agent deletions, placeholder work) running at once per organization",
@@ -241,6 +247,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     resyncIntervalMs: duration("resync-interval"),
     offlineAgentGraceMs: duration("offline-agent-grace"),
     azureDevOpsConcurrency: int("azure-devops-concurrency", 1),
+    agentFailureBackoffMs: duration("agent-failure-backoff"),
     terminatorImage: (() => {
       try {
         return resolveTerminatorImage(raw("terminator-image"));

@@ -16,8 +16,11 @@
  * 5. A pod that waits for a reason it will not get over by itself (image pull failure, config error, crash loop)
  *    is a `PodStuck` problem and a warning: it holds a maxCount slot.
  * 6. The first job blocked by maxCount gets a `MaxCountReached` event.
+ * 7. A template whose agents keep exiting with an error before running a job is held back (see
+ *    `src/scaling/failures.ts`): its creates wait, with an `AgentsFailing` problem and a warning.
  */
 import { podAnnotations } from "../api/v1/index.ts";
+import type { HeldTemplate } from "../scaling/failures.ts";
 import type { ObservedPod, PodCreate, RemoveReason, ScalePlan } from "../scaling/types.ts";
 import type { PodObject } from "./ports.ts";
 
@@ -64,6 +67,8 @@ export interface ActionInput {
   readonly pendingRequestIds: ReadonlySet<number>;
   /** Job request ids already reported as unmatched. */
   readonly reported: ReadonlySet<number>;
+  /** Templates whose creates wait because their agents keep failing (by template index). */
+  readonly held?: ReadonlyMap<number, HeldTemplate>;
   /** PVC claims to release, with the pod each still names (from the pure cache-volume core). */
   readonly claimsToRelease: readonly { name: string; holder: string }[];
 }
@@ -97,7 +102,19 @@ export function decideActions(input: ActionInput): ActionList {
 
   // Rules 2 and 3.
   if (fresh) {
-    for (const create of plan.creates) actions.push({ kind: "create-pod", create });
+    const heldNow = new Set<number>();
+    for (const create of plan.creates) {
+      const held = input.held?.get(create.templateIndex);
+      if (!held) {
+        actions.push({ kind: "create-pod", create });
+        continue;
+      }
+      // Rule 7.
+      if (heldNow.has(create.templateIndex)) continue;
+      heldNow.add(create.templateIndex);
+      problems.push({ reason: "AgentsFailing", message: held.message });
+      event("Warning", "AgentsFailing", held.message, "CreatePod");
+    }
     for (const r of plan.removals) {
       actions.push({
         kind: "remove-pod",

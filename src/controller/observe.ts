@@ -31,6 +31,11 @@ function runState(
   return "unknown";
 }
 
+function exitCode(status: { state?: { terminated?: unknown } } | undefined): number | null {
+  const code = (status?.state?.terminated as { exitCode?: unknown } | undefined)?.exitCode;
+  return typeof code === "number" ? code : null;
+}
+
 function list(value: string | undefined): string[] {
   return (value ?? "")
     .split(",")
@@ -81,6 +86,7 @@ export function observePod(pod: PodObject, templates: readonly DefaultedPodsWith
     scheduled: Boolean(pod.spec.nodeName),
     deleting: Boolean(pod.metadata.deletionTimestamp),
     agentContainer: runState(statuses.find((s) => s.name === agent?.name)),
+    agentExitCode: exitCode(statuses.find((s) => s.name === agent?.name)),
     otherContainers,
     createdForRequestIds: list(a[annotations.createdFor])
       .map(Number)

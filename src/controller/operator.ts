@@ -57,6 +57,8 @@ export interface OperatorSettings {
   offlineAgentGraceMs: number;
   /** Azure DevOps writes (agent deletions, placeholder work) running at once per organization. */
   azureDevOpsConcurrency: number;
+  /** First wait before a template's next pod after its agent exited with an error without a job (doubles). */
+  agentFailureBackoffMs: number;
 }
 
 export interface OperatorDeps {
@@ -152,6 +154,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     now,
     suffix,
     resyncIntervalMs: config.resyncIntervalMs,
+    agentFailureBackoffMs: config.agentFailureBackoffMs,
   });
 
   // Triggers: a resource added or deleted, or its generation or deletion changed; any change to one of its pods;

@@ -71,11 +71,12 @@ type PodState = "pending" | "running" | "agent-done" | "succeeded";
 function pod(
   name: string,
   state: PodState,
-  extra: { createdMsAgo?: number; idleMarkMsAgo?: number; createdFor?: number } = {},
+  extra: { createdMsAgo?: number; idleMarkMsAgo?: number; createdFor?: number; exitCode?: number } = {},
 ): PodObject {
   const running = { running: { startedAt: iso(60_000) } };
   const terminated = { terminated: { exitCode: 0 } };
-  const agent = state === "pending" ? {} : state === "running" ? running : terminated;
+  const agentEnded = { terminated: { exitCode: extra.exitCode ?? 0 } };
+  const agent = state === "pending" ? {} : state === "running" ? running : agentEnded;
   const sidecar = state === "succeeded" ? terminated : state === "pending" ? {} : running;
   return {
     metadata: {
@@ -381,6 +382,16 @@ const cases: Case[] = [
       then: { pool: { jobRequests: [queued(1)], fetchedMsAgo: -1_000 } },
     },
     calls: [[], ["createPod"]],
+  },
+  {
+    name: "an agent that exited with an error holds the template back instead of churning pods",
+    world: {
+      resource: resource({ maxTerminatedPodsToKeep: 5 }),
+      pods: [pod("agents-bad1", "succeeded", { exitCode: 1 })],
+      pool: { jobRequests: [queued(1)] },
+    },
+    calls: [[], []],
+    events: ["AgentsFailing", "AgentsFailing"],
   },
   {
     name: "poll failed -> housekeeping only",

@@ -13,6 +13,7 @@ import { type AutoScaledAgent, parseDuration, resourceRef, validateAutoScaledAge
 import type { Metrics } from "../observability/metrics.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { jobsServedElsewhere } from "../scaling/arbitration.ts";
+import { agentFailures, type FailureMemory, noFailures } from "../scaling/failures.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
 import { decideActions, type Problem } from "./actions.ts";
@@ -64,6 +65,8 @@ export interface ReconcilerOptions {
   suffix(): string;
   /** Reconcile at least this often. */
   resyncIntervalMs: number;
+  /** First wait after an agent exits with an error before running a job (doubles per failure, up to 5 min). */
+  agentFailureBackoffMs?: number;
   /** How long a pod whose create had an unknown outcome is expected without being seen (default 60 s). */
   expectationTtlMs?: number;
 }
@@ -76,6 +79,8 @@ interface Memory {
   reported: ReadonlySet<number>;
   /** Problems of lane tasks (agent deletions) by task key, until the task succeeds or its pod is gone. */
   background: Map<string, Problem[]>;
+  /** Agents that exited with an error before running a job, per template (see `agentFailures`). */
+  failures: FailureMemory;
   /** Jobs of pods that ended their run, until a newer poll (see `jobsOfEndedPods`). */
   endedJobs: Map<number, number>;
 }
@@ -166,6 +171,11 @@ export class Reconciler {
     );
     memory.expected = open;
     memory.endedJobs = jobsOfEndedPods(memory.endedJobs, pods, snapshot?.fetchedAt, o.now());
+    const failing = agentFailures(memory.failures, pods, o.now(), {
+      initialMs: o.agentFailureBackoffMs ?? 10_000,
+      maxMs: 5 * 60_000,
+    });
+    memory.failures = failing.memory;
     const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs);
     const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
     const expectedMounts = [...open.entries()].map(([name, e]) => ({
@@ -182,6 +192,7 @@ export class Reconciler {
       podObjects,
       pendingRequestIds: new Set((snapshot?.jobRequests ?? []).map((j) => j.requestId)),
       reported: snapshot ? memory.reported : new Set(),
+      held: failing.held,
       claimsToRelease: cache ? releasableClaims(cache) : [],
     });
     if (snapshot) memory.reported = decided.reported;
@@ -317,7 +328,13 @@ export class Reconciler {
   #memoryOf(key: string): Memory {
     let m = this.#memory.get(key);
     if (!m) {
-      m = { expected: new Map(), reported: new Set(), endedJobs: new Map(), background: new Map() };
+      m = {
+        expected: new Map(),
+        reported: new Set(),
+        endedJobs: new Map(),
+        background: new Map(),
+        failures: noFailures,
+      };
       this.#memory.set(key, m);
     }
     return m;

@@ -68,6 +68,8 @@ export interface ObservedPod {
   readonly deleting: boolean;
   /** The agent container (the first container of the template). */
   readonly agentContainer: ContainerRunState;
+  /** The agent container's exit code once it has terminated. */
+  readonly agentExitCode?: number | null;
   /** Every other container, including native sidecars. */
   readonly otherContainers: readonly ObservedContainer[];
   /** Job request ids the pod was created for (from its annotation); empty for warm (minCount) pods. */
