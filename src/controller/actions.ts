@@ -16,6 +16,9 @@
  * 5. A pod that waits for a reason it will not get over by itself (image pull failure, config error, crash loop)
  *    is a `PodStuck` problem and a warning: it holds a maxCount slot.
  * 6. The first job blocked by maxCount gets a `MaxCountReached` event.
+ * 7. An entry's problem (a declared capability its agents replace with their own value) is a problem of every
+ *    reconcile, listed first (it is often why jobs go unserved), and a warning each time (the event recorder folds
+ *    the repeats into one event's series).
  */
 import { podAnnotations } from "../api/v1/index.ts";
 import type { ObservedPod, PodCreate, RemoveReason, ScalePlan } from "../scaling/types.ts";
@@ -82,6 +85,12 @@ export function decideActions(input: ActionInput): ActionList {
   const problems: Problem[] = [];
   const event = (type: "Normal" | "Warning", reason: string, message: string, action: string) =>
     actions.push({ kind: "event", type, reason, message, action });
+
+  // Rule 7.
+  for (const p of plan.templateProblems) {
+    problems.push({ reason: p.reason, message: p.message });
+    event("Warning", p.reason, p.message, "Match");
+  }
 
   // Rule 1.
   const reported = new Set([...input.reported].filter((id) => input.pendingRequestIds.has(id)));
