@@ -81,8 +81,9 @@ export function placeholderCapabilities(
 
 /**
  * The name the registrator CLI gives a placeholder: `<prefix>-<16 hex of the capability set's hash>`. With the
- * default prefix `dummy-agent` this is exactly {@link placeholderAgentName}, so the CLI and the operator agree on
- * the name of the same set (registering it twice is a harmless 409).
+ * default prefix `dummy-agent` this is exactly {@link placeholderAgentName} of the same set (registering it twice is
+ * a harmless 409). The operator names its own placeholders after `placeholderCapabilities`, which adds what the
+ * agents report by themselves.
  */
 export function prefixedPlaceholderName(prefix: string, capabilities: Readonly<Record<string, string>>): string {
   return `${prefix}-${capabilitySetKey(capabilities)}`;
