@@ -308,6 +308,25 @@ describe("registration", { timeout: 60_000 }, () => {
     );
   });
 
+  test("system capabilities: the environment's, then the agent's own, which win (any case)", async () => {
+    const { agent } = newAgent("agent-caps", {
+      capabilities: { kubectl: "1.31", "agent.os": "Plan9", "Agent.Version": "0.1" },
+      os: "Linux",
+      osArchitecture: "ARM64",
+      computerName: "agent-caps",
+    });
+    await agent.register();
+    const [view] = emu.control.listAgents();
+    assert.deepEqual(view?.capabilities, {
+      kubectl: "1.31",
+      "Agent.Name": "agent-caps",
+      "Agent.OS": "Linux",
+      "Agent.OSArchitecture": "ARM64",
+      "Agent.Version": "4.258.1",
+      "Agent.ComputerName": "agent-caps",
+    });
+  });
+
   test("a bad token or an unknown pool fails with a clear error", async () => {
     const cases: Array<[Partial<SimulatedAgentOptions>, string, RegExp]> = [
       [{ token: "wrong" }, "auth", /authentication failed.*401/],

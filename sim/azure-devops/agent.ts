@@ -26,8 +26,17 @@ export interface SimulatedAgentOptions {
   auth?: "pat" | "bearer";
   /** Agent version reported; must satisfy the jobs' `Agent.Version -gtVersion` demand. Default 4.258.1. */
   version?: string;
-  /** Extra system capabilities (what the real agent derives from environment variables). */
+  /**
+   * Extra system capabilities (what the real agent derives from environment variables). The agent's own ones below
+   * (`Agent.Name`, `Agent.OS`, ...) come after them and win, as in the real agent.
+   */
   capabilities?: Readonly<Record<string, string>>;
+  /** `Agent.OS`: `Linux` (default), `Windows_NT` or `Darwin`, as the real agent names its OS. */
+  os?: string;
+  /** `Agent.OSArchitecture`: `X64` (default), `ARM64`, `ARM` or `X86`. */
+  osArchitecture?: string;
+  /** `Agent.ComputerName`, the machine's (container's) host name. Default: this process's host name. */
+  computerName?: string;
   userCapabilities?: Readonly<Record<string, string>>;
   /** Replace a registration with the same name (`--replace`). Default true. */
   replace?: boolean;
@@ -293,25 +302,32 @@ export class SimulatedAgent extends EventEmitter<SimulatedAgentEvents> {
     this.emit("deregistered");
   }
 
+  get #osDescription(): string {
+    return `${this.options.os ?? "Linux"} (simulated agent)`;
+  }
+
   #agentBody(): Record<string, unknown> {
-    const osDescription = "Linux (simulated agent)";
+    // The environment's capabilities first, then the agent's own: the real agent's last provider, whose values win
+    // (its capability dictionary ignores case, so an environment variable `agent.os` is replaced too).
+    const own: Record<string, string> = {
+      "Agent.Name": this.options.name,
+      "Agent.OS": this.options.os ?? "Linux",
+      "Agent.OSArchitecture": this.options.osArchitecture ?? "X64",
+      "Agent.Version": this.version,
+      "Agent.ComputerName": this.options.computerName ?? hostname(),
+    };
+    const ownNames = new Set(Object.keys(own).map((k) => k.toLowerCase()));
+    const fromEnv = Object.entries(this.options.capabilities ?? {}).filter(([k]) => !ownNames.has(k.toLowerCase()));
     return {
       name: this.options.name,
       version: this.version,
-      osDescription,
+      osDescription: this.#osDescription,
       enabled: true,
       status: "offline",
       provisioningState: "Provisioned",
       maxParallelism: 1,
       authorization: { publicKey: { exponent: "AQAB", modulus: randomBytes(256).toString("base64") } },
-      systemCapabilities: {
-        "Agent.Name": this.options.name,
-        "Agent.Version": this.version,
-        "Agent.OS": "Linux",
-        "Agent.OSArchitecture": "X64",
-        "Agent.OSDescription": osDescription,
-        ...(this.options.capabilities ?? {}),
-      },
+      systemCapabilities: { ...Object.fromEntries(fromEnv), ...own },
       userCapabilities: { ...(this.options.userCapabilities ?? {}) },
     };
   }
@@ -330,7 +346,7 @@ export class SimulatedAgent extends EventEmitter<SimulatedAgentEvents> {
               id: this.#agentId,
               name: this.options.name,
               version: this.version,
-              osDescription: "Linux (simulated agent)",
+              osDescription: this.#osDescription,
             },
             useFipsEncryption: false,
           },

@@ -2,7 +2,10 @@
  * The Azure Pipelines agent inside a simulated container, playing `run.sh --once` with a container entrypoint
  * that removes the agent on exit: it reads AZP_URL, AZP_POOL, AZP_AGENT_NAME and AZP_TOKEN from the
  * environment, registers (replacing a same-named registration), goes online, takes one job, runs it, and exits 0.
- * Its system capabilities are the container's environment variables, minus the ones the agent ignores.
+ * Its system capabilities are the container's environment variables, minus the ones the agent ignores, and then its
+ * own, which win: `Agent.Name`, `Agent.Version`, `Agent.ComputerName` (the pod's host name), `Agent.OS` and
+ * `Agent.OSArchitecture` of the node it runs on (its `kubernetes.io/os` and `kubernetes.io/arch` labels, named as
+ * the real agent names them: `Linux`, `Windows_NT`; `X64`, `ARM64`, `ARM`, `X86`).
  *
  * Signals, as the real container sees them:
  * - SIGTERM while idle: the agent goes offline, deregisters and exits 0;
@@ -33,6 +36,19 @@ export function capabilitiesFromEnv(env: Record<string, string>): Record<string,
     caps[k] = v;
   }
   return caps;
+}
+
+/** `Agent.OS` as the real agent reports it, by Kubernetes OS name. */
+export function agentOs(os: string): string {
+  if (os === "windows") return "Windows_NT";
+  if (os === "darwin") return "Darwin";
+  return "Linux";
+}
+
+/** `Agent.OSArchitecture` as the real agent reports it (.NET's architecture names), by Kubernetes architecture. */
+export function agentOsArchitecture(arch: string): string {
+  const names: Record<string, string> = { amd64: "X64", arm64: "ARM64", arm: "ARM", "386": "X86" };
+  return names[arch] ?? arch.toUpperCase();
 }
 
 export interface AgentProgramOptions {
@@ -72,6 +88,9 @@ export function agentProgram(options: AgentProgramOptions = {}): Program {
         name,
         token: token as string,
         capabilities: capabilitiesFromEnv(ctx.env),
+        os: agentOs(ctx.platform.os),
+        osArchitecture: agentOsArchitecture(ctx.platform.arch),
+        computerName: ctx.podName,
         replace: true,
         once: true,
         fetch: guardedFetch,

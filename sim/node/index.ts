@@ -180,6 +180,7 @@ export class VirtualNode {
       isPullable: this.#o.isPullable ?? defaultIsPullable,
       images: this.#images,
       programFor: (ctx) => this.#programFor(ctx),
+      platform: this.#platform(),
       logLine: (p, container, line) => this.#logLine(p, container, line),
       logger: this.#logger,
       retryMs: this.#o.retryMs ?? 1000,
@@ -263,14 +264,24 @@ export class VirtualNode {
     }
   }
 
-  async #registerNode(): Promise<void> {
-    const labels = {
+  #labels(): Record<string, string> {
+    return {
       "kubernetes.io/hostname": this.name,
       "kubernetes.io/os": "linux",
       "kubernetes.io/arch": "amd64",
       "node.kubernetes.io/instance-type": "azp-virtual",
       ...this.#o.labels,
     };
+  }
+
+  /** The OS and architecture the node claims in its labels: what its containers see as their platform. */
+  #platform(): { os: string; arch: string } {
+    const labels = this.#labels();
+    return { os: labels["kubernetes.io/os"] ?? "linux", arch: labels["kubernetes.io/arch"] ?? "amd64" };
+  }
+
+  async #registerNode(): Promise<void> {
+    const labels = this.#labels();
     const body = {
       apiVersion: "v1",
       kind: "Node",

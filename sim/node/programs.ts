@@ -10,6 +10,8 @@ export interface ProgramContext {
   image: string;
   /** The container's resolved environment (secrets included: never log it). */
   env: Record<string, string>;
+  /** The node's platform, as a process in the container sees it: its `kubernetes.io/os` and `kubernetes.io/arch`. */
+  platform: { os: string; arch: string };
   /** The pod's termination grace period, for programs that wait on SIGTERM. */
   gracePeriodMs: number;
   /** Aborted when the container gets SIGTERM. */

@@ -26,6 +26,8 @@ export interface PodRuntimeDeps {
   images: ImageStore;
   /** Chooses the program of a container, given its context. */
   programFor(ctx: ProgramContext): Program;
+  /** The node's OS and architecture (its `kubernetes.io/os` and `kubernetes.io/arch` labels). */
+  platform: { os: string; arch: string };
   /** Receives each log line of each container. */
   logLine(pod: Pod, container: string, line: string): void;
   logger: Logger;
@@ -299,6 +301,7 @@ export class PodRuntime {
         containerName: slot.name,
         image: slot.image,
         env,
+        platform: this.#deps.platform,
         gracePeriodMs: this.#graceMs(),
         terminate: term.signal,
         kill: kill.signal,

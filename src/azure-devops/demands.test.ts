@@ -152,6 +152,14 @@ describe("satisfies", () => {
   test("capability names differing only in case: either may satisfy", () => {
     assert.equal(demandSatisfied({ Tool: "a", tool: "b" }, demand("TOOL -equals b")), true);
   });
+
+  test("a capability whose value is not known in advance (null) meets only exists", () => {
+    const unknown = { "Agent.Name": null, "Agent.Version": null };
+    assert.equal(demandSatisfied(unknown, demand("Agent.Name")), true);
+    assert.equal(demandSatisfied(unknown, demand("agent.name -equals x")), false);
+    assert.equal(demandSatisfied(unknown, demand("Agent.Version -gtVersion 1.0")), false);
+    assert.equal(satisfies(unknown, [demand("Agent.Version -gtVersion 1.0")], { ignoreAgentVersion: true }), true);
+  });
 });
 
 describe("extraAgentContainersDemand", () => {

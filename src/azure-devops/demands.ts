@@ -10,10 +10,25 @@
  * - capability NAMES are compared case-insensitively: the service keeps an agent's capabilities in a dictionary
  *   with an ordinal ignore-case comparer, so a demand `java` is met by a capability `JAVA`.
  * Any other operator is kept as `unknown`: it is reported and never satisfied, so nothing is silently matched.
+ *
+ * Capability sets may hold `null` values: a capability the agent will report whose value is known only once it runs
+ * (its name, its version, an environment variable set from a reference). Such a capability meets `NAME` (exists) and
+ * nothing else: the operator cannot promise a value it does not know.
  */
 
 /** The capability name of the demand the service adds to (practically) every job. */
 export const AGENT_VERSION_CAPABILITY = "Agent.Version";
+
+/** System capabilities every agent reports of itself, whatever its environment (its own values win). */
+export const AGENT_NAME_CAPABILITY = "Agent.Name";
+export const AGENT_OS_CAPABILITY = "Agent.OS";
+export const AGENT_OS_ARCHITECTURE_CAPABILITY = "Agent.OSArchitecture";
+
+/**
+ * A capability set as judged here: name -> value, or `null` for a capability that is reported but whose value is not
+ * known in advance.
+ */
+export type CapabilitySet = Readonly<Record<string, string | null>>;
 
 /**
  * A demand that is not a template capability: it asks for extra containers in the agent pod, and is satisfied by
@@ -167,26 +182,29 @@ export interface SatisfyOptions {
   readonly ignoreExtraAgentContainers?: boolean;
 }
 
-function capabilityValues(capabilities: Readonly<Record<string, string>>, name: string): string[] {
-  const out: string[] = [];
+function capabilityValues(capabilities: CapabilitySet, name: string): (string | null)[] {
+  const out: (string | null)[] = [];
   for (const [k, v] of Object.entries(capabilities)) {
     if (sameCapabilityName(k, name)) out.push(v);
   }
   return out;
 }
 
-/** Whether a single demand is met by the capabilities (ignoring nothing). Unknown operators are never met. */
-export function demandSatisfied(capabilities: Readonly<Record<string, string>>, demand: Demand): boolean {
+/**
+ * Whether a single demand is met by the capabilities (ignoring nothing). Unknown operators are never met; a
+ * capability of unknown value (`null`) meets only `exists`.
+ */
+export function demandSatisfied(capabilities: CapabilitySet, demand: Demand): boolean {
   const values = capabilityValues(capabilities, demand.name);
   switch (demand.kind) {
     case "exists":
       return values.length > 0;
     case "equals": {
       const want = demand.value.toLowerCase();
-      return values.some((v) => v.toLowerCase() === want);
+      return values.some((v) => v !== null && v.toLowerCase() === want);
     }
     case "gtVersion":
-      return values.some((v) => compareVersions(demand.value, v) <= 0);
+      return values.some((v) => v !== null && compareVersions(demand.value, v) <= 0);
     case "unknown":
       return false;
   }
@@ -194,7 +212,7 @@ export function demandSatisfied(capabilities: Readonly<Record<string, string>>, 
 
 /** The demands the capabilities do not meet, in input order (after the ignore options). */
 export function unsatisfiedDemands(
-  capabilities: Readonly<Record<string, string>>,
+  capabilities: CapabilitySet,
   demands: readonly Demand[],
   options: SatisfyOptions = {},
 ): Demand[] {
@@ -207,7 +225,7 @@ export function unsatisfiedDemands(
 
 /** Whether the capabilities meet every demand, as Azure DevOps judges it (see the ignore options). */
 export function satisfies(
-  capabilities: Readonly<Record<string, string>>,
+  capabilities: CapabilitySet,
   demands: readonly Demand[],
   options: SatisfyOptions = {},
 ): boolean {

@@ -18,6 +18,9 @@
  * 6. The first job blocked by maxCount gets a `MaxCountReached` event.
  * 7. A template whose agents keep exiting with an error before running a job is held back (see
  *    `src/scaling/failures.ts`): its creates wait, with an `AgentsFailing` problem and a warning.
+ * 8. An entry's problem (a declared capability its agents replace with their own value) is a problem of every
+ *    reconcile, listed first (it is often why jobs go unserved), and a warning each time (the event recorder folds
+ *    the repeats into one event's series).
  */
 import { podAnnotations } from "../api/v1/index.ts";
 import type { HeldTemplate } from "../scaling/failures.ts";
@@ -87,6 +90,12 @@ export function decideActions(input: ActionInput): ActionList {
   const problems: Problem[] = [];
   const event = (type: "Normal" | "Warning", reason: string, message: string, action: string) =>
     actions.push({ kind: "event", type, reason, message, action });
+
+  // Rule 8.
+  for (const p of plan.templateProblems) {
+    problems.push({ reason: p.reason, message: p.message });
+    event("Warning", p.reason, p.message, "Match");
+  }
 
   // Rule 1.
   const reported = new Set([...input.reported].filter((id) => input.pendingRequestIds.has(id)));

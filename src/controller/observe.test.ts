@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import { jobsOfEndedPods, observeAgent, observePod, templateIndexOf, withExpectedPods } from "./observe.ts";
+import {
+  jobsOfEndedPods,
+  observeAgent,
+  observePod,
+  templateIndexOf,
+  templateSpecs,
+  withExpectedPods,
+} from "./observe.ts";
 import type { PodObject } from "./ports.ts";
 
 const templates = [
@@ -159,4 +166,38 @@ describe("withExpectedPods", () => {
       assert.equal(r.pods.length, kept ? 2 : 1);
     });
   }
+});
+
+describe("templateSpecs", () => {
+  test("declared capabilities, what the agents report, and the declared ones they replace", () => {
+    const spec = {
+      podsWithCapabilities: [
+        {
+          capabilities: { buildkit: "1", "Agent.OSArchitecture": "X64" },
+          minCount: 1,
+          maxCount: 3,
+          podTemplateSpec: {
+            spec: {
+              nodeSelector: { "kubernetes.io/arch": "arm64" },
+              containers: [{ name: "agent", env: [{ name: "TOOLS", value: "/opt/tools" }] }],
+            },
+          },
+        },
+      ],
+    } as unknown as Parameters<typeof templateSpecs>[0];
+    const [t] = templateSpecs(spec);
+    assert.deepEqual(t?.capabilities, { buildkit: "1", "Agent.OSArchitecture": "X64" });
+    assert.deepEqual(t?.reportedCapabilities, {
+      TOOLS: "/opt/tools",
+      buildkit: "1",
+      "Agent.Name": null,
+      "Agent.Version": null,
+      "Agent.OS": "Linux",
+      "Agent.OSArchitecture": "ARM64",
+    });
+    assert.equal(t?.overriddenCapabilities?.length, 1);
+    assert.match(t?.overriddenCapabilities?.[0] ?? "", /Agent\.OSArchitecture is declared "X64".*reports "ARM64"/);
+    assert.equal(t?.minCount, 1);
+    assert.equal(t?.maxCount, 3);
+  });
 });

@@ -4,6 +4,7 @@
  */
 import type { AutoScaledAgent, DefaultedAutoScaledAgent, DefaultedPodsWithCapabilities } from "../api/v1/index.ts";
 import { podAnnotations as annotations, labels, validateAutoScaledAgent } from "../api/v1/index.ts";
+import { reportedCapabilities } from "../scaling/capabilities.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type {
   ContainerRunState,
@@ -151,13 +152,22 @@ export function withExpectedPods(
   return { pods, open };
 }
 
-/** The scaling core's view of a spec's templates. */
+/**
+ * The scaling core's view of a spec's templates: the declared capabilities, and what the pods' agents will report
+ * (the declared ones plus the agent's own, from the pod template).
+ */
 export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"]): TemplateSpec[] {
-  return spec.podsWithCapabilities.map((t) => ({
-    capabilities: t.capabilities as Record<string, string>,
-    minCount: t.minCount,
-    maxCount: t.maxCount,
-  }));
+  return spec.podsWithCapabilities.map((t) => {
+    const declared = t.capabilities as Record<string, string>;
+    const reported = reportedCapabilities(declared, t.podTemplateSpec);
+    return {
+      capabilities: declared,
+      reportedCapabilities: reported.capabilities,
+      overriddenCapabilities: reported.overridden.map((o) => o.message),
+      minCount: t.minCount,
+      maxCount: t.maxCount,
+    };
+  });
 }
 
 /** Every valid, live resource (this one included) on the same organization and pool, with its key. */

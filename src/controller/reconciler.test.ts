@@ -272,6 +272,37 @@ const cases: Case[] = [
     events: ["PodCreated"],
   },
   {
+    name: "job demanding what every agent reports (Agent.OS Linux) -> create",
+    world: { resource: resource(), pool: { jobRequests: [queued(1, ["buildkit", "Agent.OS -equals Linux"])] } },
+    calls: [["createPod"]],
+    events: ["PodCreated"],
+  },
+  {
+    name: "job demanding Agent.OS Windows of Linux templates -> not served, reported",
+    world: { resource: resource(), pool: { jobRequests: [queued(1, ["Agent.OS -equals Windows"])] } },
+    calls: [[]],
+    events: ["JobNotServed"],
+  },
+  {
+    name: "declared Agent.OS the agent replaces -> reported every reconcile, scaling goes on",
+    world: {
+      resource: resource({
+        podsWithCapabilities: [
+          {
+            capabilities: { buildkit: "1", "Agent.OS": "Windows" },
+            minCount: 0,
+            maxCount: 3,
+            podTemplateSpec: { spec: { containers: [{ name: "agent", image: "agent:1" }] } },
+          },
+        ],
+      }),
+      pool: { jobRequests: [queued(1)] },
+    },
+    // The second reconcile knows the pod it created for the job.
+    calls: [["createPod"], []],
+    events: ["CapabilityOverridden", "PodCreated", "CapabilityOverridden"],
+  },
+  {
     name: "job -> create, claiming the free cache PVC",
     world: {
       resource: resource({}, { cache: true }),

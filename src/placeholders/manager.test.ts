@@ -6,7 +6,13 @@ import { patCredential } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient } from "../azure-devops/client.ts";
 import { placeholderAgentName, podNamePrefix } from "../scaling/naming.ts";
 import { PlaceholderManager, PlaceholderReason } from "./manager.ts";
-import { type GarbageDecision, type PlaceholderSource, placeholderRegistration, wantedPlaceholders } from "./plan.ts";
+import {
+  type GarbageDecision,
+  type PlaceholderSource,
+  placeholderCapabilities,
+  placeholderRegistration,
+  wantedPlaceholders,
+} from "./plan.ts";
 
 const managePat = "managepat0123456789abcdefghijklmnopqrstuvwxyz012";
 const readPat = "readpat0123456789abcdefghijklmnopqrstuvwxyz01234";
@@ -64,8 +70,12 @@ describe("ensure", () => {
       assert.equal(a.hasPublicKey, false, "a placeholder can never open a session");
       assert.equal(a.capabilities["Agent.Version"], "99.999.9");
     }
-    const java = agents.find((a) => a.name === placeholderAgentName({ java: "17", "Agent.OS": "Linux" }));
+    const java = agents.find(
+      (a) => a.name === placeholderAgentName({ java: "17", "Agent.OS": "Linux", "Agent.OSArchitecture": "" }),
+    );
     assert.equal(java?.capabilities.java, "17");
+    assert.equal(java?.capabilities["Agent.OS"], "Linux");
+    assert.equal(java?.capabilities["Agent.Name"], java?.name);
     assert.equal(posts().length, 2);
 
     const again = await manager.ensure(poolId(), wanted);
@@ -99,8 +109,9 @@ describe("ensure", () => {
     await manager.ensure(poolId(), wantedPlaceholders([{ podsWithCapabilities: [{ capabilities: { a: "1" } }] }]));
     const changed = wantedPlaceholders([{ podsWithCapabilities: [{ capabilities: { a: "2" } }] }]);
     const result = await manager.ensure(poolId(), changed, { existingAgentNames: agentNames() });
-    assert.deepEqual(result.registered, [placeholderAgentName({ a: "2" })]);
-    assert.deepEqual(agentNames(), [placeholderAgentName({ a: "1" }), placeholderAgentName({ a: "2" })].sort());
+    const nameOf = (caps: Record<string, string>) => placeholderAgentName(placeholderCapabilities(caps, undefined));
+    assert.deepEqual(result.registered, [nameOf({ a: "2" })]);
+    assert.deepEqual(agentNames(), [nameOf({ a: "1" }), nameOf({ a: "2" })].sort());
   });
 
   test("a read-only PAT: forbidden, a clear message, one request only", async () => {
@@ -141,6 +152,10 @@ describe("ensure", () => {
     assert.equal(emu.control.getJob(waiting.requestId)?.state, "queued");
     const equals = emu.control.queueJob({ pool: "sim-pool", demands: ["java -equals 17", "Agent.OS -equals linux"] });
     assert.equal(emu.control.getJob(equals.requestId)?.state, "queued");
+    const implicit = emu.control.queueJob({ pool: "sim-pool", demands: ["buildkit", "Agent.OS -equals Linux"] });
+    assert.equal(emu.control.getJob(implicit.requestId)?.state, "queued", "every placeholder carries Agent.OS");
+    const windows = emu.control.queueJob({ pool: "sim-pool", demands: ["buildkit", "Agent.OS -equals Windows_NT"] });
+    assert.equal(emu.control.getJob(windows.requestId)?.result, "failed");
   });
 });
 

@@ -15,6 +15,7 @@ import {
   missingPlaceholders,
   PLACEHOLDER_AGENT_VERSION,
   PLACEHOLDER_SETTING_DEFAULTS,
+  placeholderCapabilities,
   placeholderRegistration,
   placeholderSchedule,
   placeholderSetKey,
@@ -27,6 +28,59 @@ import {
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 
+/** What the agent of a template without OS or architecture selection reports besides the declared set. */
+const linux = (caps: Record<string, string>) => ({ ...caps, "Agent.OS": "Linux", "Agent.OSArchitecture": "" });
+
+const podOn = (nodeSelector: Record<string, string>, extra: Record<string, unknown> = {}) => ({
+  spec: { nodeSelector, containers: [{ name: "agent", image: "agent:1" }], ...extra },
+});
+
+describe("placeholderCapabilities: what the entry's agents report", () => {
+  const cases: [string, Record<string, string>, unknown, Record<string, string>][] = [
+    ["no template: a default Linux pod", { buildkit: "1" }, undefined, linux({ buildkit: "1" })],
+    [
+      "arm64 node selector",
+      { buildkit: "1" },
+      podOn({ "kubernetes.io/arch": "arm64" }),
+      { buildkit: "1", "Agent.OS": "Linux", "Agent.OSArchitecture": "ARM64" },
+    ],
+    [
+      "windows pod",
+      {},
+      podOn({}, { os: { name: "windows" } }),
+      { "Agent.OS": "Windows_NT", "Agent.OSArchitecture": "" },
+    ],
+    [
+      "literal environment of the agent container; references carried as present",
+      {},
+      {
+        spec: {
+          containers: [
+            {
+              name: "agent",
+              env: [
+                { name: "DOCKER_HOST", value: "tcp://localhost:2375" },
+                { name: "WHO", value: "$(AZP_AGENT_NAME)" },
+                { name: "SECRET", valueFrom: { secretKeyRef: { name: "s", key: "k" } } },
+              ],
+            },
+          ],
+        },
+      },
+      linux({ DOCKER_HOST: "tcp://localhost:2375", WHO: "" }),
+    ],
+    [
+      "a declared Agent.Version stays; Agent.Name never comes from the set",
+      { "Agent.Version": "4.0.0", "Agent.Name": "x" },
+      undefined,
+      linux({ "Agent.Version": "4.0.0" }),
+    ],
+  ];
+  for (const [label, declared, template, want] of cases) {
+    test(label, () => assert.deepEqual(placeholderCapabilities(declared, template), want));
+  }
+});
+
 describe("wantedPlaceholders", () => {
   test("one per distinct capability set, sorted by name, with who wants it", () => {
     const wanted = wantedPlaceholders([
@@ -38,18 +92,51 @@ describe("wantedPlaceholders", () => {
       { key: "other/a", podsWithCapabilities: [{ capabilities: { buildkit: "1" } }, { capabilities: {} }] },
     ]);
     const names = [
-      placeholderAgentName({ buildkit: "1" }),
-      placeholderAgentName({ java: "17", os: "linux" }),
-      placeholderAgentName({}),
+      placeholderAgentName(linux({ buildkit: "1" })),
+      placeholderAgentName(linux({ java: "17", os: "linux" })),
+      placeholderAgentName(linux({})),
     ].sort();
     assert.deepEqual(
       wanted.map((w) => w.name),
       names,
     );
     const byName = new Map(wanted.map((w) => [w.name, w]));
-    assert.deepEqual(byName.get(placeholderAgentName({ buildkit: "1" }))?.wantedBy, ["ns/a", "other/a"]);
-    assert.deepEqual(byName.get(placeholderAgentName({ java: "17", os: "linux" }))?.wantedBy, ["ns/a", "ns/b"]);
-    assert.deepEqual(byName.get(placeholderAgentName({}))?.wantedBy, ["ns/b", "other/a"], "absent capabilities = {}");
+    assert.deepEqual(byName.get(placeholderAgentName(linux({ buildkit: "1" })))?.wantedBy, ["ns/a", "other/a"]);
+    assert.deepEqual(byName.get(placeholderAgentName(linux({ java: "17", os: "linux" })))?.wantedBy, ["ns/a", "ns/b"]);
+    assert.deepEqual(
+      byName.get(placeholderAgentName(linux({})))?.wantedBy,
+      ["ns/b", "other/a"],
+      "absent capabilities = {}",
+    );
+  });
+
+  test("the same declared set on two architectures gives two placeholders, each with its own", () => {
+    const wanted = wantedPlaceholders([
+      {
+        key: "ns/a",
+        podsWithCapabilities: [
+          { capabilities: { buildkit: "1" }, podTemplateSpec: podOn({ "kubernetes.io/arch": "amd64" }) },
+        ],
+      },
+      {
+        key: "ns/b",
+        podsWithCapabilities: [
+          { capabilities: { buildkit: "1" }, podTemplateSpec: podOn({ "kubernetes.io/arch": "arm64" }) },
+        ],
+      },
+    ]);
+    assert.deepEqual(
+      wanted.map((w) => [w.registration.systemCapabilities?.["Agent.OSArchitecture"], w.wantedBy]).sort(),
+      [
+        ["ARM64", ["ns/b"]],
+        ["X64", ["ns/a"]],
+      ],
+    );
+    for (const w of wanted) {
+      assert.equal(w.registration.systemCapabilities?.["Agent.OS"], "Linux");
+      assert.equal(w.registration.systemCapabilities?.["Agent.Name"], w.name);
+      assert.equal(w.name, placeholderAgentName(w.capabilities));
+    }
   });
 
   test("a changed capability set gives a new name, so a new key", () => {
@@ -68,7 +155,7 @@ describe("wantedPlaceholders", () => {
 
   test("an ExtraAgentContainers value of a template is just a capability (never derived from jobs)", () => {
     const [w] = wantedPlaceholders([{ podsWithCapabilities: [{ capabilities: { ExtraAgentContainers: "x,img" } }] }]);
-    assert.equal(w?.name, placeholderAgentName({ ExtraAgentContainers: "x,img" }));
+    assert.equal(w?.name, placeholderAgentName(linux({ ExtraAgentContainers: "x,img" })));
     assert.equal(w?.registration.systemCapabilities?.ExtraAgentContainers, "x,img");
   });
 
@@ -78,7 +165,7 @@ describe("wantedPlaceholders", () => {
 });
 
 describe("placeholderRegistration", () => {
-  test("offline forever (no authorization), enabled, the set plus Agent.Version", () => {
+  test("offline forever (no authorization), enabled, the set plus Agent.Name and Agent.Version", () => {
     const body = placeholderRegistration("dummy-agent-x", { buildkit: "1", "Agent.OS": "Linux" });
     assert.equal(body.name, "dummy-agent-x");
     assert.equal(body.version, PLACEHOLDER_AGENT_VERSION);
@@ -86,15 +173,16 @@ describe("placeholderRegistration", () => {
     assert.equal(body.provisioningState, "Provisioned");
     assert.equal(body.authorization, undefined);
     assert.deepEqual(body.systemCapabilities, {
+      "Agent.Name": "dummy-agent-x",
       "Agent.Version": PLACEHOLDER_AGENT_VERSION,
       buildkit: "1",
       "Agent.OS": "Linux",
     });
   });
 
-  test("a set with its own Agent.Version (any case) keeps it", () => {
-    const body = placeholderRegistration("n", { "agent.version": "3.0.0" });
-    assert.deepEqual(body.systemCapabilities, { "agent.version": "3.0.0" });
+  test("a set with its own Agent.Version or Agent.Name (any case) keeps it", () => {
+    const body = placeholderRegistration("n", { "agent.version": "3.0.0", "AGENT.NAME": "m" });
+    assert.deepEqual(body.systemCapabilities, { "agent.version": "3.0.0", "AGENT.NAME": "m" });
   });
 
   test("the CLI's name with the default prefix is the operator's name", () => {

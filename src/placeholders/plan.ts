@@ -7,8 +7,10 @@
  * Everything here is a function of data and `now`: no I/O, no clock reads. `manager.ts` carries the decisions out.
  */
 import { parseDuration } from "../api/v1/duration.ts";
+import { AGENT_NAME_CAPABILITY, AGENT_VERSION_CAPABILITY, sameCapabilityName } from "../azure-devops/demands.ts";
 import type { TaskAgentInput } from "../azure-devops/types.ts";
 import { compareStrings } from "../runtime/compare.ts";
+import { reportedCapabilities } from "../scaling/capabilities.ts";
 import {
   capabilitySetKey,
   isPlaceholderAgentName,
@@ -29,15 +31,16 @@ export const PLACEHOLDER_AGENT_VERSION = "99.999.9";
 export const PLACEHOLDER_OS_DESCRIPTION =
   "placeholder agent of azure-pipelines-k8s-agent-scaler: never runs jobs; keeps jobs with these capabilities queued";
 
-const AGENT_VERSION_CAPABILITY = "Agent.Version";
+const has = (capabilities: Readonly<Record<string, unknown>>, name: string) =>
+  Object.keys(capabilities).some((k) => sameCapabilityName(k, name));
 
 /**
  * The registration body of a placeholder: enabled, provisioned, offline forever (no `authorization`, so it can never
- * open a session), the capability set as system capabilities, plus `Agent.Version` (unless the set has its own) so
- * that the automatic `Agent.Version -gtVersion` demand is met. The name is not derived from the added capability.
+ * open a session), the capability set as system capabilities, plus what every agent reports of itself when the set
+ * does not say: `Agent.Version` (so that the automatic `Agent.Version -gtVersion` demand is met) and `Agent.Name`
+ * (its name). The name is not derived from the added capabilities.
  */
 export function placeholderRegistration(name: string, capabilities: Readonly<Record<string, string>>): TaskAgentInput {
-  const hasVersion = Object.keys(capabilities).some((k) => k.toLowerCase() === AGENT_VERSION_CAPABILITY.toLowerCase());
   return {
     name,
     version: PLACEHOLDER_AGENT_VERSION,
@@ -45,16 +48,42 @@ export function placeholderRegistration(name: string, capabilities: Readonly<Rec
     enabled: true,
     provisioningState: "Provisioned",
     maxParallelism: 1,
-    systemCapabilities: hasVersion
-      ? { ...capabilities }
-      : { [AGENT_VERSION_CAPABILITY]: PLACEHOLDER_AGENT_VERSION, ...capabilities },
+    systemCapabilities: {
+      ...(has(capabilities, AGENT_NAME_CAPABILITY) ? {} : { [AGENT_NAME_CAPABILITY]: name }),
+      ...(has(capabilities, AGENT_VERSION_CAPABILITY) ? {} : { [AGENT_VERSION_CAPABILITY]: PLACEHOLDER_AGENT_VERSION }),
+      ...capabilities,
+    },
   };
 }
 
 /**
+ * The capability set a placeholder stands for: what the entry's agents will report (`reportedCapabilities`: the
+ * declared capabilities, `Agent.OS`, `Agent.OSArchitecture`, literal environment variables of the agent container).
+ * A capability whose value is known only once the pod runs is carried with an empty value, so that a demand for its
+ * mere presence queues; `Agent.Name` and an undeclared `Agent.Version` are left to the registration body.
+ */
+export function placeholderCapabilities(
+  declared: Readonly<Record<string, string>>,
+  podTemplate: unknown,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(reportedCapabilities(declared, podTemplate).capabilities)) {
+    if (
+      v === null &&
+      (sameCapabilityName(k, AGENT_NAME_CAPABILITY) || sameCapabilityName(k, AGENT_VERSION_CAPABILITY))
+    ) {
+      continue;
+    }
+    out[k] = v ?? "";
+  }
+  return out;
+}
+
+/**
  * The name the registrator CLI gives a placeholder: `<prefix>-<16 hex of the capability set's hash>`. With the
- * default prefix `dummy-agent` this is exactly {@link placeholderAgentName}, so the CLI and the operator agree on
- * the name of the same set (registering it twice is a harmless 409).
+ * default prefix `dummy-agent` this is exactly {@link placeholderAgentName} of the same set (registering it twice is
+ * a harmless 409). The operator names its own placeholders after `placeholderCapabilities`, which adds what the
+ * agents report by themselves.
  */
 export function prefixedPlaceholderName(prefix: string, capabilities: Readonly<Record<string, string>>): string {
   return `${prefix}-${capabilitySetKey(capabilities)}`;
@@ -67,13 +96,17 @@ export function prefixedPlaceholderName(prefix: string, capabilities: Readonly<R
 export interface PlaceholderSource {
   /** Who wants it, for messages (e.g. `namespace/name`). */
   readonly key?: string;
-  readonly podsWithCapabilities: ReadonlyArray<{ readonly capabilities?: Readonly<Record<string, string>> }>;
+  readonly podsWithCapabilities: ReadonlyArray<{
+    readonly capabilities?: Readonly<Record<string, string>>;
+    /** The entry's pod template: what the agent reports by itself comes from it (absent: a default Linux pod). */
+    readonly podTemplateSpec?: unknown;
+  }>;
 }
 
 export interface WantedPlaceholder {
   /** `dummy-agent-<16 hex>` of the capability set. */
   readonly name: string;
-  /** The template's capability set (what the name is derived from). */
+  /** What the entry's agents report (`placeholderCapabilities`): what the name is derived from. */
   readonly capabilities: Readonly<Record<string, string>>;
   /** What to POST to register it. */
   readonly registration: TaskAgentInput;
@@ -82,8 +115,9 @@ export interface WantedPlaceholder {
 }
 
 /**
- * One placeholder per distinct capability set of the resources' templates (`podsWithCapabilities[].capabilities`,
- * empty when absent), sorted by name. Sets that several templates or resources share give one placeholder.
+ * One placeholder per distinct set of capabilities the resources' agents report (`placeholderCapabilities` of each
+ * entry: its declared `capabilities`, empty when absent, plus what its agent reports by itself), sorted by name.
+ * Sets that several templates or resources share give one placeholder.
  *
  * Only template sets are wanted. Placeholders for `ExtraAgentContainers` values are not derived from anything here:
  * those values come with jobs at run time, and a pipeline registers them with the registrator CLI before the job
@@ -94,7 +128,7 @@ export function wantedPlaceholders(resources: readonly PlaceholderSource[]): Wan
   const byName = new Map<string, { capabilities: Record<string, string>; wantedBy: string[] }>();
   for (const resource of resources) {
     for (const template of resource.podsWithCapabilities) {
-      const capabilities = { ...(template.capabilities ?? {}) };
+      const capabilities = placeholderCapabilities(template.capabilities ?? {}, template.podTemplateSpec);
       const name = placeholderAgentName(capabilities);
       let entry = byName.get(name);
       if (!entry) {

@@ -38,3 +38,29 @@ describe("jobsServedElsewhere", () => {
     test(name, () => assert.deepEqual([...jobsServedElsewhere(jobs, self, others)], expected));
   }
 });
+
+describe("jobsServedElsewhere with what the agents report by itself", () => {
+  const reporting = (key: string, arch: string) => ({
+    key,
+    templates: [
+      {
+        capabilities: {},
+        reportedCapabilities: { "Agent.OS": "Linux", "Agent.OSArchitecture": arch },
+        minCount: 0,
+        maxCount: 5,
+      },
+    ],
+  });
+  const amd = reporting("ns/a", "X64");
+  const arm = reporting("ns/b", "ARM64");
+  test("only the resource whose agents report the demanded architecture serves the job", () => {
+    const jobs = [job(1, ["Agent.OSArchitecture -equals ARM64"]), job(2, ["Agent.OSArchitecture -equals X64"])];
+    assert.deepEqual([...jobsServedElsewhere(jobs, amd, [amd, arm])], [1]);
+    assert.deepEqual([...jobsServedElsewhere(jobs, arm, [amd, arm])], [2]);
+  });
+  test("equal declared sets: implicit capabilities do not decide, the smaller key does", () => {
+    const jobs = [job(1, ["Agent.OS -equals Linux"])];
+    assert.deepEqual([...jobsServedElsewhere(jobs, arm, [amd, arm])], [1]);
+    assert.deepEqual([...jobsServedElsewhere(jobs, amd, [amd, arm])], []);
+  });
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { reportedCapabilities } from "./capabilities.ts";
 import { isPending, matchJob, matchJobs, selectPendingJobs } from "./jobs.ts";
 import type { JobRequest, PendingJob, TemplateSpec } from "./types.ts";
 
@@ -140,5 +141,70 @@ describe("matching and best fit", () => {
       r.unmatched.map((u) => [u.requestId, u.demands]),
       [[1, ["docker"]]],
     );
+  });
+});
+
+describe("matching on what the agent reports by itself (contract 2)", () => {
+  const entry = (capabilities: Record<string, string>, spec: Record<string, unknown> = {}): TemplateSpec => {
+    const r = reportedCapabilities(capabilities, { spec: { containers: [{ name: "agent" }], ...spec } });
+    return { capabilities, reportedCapabilities: r.capabilities, minCount: 0, maxCount: 5 };
+  };
+  const amd = { nodeSelector: { "kubernetes.io/arch": "amd64" } };
+  const arm = { nodeSelector: { "kubernetes.io/arch": "arm64" } };
+  const templates: TemplateSpec[] = [
+    entry({ buildkit: "1" }, amd),
+    entry({ buildkit: "1", arm: "1" }, arm),
+    entry({}, { containers: [{ name: "agent", env: [{ name: "JAVA_HOME", value: "/opt/jdk" }] }] }),
+    entry({ win: "1" }, { os: { name: "windows" }, ...amd }),
+  ];
+  const cases: [string, string[], number | string][] = [
+    ["Agent.OS Linux: any Linux entry; best fit ignores implicit capabilities", ["Agent.OS -equals Linux"], 2],
+    ["Agent.OS linux (case)", ["agent.os -equals linux", AGENT_VERSION], 2],
+    ["Agent.OSArchitecture ARM64: the arm64 entry", ["Agent.OSArchitecture -equals ARM64"], 1],
+    ["Agent.OSArchitecture X64 with buildkit: the amd64 entry", ["buildkit", "Agent.OSArchitecture -equals X64"], 0],
+    ["X64 alone: the first X64 entry by fewest declared", ["Agent.OSArchitecture -equals X64"], 0],
+    ["Windows_NT: the Windows entry", ["Agent.OS -equals Windows_NT"], 3],
+    ["Windows is not what agents report", ["Agent.OS -equals Windows"], "no-matching-template"],
+    ["literal env var of the agent container", ["JAVA_HOME -equals /opt/jdk"], 2],
+    ["Agent.Name exists: every agent has one", ["Agent.Name"], 2],
+    ["Agent.Name equals: one particular agent", ["Agent.Name -equals build-abcde"], "names-an-agent"],
+    ["Agent.Version exists", ["Agent.Version"], 2],
+    ["Agent.Version equals: the image decides", ["Agent.Version -equals 4.258.1"], "no-matching-template"],
+    ["Agent.ComputerName: not known in advance", ["Agent.ComputerName"], "no-matching-template"],
+  ];
+  for (const [label, demands, want] of cases) {
+    test(label, () => {
+      const m = matchJob(job(7, demands), templates);
+      if (typeof want === "number") {
+        assert.equal(m.kind, "matched", m.kind === "unmatched" ? m.message : "");
+        if (m.kind === "matched") assert.equal(m.templateIndex, want);
+      } else {
+        assert.equal(m.kind, "unmatched");
+        if (m.kind === "unmatched") assert.equal(m.reason, want);
+      }
+    });
+  }
+
+  test("messages explain demands on the agent's own capabilities", () => {
+    const message = (demands: string[], ts = templates) => {
+      const m = matchJob(job(7, demands), ts);
+      return m.kind === "unmatched" ? m.message : "";
+    };
+    assert.match(
+      message(["buildkit", "Agent.OS -equals Windows"]),
+      /no pod template has capabilities satisfying "buildkit", "Agent.OS -equals Windows" \(Agent\.OS -equals Windows: the templates' agents report Agent\.OS "Linux" or "Windows_NT"; agents on Windows report "Windows_NT"/,
+    );
+    assert.match(
+      message(["Agent.OSArchitecture -equals ARM64"], [entry({})]),
+      /Agent\.OSArchitecture a value known only once the pod runs; it is known for a template that selects one kubernetes\.io\/arch/,
+    );
+    assert.match(message(["Agent.Version -equals 1.0"]), /the agent image decides it/);
+    assert.doesNotMatch(message(["docker"]), /\(/, "no explanation for ordinary capabilities");
+    assert.match(message(["Agent.Name -equals x"]), /asks for one particular agent/);
+  });
+
+  test("without reportedCapabilities only the declared ones count (as before)", () => {
+    const m = matchJob(job(7, ["Agent.OS -equals Linux"]), [{ capabilities: {}, minCount: 0, maxCount: 1 }]);
+    assert.equal(m.kind, "unmatched");
   });
 });

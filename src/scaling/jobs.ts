@@ -3,12 +3,20 @@
  */
 
 import {
+  AGENT_NAME_CAPABILITY,
+  AGENT_OS_ARCHITECTURE_CAPABILITY,
+  AGENT_OS_CAPABILITY,
+  AGENT_VERSION_CAPABILITY,
+  type Demand,
+  demandSatisfied,
   extraAgentContainersDemand,
   isAgentVersionDemand,
   isExtraAgentContainersDemand,
   parseDemands,
+  sameCapabilityName,
   satisfies,
 } from "../azure-devops/demands.ts";
+import { matchableCapabilities } from "./capabilities.ts";
 import type { JobRequest, MatchedJob, PendingJob, TemplateSpec, UnmatchedJob } from "./types.ts";
 
 /** A job request is finished once it has a result or a finish time. */
@@ -69,7 +77,11 @@ export function selectPendingJobs(requests: readonly JobRequest[]): PendingJob[]
   return out.sort(compareQueueOrder);
 }
 
-/** Number of template capabilities the job did not ask for (names compared case-insensitively). */
+/**
+ * Number of declared template capabilities the job did not ask for (names compared case-insensitively). The
+ * capabilities every agent reports by itself (`Agent.OS`, environment variables, ...) are not counted: a template
+ * must not win a job merely for reporting fewer of them.
+ */
 export function unrequestedCapabilityCount(capabilities: Readonly<Record<string, string>>, job: PendingJob): number {
   const asked = new Set(job.demands.map((d) => d.name.toLowerCase()));
   const names = new Set(Object.keys(capabilities).map((k) => k.toLowerCase()));
@@ -84,16 +96,60 @@ function unmatched(job: PendingJob, reason: UnmatchedJob["reason"], message: str
   return { kind: "unmatched", requestId: job.requestId, demands: job.rawDemands, reason, message };
 }
 
+const AGENT_OWN = [AGENT_OS_CAPABILITY, AGENT_OS_ARCHITECTURE_CAPABILITY, AGENT_VERSION_CAPABILITY];
+
 /**
- * Finds the template that serves a job: among the templates whose capabilities satisfy every demand (ignoring
- * `Agent.Version -gtVersion` and ExtraAgentContainers), the one with the fewest capabilities the job did not ask
- * for; ties go to the first in resource order. Jobs with unreadable or unsupported demands are never matched.
+ * Why no template meets a demand on one of the agent's own capabilities, for the unmatched message: what the
+ * templates' agents report for that name, and what would change it. Undefined for other demands.
+ */
+export function explainAgentDemand(demand: Demand, templates: readonly TemplateSpec[]): string | undefined {
+  const name = AGENT_OWN.find((n) => sameCapabilityName(n, demand.name));
+  if (name === undefined) return undefined;
+  const values = new Set<string>();
+  let unknown = false;
+  for (const t of templates) {
+    for (const [k, v] of Object.entries(matchableCapabilities(t))) {
+      if (!sameCapabilityName(k, name)) continue;
+      if (v === null) unknown = true;
+      else values.add(v);
+    }
+  }
+  const shown = [...values].sort().map((v) => JSON.stringify(v));
+  if (unknown) shown.push("a value known only once the pod runs");
+  const parts = [`the templates' agents report ${name} ${shown.length > 0 ? shown.join(" or ") : "nothing"}`];
+  if (name === AGENT_OS_CAPABILITY && demand.kind === "equals" && /^windows$/i.test(demand.value.trim())) {
+    parts.push('agents on Windows report "Windows_NT"');
+  }
+  if (name === AGENT_OS_CAPABILITY) {
+    parts.push("it comes from the pod template's spec.os.name or kubernetes.io/os node selection (default Linux)");
+  }
+  if (name === AGENT_OS_ARCHITECTURE_CAPABILITY) {
+    parts.push(
+      "it is known for a template that selects one kubernetes.io/arch in its nodeSelector or required node affinity (amd64: X64, arm64: ARM64), or that declares it",
+    );
+  }
+  if (name === AGENT_VERSION_CAPABILITY) {
+    parts.push("the agent image decides it; a template can declare Agent.Version to be matched on it");
+  }
+  return `${demand.raw.trim()}: ${parts.join("; ")}`;
+}
+
+/**
+ * Finds the template that serves a job:
+ * 1. a malformed demand, an unsupported operator, or an invalid or refused ExtraAgentContainers demand: unmatched;
+ * 2. a demand on `Agent.Name` other than "exists" asks for one particular agent; a new pod's agent is named after
+ *    its pod, so no pod can serve it: unmatched;
+ * 3. the candidates are the templates whose reported capabilities (declared, plus what the agent reports by itself:
+ *    see capabilities.ts) satisfy every demand, ignoring `Agent.Version -gtVersion` and ExtraAgentContainers;
+ * 4. the best fit has the fewest declared capabilities the job did not ask for; ties go to resource order;
+ * 5. no candidate: unmatched, the message naming the demands and explaining those on the agent's own capabilities.
  */
 export function matchJob(
   job: PendingJob,
   templates: readonly TemplateSpec[],
   checkExtraAgentContainers?: (value: string) => string | undefined,
 ): JobMatch {
+  // Rule 1.
   const firstError = job.demandErrors[0];
   if (firstError !== undefined) {
     return unmatched(job, "malformed-demand", `job ${job.requestId}: ${firstError.message}`);
@@ -104,6 +160,15 @@ export function matchJob(
       job,
       "unsupported-operator",
       `job ${job.requestId}: demand ${JSON.stringify(unknown.raw)} uses operator -${unknown.operator}, which this operator does not judge`,
+    );
+  }
+  // Rule 2.
+  const named = job.demands.find((d) => d.kind !== "exists" && sameCapabilityName(d.name, AGENT_NAME_CAPABILITY));
+  if (named !== undefined) {
+    return unmatched(
+      job,
+      "names-an-agent",
+      `job ${job.requestId}: demand ${JSON.stringify(named.raw)} asks for one particular agent; the operator's agents are named after their new pods, so no pod can be made for it`,
     );
   }
   const extra = extraAgentContainersDemand(job.demands);
@@ -122,10 +187,12 @@ export function matchJob(
     }
   }
 
+  // Rules 3 and 4.
   let best = -1;
   let bestScore = Number.POSITIVE_INFINITY;
   templates.forEach((t, i) => {
-    if (!satisfies(t.capabilities, job.demands, { ignoreAgentVersion: true, ignoreExtraAgentContainers: true })) {
+    const capabilities = matchableCapabilities(t);
+    if (!satisfies(capabilities, job.demands, { ignoreAgentVersion: true, ignoreExtraAgentContainers: true })) {
       return;
     }
     const score = unrequestedCapabilityCount(t.capabilities, job);
@@ -134,13 +201,20 @@ export function matchJob(
       bestScore = score;
     }
   });
+  // Rule 5.
   if (best < 0) {
     const relevant = job.demands.filter((d) => !isAgentVersionDemand(d) && !isExtraAgentContainersDemand(d));
     const shown = relevant.map((d) => JSON.stringify(d.raw)).join(", ");
+    const explained = relevant
+      .filter((d) => !templates.some((t) => demandSatisfied(matchableCapabilities(t), d)))
+      .map((d) => explainAgentDemand(d, templates))
+      .filter((x): x is string => x !== undefined);
     return unmatched(
       job,
       "no-matching-template",
-      `job ${job.requestId}: no pod template has capabilities satisfying ${shown === "" ? "its demands" : shown}`,
+      `job ${job.requestId}: no pod template has capabilities satisfying ${shown === "" ? "its demands" : shown}${
+        explained.length > 0 ? ` (${explained.join(". ")})` : ""
+      }`,
     );
   }
   return { kind: "matched", job, templateIndex: best, extraAgentContainers: extraValue };

@@ -833,3 +833,45 @@ describe("status counts", () => {
     assert.equal(p.orphaned.idle, 1);
   });
 });
+
+describe("capabilities the agent reports by itself", () => {
+  const arm: TemplateSpec = {
+    ...tpl({ arm: "1" }, 0, 5),
+    reportedCapabilities: { arm: "1", "Agent.OS": "Linux", "Agent.OSArchitecture": "ARM64", "Agent.Name": null },
+  };
+  const amd: TemplateSpec = {
+    ...tpl({}, 0, 5),
+    reportedCapabilities: { "Agent.OS": "Linux", "Agent.OSArchitecture": "X64", "Agent.Name": null },
+  };
+
+  test("a job is planned on the template whose agents report what it demands; pods advertise the declared set", () => {
+    const p = plan({
+      templates: [amd, arm],
+      jobRequests: [queued(1, ["Agent.OSArchitecture -equals ARM64"]), queued(2, ["Agent.OS -equals Linux"])],
+    });
+    assert.deepEqual(createsSummary(p), [
+      [0, null, [2], "pending-job"],
+      [1, null, [1], "pending-job"],
+    ]);
+    assert.deepEqual(p.creates[1]?.agentCapabilities, { arm: "1" }, "only declared capabilities become env vars");
+    assert.deepEqual(p.unmatchedJobs, []);
+  });
+
+  test("declared capabilities the agent replaces are template problems, in resource order", () => {
+    const p = plan({
+      templates: [
+        { ...amd, overriddenCapabilities: ["capability Agent.OS is declared ..."] },
+        arm,
+        { ...arm, overriddenCapabilities: ["a", "b"] },
+      ],
+    });
+    assert.deepEqual(
+      p.templateProblems.map((t) => [t.templateIndex, t.reason, t.message]),
+      [
+        [0, "CapabilityOverridden", "podsWithCapabilities[0].capabilities: capability Agent.OS is declared ..."],
+        [2, "CapabilityOverridden", "podsWithCapabilities[2].capabilities: a"],
+        [2, "CapabilityOverridden", "podsWithCapabilities[2].capabilities: b"],
+      ],
+    );
+  });
+});

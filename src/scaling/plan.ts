@@ -22,6 +22,7 @@ import type {
   PodState,
   ScalePlan,
   SidecarStop,
+  TemplateProblem,
   TemplateSpec,
   TemplateStatus,
 } from "./types.ts";
@@ -438,6 +439,15 @@ export function planScaling(input: PlanInput): ScalePlan {
     },
   );
 
+  // Declared capabilities the agent replaces: the entry says something its agents do not report.
+  const templateProblems: TemplateProblem[] = input.templates.flatMap((t, i) =>
+    (t.overriddenCapabilities ?? []).map((message) => ({
+      templateIndex: i,
+      reason: "CapabilityOverridden" as const,
+      message: `podsWithCapabilities[${i}].capabilities: ${message}`,
+    })),
+  );
+
   return {
     creates,
     removals,
@@ -446,6 +456,7 @@ export function planScaling(input: PlanInput): ScalePlan {
     deleteFinished,
     unmatchedJobs: unmatched,
     blockedJobs,
+    templateProblems,
     templates,
     orphaned: countPods(orphans, states),
     podStates: Object.fromEntries(states),

@@ -6,14 +6,24 @@
  * `JobRequest`, which mirrors the Azure DevOps JSON (ISO strings; absent when null).
  */
 
-import type { Demand, DemandParseError } from "../azure-devops/demands.ts";
+import type { CapabilitySet, Demand, DemandParseError } from "../azure-devops/demands.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Inputs
 
 /** One entry of `podsWithCapabilities`, in resource order (its index identifies it in plans). */
 export interface TemplateSpec {
+  /** The declared capabilities (`capabilities` of the entry): best fit counts these, and pods advertise them. */
   readonly capabilities: Readonly<Record<string, string>>;
+  /**
+   * Every capability the entry's agent will report, as far as known before its pod runs (`reportedCapabilities` in
+   * capabilities.ts: the declared ones, the agent's own `Agent.OS`, `Agent.OSArchitecture`, ..., literal environment
+   * variables); null values are reported but not known in advance. Jobs are matched against these. Default: the
+   * declared capabilities.
+   */
+  readonly reportedCapabilities?: CapabilitySet;
+  /** Messages about declared capabilities the agent replaces with its own value (reported as template problems). */
+  readonly overriddenCapabilities?: readonly string[];
   readonly minCount: number;
   readonly maxCount: number;
 }
@@ -130,6 +140,8 @@ export interface PendingJob {
 export type UnmatchedReason =
   | "malformed-demand"
   | "unsupported-operator"
+  /** A demand on `Agent.Name` other than "exists": it asks for one particular agent, which no new pod can be. */
+  | "names-an-agent"
   | "invalid-extra-agent-containers"
   | "extra-agent-containers-refused"
   | "no-matching-template";
@@ -246,6 +258,14 @@ export interface TemplateStatus extends PodCounts {
   readonly desired: number;
 }
 
+/** Something wrong with an entry that does not stop the resource (e.g. a declared capability the agent replaces). */
+export interface TemplateProblem {
+  readonly templateIndex: number;
+  readonly reason: "CapabilityOverridden";
+  /** Starts with `podsWithCapabilities[i].capabilities: `. */
+  readonly message: string;
+}
+
 export interface ScalePlan {
   readonly creates: readonly PodCreate[];
   readonly removals: readonly PodRemoval[];
@@ -254,6 +274,8 @@ export interface ScalePlan {
   readonly deleteFinished: readonly FinishedPodDeletion[];
   readonly unmatchedJobs: readonly UnmatchedJob[];
   readonly blockedJobs: readonly BlockedJob[];
+  /** Problems of entries, in resource order. */
+  readonly templateProblems: readonly TemplateProblem[];
   readonly templates: readonly TemplateStatus[];
   /** Pods whose template no longer exists in the resource. */
   readonly orphaned: PodCounts;

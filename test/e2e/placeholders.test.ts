@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { placeholderCapabilities } from "../../src/placeholders/plan.ts";
 import { placeholderAgentName } from "../../src/scaling/naming.ts";
 import type { OperatorProcess } from "../support/operator.ts";
 import { eventually, startWorldAndOperator, stopWorldAndOperator, type World } from "../support/world.ts";
@@ -21,6 +22,9 @@ describe("operator: placeholder agents and garbage collection", () => {
   after(() => stopWorldAndOperator(world, operator));
 
   const agentNamed = (name: string) => world.ado.control.listAgents({ pool: world.pool }).find((a) => a.name === name);
+  /** The operator's placeholder of an entry: named after what its agents report (the declared set, Agent.OS, ...). */
+  const placeholderOf = (capabilities: Record<string, string>) =>
+    placeholderAgentName(placeholderCapabilities(capabilities, world.template()));
 
   test("without a placeholder a job fails at once; with the operator's placeholder it waits and runs on a new pod", async () => {
     const early = world.ado.control.queueJob({ pool: world.pool, demands: ["ph"], durationMs: 300 });
@@ -29,7 +33,7 @@ describe("operator: placeholder agents and garbage collection", () => {
     await world.createResource("ph", {
       podsWithCapabilities: [{ capabilities: { ph: "1" }, maxCount: 1, podTemplateSpec: world.template() }],
     });
-    const name = placeholderAgentName({ ph: "1" });
+    const name = placeholderOf({ ph: "1" });
     const placeholder = await eventually("placeholder registered", async () => agentNamed(name));
     assert.equal(placeholder.status, "offline");
     const job = world.ado.control.queueJob({ pool: world.pool, demands: ["ph"], durationMs: 300 });
@@ -67,8 +71,8 @@ describe("operator: placeholder agents and garbage collection", () => {
     await eventually("stale agents collected", async () =>
       !agentNamed(stale.name) && !agentNamed("gc-zzzzz") ? true : undefined,
     );
-    assert.ok(agentNamed(placeholderAgentName({ gc: "1" })), "the resource's own placeholder is kept");
-    assert.ok(agentNamed(placeholderAgentName({ ph: "1" })), "another resource's placeholder on the pool is kept");
+    assert.ok(agentNamed(placeholderOf({ gc: "1" })), "the resource's own placeholder is kept");
+    assert.ok(agentNamed(placeholderOf({ ph: "1" })), "another resource's placeholder on the pool is kept");
   });
 
   test("a read-only PAT: status and an event say placeholders cannot be registered", async () => {
