@@ -141,7 +141,7 @@ interface World {
   /** The pool's snapshot (fetched `fetchedMsAgo` before NOW); an error string makes the poll fail instead. */
   pool: PoolState;
   /** What changes before the second reconcile. */
-  then?: { pool?: PoolState };
+  afterwards?: { pool?: PoolState };
   agentDeletion?: AgentDeletion | "hang";
   /** The outcome of pod POSTs (default created). */
   createOutcome?: "created" | "unknown";
@@ -247,7 +247,7 @@ function harness(world: World) {
     resyncIntervalMs: 30_000,
   });
   const next = () => {
-    if (world.then?.pool) world.pool = world.then.pool;
+    if (world.afterwards?.pool) world.pool = world.afterwards.pool;
   };
   const reconcile = async () => {
     await reconciler.reconcile("ci/agents");
@@ -410,7 +410,7 @@ const cases: Case[] = [
       resource: resource({ maxTerminatedPodsToKeep: 5 }),
       pods: [pod("agents-ran1", "succeeded", { createdFor: 1 })],
       pool: { jobRequests: [queued(1)], fetchedMsAgo: 1_000 },
-      then: { pool: { jobRequests: [queued(1)], fetchedMsAgo: -1_000 } },
+      afterwards: { pool: { jobRequests: [queued(1)], fetchedMsAgo: -1_000 } },
     },
     calls: [[], ["createPod"]],
   },
