@@ -29,8 +29,14 @@ describe("computePhase", () => {
     ["one main failed", [rec("a", "main", done(0)), rec("b", "main", done(2))], "Never", "Failed"],
     ["classic sidecar still running", [rec("a", "main", done(0)), rec("s", "main", running)], "Never", "Running"],
     [
-      "native sidecar running does not hold the pod",
+      "native sidecar still running: not terminal until the kubelet has stopped it",
       [rec("s", "sidecar", running), rec("a", "main", done(0))],
+      "Never",
+      "Running",
+    ],
+    [
+      "native sidecar stopped: terminal",
+      [rec("s", "sidecar", done(143)), rec("a", "main", done(0))],
       "Never",
       "Succeeded",
     ],

@@ -36,6 +36,8 @@ export function computePhase(
   const main = records.filter((r) => r.kind === "main");
   const terminated = main.filter((r) => r.state.terminated);
   if (main.length > 0 && terminated.length === main.length) {
+    // Native sidecars are stopped once the main containers are done; the pod is terminal only when they have ended.
+    if (records.some((r) => r.kind === "sidecar" && !r.state.terminated)) return "Running";
     const failed = terminated.some((r) => r.state.terminated?.exitCode !== 0);
     if (restartPolicy === "Never") return failed ? "Failed" : "Succeeded";
     if (restartPolicy === "OnFailure") return failed ? "Running" : "Succeeded";
