@@ -31,6 +31,7 @@ import { CacheVolumes } from "./cache-volumes.ts";
 import { CredentialResolver } from "./credentials.ts";
 import { kubeWriter } from "./kube-writer.ts";
 import { PlaceholderWork } from "./placeholders.ts";
+import type { CredentialPolicy } from "./policy.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { Reconciler } from "./reconciler.ts";
 
@@ -54,6 +55,8 @@ export interface OperatorSettings {
   resyncIntervalMs: number;
   /** How long an agent of a resource must have been offline before garbage collection may delete it. */
   offlineAgentGraceMs: number;
+  /** Where credentials may be sent, who may use the operator's identity (policy.ts); default: the safe defaults. */
+  credentialPolicy?: CredentialPolicy;
 }
 
 export interface OperatorDeps {
@@ -127,7 +130,11 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     caches,
     kube,
     azureDevOps: deps.azureDevOps,
-    credentials: new CredentialResolver({ client, logger: logger.child({ component: "credentials" }) }),
+    credentials: new CredentialResolver({
+      client,
+      logger: logger.child({ component: "credentials" }),
+      ...(config.credentialPolicy ? { policy: config.credentialPolicy } : {}),
+    }),
     pods: deps.pods,
     events,
     metrics,
