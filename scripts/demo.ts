@@ -117,6 +117,11 @@ const operator: ChildProcess = spawn(
     "2s",
     "--idle-poll-interval",
     "2s",
+    // The emulator serves Azure DevOps over plain http on loopback: allowed here only, never by default.
+    "--azure-devops-hosts",
+    "127.0.0.1",
+    "--azure-devops-allow-http",
+    "true",
   ],
   { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, KUBECONFIG: join(dir, "kubeconfig") } },
 );

@@ -1,6 +1,7 @@
 /**
  * The operator as its own process for benchmarks: the tests' launcher, with the operator's default intervals
- * (unless `args` give others), JSON logs at info level and no leader election.
+ * (unless `args` give others), JSON logs at info level, no leader election, and the launcher's default credential
+ * policy flags (the emulator on 127.0.0.1 over http: `emulatorAccess()`).
  */
 import { type OperatorProcess, startOperatorProcess as start } from "../../test/support/operator.ts";
 

@@ -76,6 +76,115 @@ describe("parseConfig", () => {
     assert.deepEqual([e.kubeconfig, e.context], [[], "x"]);
   });
 
+  test("the credential policy: safe defaults (Azure DevOps Services over https, the public cloud, nobody)", () => {
+    const c = parseConfig([], {}, "h");
+    assert.ok(c !== "help");
+    assert.deepEqual(c.credentialPolicy, {
+      azureDevOpsHosts: ["dev.azure.com", "*.visualstudio.com"],
+      allowHttp: false,
+      authorityHosts: ["https://login.microsoftonline.com"],
+      operatorIdentityNamespaces: [],
+    });
+    assert.equal(c.extraAgentContainersPolicy, undefined);
+  });
+
+  test("the credential policy from flags and variables", () => {
+    const c = parseConfig(
+      [
+        "--azure-devops-hosts",
+        "dev.azure.com, TFS.example.com:8443",
+        "--azure-devops-allow-http",
+        "true",
+        "--entra-authority-hosts",
+        "https://login.microsoftonline.us/,https://login.microsoftonline.com",
+      ],
+      { OPERATOR_IDENTITY_NAMESPACES: "platform, ci" },
+      "h",
+    );
+    assert.ok(c !== "help");
+    assert.deepEqual(c.credentialPolicy, {
+      azureDevOpsHosts: ["dev.azure.com", "tfs.example.com:8443"],
+      allowHttp: true,
+      authorityHosts: ["https://login.microsoftonline.us", "https://login.microsoftonline.com"],
+      operatorIdentityNamespaces: ["platform", "ci"],
+    });
+  });
+
+  test("without --entra-authority-hosts, the workload identity webhook's AZURE_AUTHORITY_HOST is the one authority", () => {
+    const c = parseConfig([], { AZURE_AUTHORITY_HOST: "https://login.microsoftonline.us/" }, "h");
+    assert.ok(c !== "help");
+    assert.deepEqual(c.credentialPolicy.authorityHosts, ["https://login.microsoftonline.us"]);
+    const d = parseConfig(
+      ["--entra-authority-hosts", "https://login.chinacloudapi.cn"],
+      { AZURE_AUTHORITY_HOST: "https://login.microsoftonline.us/" },
+      "h",
+    );
+    assert.ok(d !== "help");
+    assert.deepEqual(d.credentialPolicy.authorityHosts, ["https://login.chinacloudapi.cn"], "the flag wins");
+  });
+
+  test("the operator's default ExtraAgentContainers policy (JSON)", () => {
+    const c = parseConfig(
+      [],
+      { EXTRA_AGENT_CONTAINERS_POLICY: '{"allowedImages":["docker.io/library/*"],"maxMemoryPerContainer":"1Gi"}' },
+      "h",
+    );
+    assert.ok(c !== "help");
+    assert.deepEqual(c.extraAgentContainersPolicy, {
+      allowedImages: ["docker.io/library/*"],
+      maxMemoryPerContainer: "1Gi",
+    });
+  });
+
+  const badPolicy: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
+    [
+      "a URL as a host",
+      ["--azure-devops-hosts", "https://dev.azure.com"],
+      {},
+      /--azure-devops-hosts: "https:\/\/dev.azure.com" is not a host pattern/,
+    ],
+    ["no host", ["--azure-devops-hosts", " , "], {}, /--azure-devops-hosts: name at least one host/],
+    [
+      "an http authority",
+      ["--entra-authority-hosts", "http://login.example"],
+      {},
+      /--entra-authority-hosts: .*must use https/,
+    ],
+    [
+      "an http AZURE_AUTHORITY_HOST",
+      [],
+      { AZURE_AUTHORITY_HOST: "http://x" },
+      /AZURE_AUTHORITY_HOST: .*must use https/,
+    ],
+    [
+      "a bad namespace",
+      ["--operator-identity-namespaces", "Team_A"],
+      {},
+      /--operator-identity-namespaces: "Team_A" is not a namespace/,
+    ],
+    ["a bad allow-http", ["--azure-devops-allow-http", "sometimes"], {}, /--azure-devops-allow-http/],
+    [
+      "a policy that is not JSON",
+      ["--extra-agent-containers-policy", "{x"],
+      {},
+      /--extra-agent-containers-policy: not JSON/,
+    ],
+    [
+      "a policy with an unknown field",
+      ["--extra-agent-containers-policy", '{"maxContainer":1}'],
+      {},
+      /--extra-agent-containers-policy: .*maxContainer/,
+    ],
+  ];
+  for (const [name, argv, env, message] of badPolicy) {
+    test(`refuses ${name}`, () => {
+      assert.throws(
+        () => parseConfig(argv, env, "h"),
+        (err: unknown) => err instanceof ConfigError && message.test(err.message),
+      );
+    });
+  }
+
   test("--help and the help text lists every flag with its variable", () => {
     assert.equal(parseConfig(["--help"], {}, "h"), "help");
     const text = helpText();

@@ -5,7 +5,16 @@
 import { delimiter } from "node:path";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../api/v1/duration.ts";
+import type { ExtraAgentContainersPolicy } from "../api/v1/index.ts";
+import {
+  DEFAULT_AZURE_DEVOPS_HOSTS,
+  normalizeAuthority,
+  PUBLIC_CLOUD_AUTHORITY,
+  parseHostPattern,
+} from "../azure-devops/endpoints.ts";
 import type { OperatorSettings } from "../controller/operator.ts";
+import { ALL_NAMESPACES, type CredentialPolicy } from "../controller/policy.ts";
+import { parseExtraAgentContainersPolicy } from "../pods/extra-containers.ts";
 import { DEFAULT_TERMINATOR_IMAGE, resolveTerminatorImage } from "../pods/stop.ts";
 
 /** The operator's settings plus what the entry point itself uses (connection, Azure DevOps, logs, images). */
@@ -23,6 +32,10 @@ export interface OperatorConfig extends OperatorSettings {
   terminatorImage: string;
   logLevel: "debug" | "info" | "warn" | "error";
   logFormat: "json" | "text";
+  /** Where credentials may be sent and who may use the operator's own identity (src/controller/policy.ts). */
+  credentialPolicy: CredentialPolicy;
+  /** The ExtraAgentContainers policy of resources that set none; undefined: none (any value that parses). */
+  extraAgentContainersPolicy: ExtraAgentContainersPolicy | undefined;
 }
 
 interface FlagSpec {
@@ -151,6 +164,36 @@ export const flags: Record<string, FlagSpec> = {
   },
   "log-level": { env: "LOG_LEVEL", help: "debug, info, warn or error", default: "info", kind: "string" },
   "log-format": { env: "LOG_FORMAT", help: "json or text", default: "json", kind: "string" },
+  "azure-devops-hosts": {
+    env: "AZURE_DEVOPS_HOSTS",
+    help: "comma-separated hosts an organizationUrl may name, so credentials go nowhere else: host, host:port, *.domain (one label); add Azure DevOps Server hosts here",
+    default: DEFAULT_AZURE_DEVOPS_HOSTS.join(","),
+    kind: "list",
+  },
+  "azure-devops-allow-http": {
+    env: "AZURE_DEVOPS_ALLOW_HTTP",
+    help: "allow http organization URLs (credentials then travel unencrypted; for emulators and labs only)",
+    default: "false",
+    kind: "boolean",
+  },
+  "entra-authority-hosts": {
+    env: "ENTRA_AUTHORITY_HOSTS",
+    help: `comma-separated https Entra authorities a resource's authorityHost may name (client secrets and federated tokens go nowhere else); the first is used when a resource names none; default: AZURE_AUTHORITY_HOST, else ${PUBLIC_CLOUD_AUTHORITY}`,
+    default: "",
+    kind: "list",
+  },
+  "operator-identity-namespaces": {
+    env: "OPERATOR_IDENTITY_NAMESPACES",
+    help: "comma-separated namespaces whose resources may use the operator's own Entra identity (workloadIdentity: {}); * for all; default none",
+    default: "",
+    kind: "list",
+  },
+  "extra-agent-containers-policy": {
+    env: "EXTRA_AGENT_CONTAINERS_POLICY",
+    help: 'ExtraAgentContainers policy (JSON, as spec.extraAgentContainers) for resources that set none, e.g. {"allowedImages":["docker.io/library/*"],"maxCpuPerContainer":"1","maxMemoryPerContainer":"2Gi"}; default none',
+    default: "",
+    kind: "string",
+  },
 };
 
 export function helpText(): string {
@@ -215,6 +258,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     if (["false", "0", "no"].includes(text)) return false;
     throw new ConfigError(`--${name}: ${JSON.stringify(raw(name))} must be true or false`);
   };
+  const list = (name: string) =>
+    raw(name)
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   const oneOf = <T extends string>(name: string, allowed: readonly T[]): T => {
     const text = raw(name) as T;
     if (!allowed.includes(text))
@@ -257,6 +305,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     })(),
     logLevel: oneOf("log-level", ["debug", "info", "warn", "error"] as const),
     logFormat: oneOf("log-format", ["json", "text"] as const),
+    credentialPolicy: credentialPolicy(list, bool, env),
+    extraAgentContainersPolicy: (() => {
+      const text = raw("extra-agent-containers-policy").trim();
+      if (text === "") return undefined;
+      const parsed = parseExtraAgentContainersPolicy(text);
+      if (!parsed.ok) throw new ConfigError(`--extra-agent-containers-policy: ${parsed.errors.join("; ")}`);
+      return parsed.value;
+    })(),
   };
   if (config.renewDeadlineMs >= config.leaseDurationMs) {
     throw new ConfigError("--renew-deadline must be shorter than --lease-duration");
@@ -265,4 +321,42 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     throw new ConfigError("--renew-deadline must be more than 1.2 times --retry-period");
   }
   return config;
+}
+
+/** The credential policy from its four flags (rules in src/controller/policy.ts and src/azure-devops/endpoints.ts). */
+function credentialPolicy(
+  list: (name: string) => string[],
+  bool: (name: string) => boolean,
+  env: NodeJS.ProcessEnv,
+): CredentialPolicy {
+  const azureDevOpsHosts = list("azure-devops-hosts").map((text) => {
+    const p = parseHostPattern(text);
+    if (!p.ok) throw new ConfigError(`--azure-devops-hosts: ${p.message}`);
+    return p.value;
+  });
+  if (azureDevOpsHosts.length === 0) {
+    throw new ConfigError("--azure-devops-hosts: name at least one host (no organization URL could be used)");
+  }
+  const given = list("entra-authority-hosts");
+  const authorities = given.length > 0 ? given : [env.AZURE_AUTHORITY_HOST?.trim() || PUBLIC_CLOUD_AUTHORITY];
+  const authorityHosts = authorities.map((text) => {
+    const a = normalizeAuthority(text);
+    if (!a.ok) {
+      const from = given.length > 0 ? "--entra-authority-hosts" : "AZURE_AUTHORITY_HOST";
+      throw new ConfigError(`${from}: ${a.message}`);
+    }
+    return a.value;
+  });
+  const operatorIdentityNamespaces = list("operator-identity-namespaces");
+  for (const ns of operatorIdentityNamespaces) {
+    if (ns !== ALL_NAMESPACES && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ns)) {
+      throw new ConfigError(`--operator-identity-namespaces: ${JSON.stringify(ns)} is not a namespace name (or *)`);
+    }
+  }
+  return {
+    azureDevOpsHosts,
+    allowHttp: bool("azure-devops-allow-http"),
+    authorityHosts: [...new Set(authorityHosts)],
+    operatorIdentityNamespaces,
+  };
 }

@@ -53,7 +53,10 @@ const operator = await startOperator({
   client,
   logger,
   azureDevOps,
-  pods: createPodFactory({ terminatorImage: cfg.terminatorImage }),
+  pods: createPodFactory({
+    terminatorImage: cfg.terminatorImage,
+    defaultExtraAgentContainersPolicy: cfg.extraAgentContainersPolicy,
+  }),
 });
 logger.info("operator started", { port: operator.port, identity: cfg.identity });
 

@@ -183,6 +183,25 @@ describe("parseRegistratorArgs", () => {
       /given both/,
     ],
   ];
+  test("-allow-http is a switch: https needs nothing, http needs it", () => {
+    assert.equal(parse([...required, "-capabilities", "a=1"]).allowHttp, false);
+    const http = [
+      "-organization-url",
+      "http://127.0.0.1:8080/org",
+      "-pool-name",
+      "p",
+      "-pat",
+      "x",
+      "-capabilities",
+      "a=1",
+    ];
+    assert.throws(() => parse(http), /uses plain http/);
+    assert.equal(parse([...http, "-allow-http"]).allowHttp, true);
+    assert.equal(parse([...http, "--allow-http=true"]).allowHttp, true);
+    assert.throws(() => parse([...http, "--allow-http=false"]), /uses plain http/);
+    assert.throws(() => parse([...http, "--allow-http=maybe"]), /takes no value/);
+  });
+
   for (const [name, argv, env, message] of bad) {
     test(`usage error: ${name}`, () =>
       assert.throws(
@@ -234,6 +253,8 @@ const args = (pat: string, pool = "sim-pool", caps = `buildkit=1;ExtraAgentConta
   "dummy-agent",
   "-capabilities",
   caps,
+  // The emulator serves plain http.
+  "-allow-http",
 ];
 const agentsOf = (pool = "sim-pool") => emu.control.listAgents({ pool });
 const expectedName = placeholderAgentName({ buildkit: "1", ExtraAgentContainers: EXTRA });
@@ -260,7 +281,7 @@ describe("runRegistrator", () => {
   });
 
   test("a pool name with spaces, from the environment", async () => {
-    const r = await run(["-capabilities", "a=1"], {
+    const r = await run(["-capabilities", "a=1", "-allow-http"], {
       AZP_URL: emu.organizationUrl,
       AZP_POOL: "Pool With Spaces",
       AZP_TOKEN: managePat,
@@ -270,7 +291,7 @@ describe("runRegistrator", () => {
   });
 
   test("the pipeline's access token (bearer) from SYSTEM_ACCESSTOKEN", async () => {
-    const r = await run(["-pool-name", "sim-pool", "-capabilities", "a=1"], {
+    const r = await run(["-pool-name", "sim-pool", "-capabilities", "a=1", "-allow-http"], {
       SYSTEM_COLLECTIONURI: `${emu.organizationUrl}/`,
       SYSTEM_ACCESSTOKEN: pipelineToken,
     });
@@ -280,7 +301,14 @@ describe("runRegistrator", () => {
   });
 
   test("a custom prefix: registered, with a note that the operator will not collect it", async () => {
-    const r = await run([...args(managePat).slice(0, 6), "--agent-name-prefix", "tmp", "--capabilities", "a=1"]);
+    const r = await run([
+      ...args(managePat).slice(0, 6),
+      "--agent-name-prefix",
+      "tmp",
+      "--capabilities",
+      "a=1",
+      "--allow-http",
+    ]);
     assert.equal(r.code, EXIT_OK);
     assert.equal(agentsOf()[0]?.name, prefixedPlaceholderName("tmp", { a: "1" }));
     assert.match(r.stderr, /garbage-collects placeholders whose names start with 'dummy-agent-'/);
@@ -290,25 +318,25 @@ describe("runRegistrator", () => {
     [
       "a wrong PAT",
       () => args(wrongPat),
-      /^error: the token \(-pat\) was not accepted: wrong, expired or revoked/,
+      /^error: the token \(-pat\) was not accepted: wrong, expired or revoked/m,
       /HTTP 401/,
     ],
     [
       "a read-only PAT",
       () => args(readPat),
-      /^error: the PAT \(-pat\) may not register agents: it needs Agent Pools \(Read & manage\), not just Read/,
+      /^error: the PAT \(-pat\) may not register agents: it needs Agent Pools \(Read & manage\), not just Read/m,
       /HTTP 403/,
     ],
     [
       "an unknown pool",
       () => args(managePat, "no-such-pool"),
-      /^error: unknown or ambiguous pool 'no-such-pool'/,
+      /^error: unknown or ambiguous pool 'no-such-pool'/m,
       /no agent pool named 'no-such-pool' exists/,
     ],
     [
       "a wrong organization",
       () => ["-organization-url", `${emu.url}/other-org`, ...args(managePat).slice(2)],
-      /^error: not found: check the organization URL and the pool/,
+      /^error: not found: check the organization URL and the pool/m,
       /HTTP 404/,
     ],
   ];
@@ -341,7 +369,48 @@ describe("runRegistrator", () => {
       "2",
     ]);
     assert.equal(r.code, EXIT_SERVICE_ERROR);
-    assert.match(r.stderr, /^error: Azure DevOps could not be reached at http:\/\/127\.0\.0\.1:9\/org/);
+    assert.match(r.stderr, /^error: Azure DevOps could not be reached at http:\/\/127\.0\.0\.1:9\/org/m);
+  });
+
+  test("plain http: refused unless -allow-http, and nothing is sent", async () => {
+    const withoutFlag = args(managePat).filter((a) => a !== "-allow-http");
+    const refused = await run(withoutFlag);
+    assert.equal(refused.code, EXIT_USAGE);
+    assert.match(refused.stderr, /^error: the organization URL http:\/\/127\.0\.0\.1:\d+\/\S+ uses plain http/);
+    assert.match(refused.stderr, /-allow-http/);
+    assert.deepEqual(emu.control.requests(), [], "no request reached Azure DevOps");
+    assert.equal(agentsOf().length, 0);
+    // The same through the environment (AZP_URL) and with -allow-http=false.
+    const env = await run(["-pool-name", "sim-pool", "-capabilities", "a=1", "-allow-http=false"], {
+      AZP_URL: emu.organizationUrl,
+      AZP_TOKEN: managePat,
+    });
+    assert.equal(env.code, EXIT_USAGE);
+    assert.deepEqual(emu.control.requests(), []);
+    // Allowed: registered, with a warning that the token travelled unencrypted.
+    const allowed = await run(args(managePat));
+    assert.equal(allowed.code, EXIT_OK, allowed.stderr);
+    assert.match(allowed.stderr, /^warning: -allow-http: the token is sent unencrypted/m);
+  });
+
+  test("a token on the command line works, with a warning; from the environment, without", async () => {
+    const flag = await run(args(managePat));
+    assert.equal(flag.code, EXIT_OK, flag.stderr);
+    assert.match(flag.stderr, /^warning: the token was given on the command line \(-pat\).*set AZP_TOKEN/m);
+    const fromEnv = await run(
+      [
+        "-pool-name",
+        "sim-pool",
+        "-capabilities",
+        "buildkit=1",
+        "-allow-http",
+        "-organization-url",
+        emu.organizationUrl,
+      ],
+      { AZP_TOKEN: managePat },
+    );
+    assert.equal(fromEnv.code, EXIT_OK, fromEnv.stderr);
+    assert.doesNotMatch(fromEnv.stderr, /command line/);
   });
 
   test("usage errors: exit 2", async () => {
@@ -407,6 +476,7 @@ describe("the CLI as a child process", () => {
       managePat,
       "-capabilities",
       "novalue",
+      "-allow-http",
     ]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /error: capability 'novalue' has no '='/);

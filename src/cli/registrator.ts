@@ -10,6 +10,10 @@
  * with environment fallbacks. The name is `<prefix>-<hash of the capabilities>`: running it twice is harmless.
  * Exit codes: 0 registered (or already there), 1 Azure DevOps refused or could not be reached, 2 usage error.
  * It needs nothing but Node.js 24 and the sources (no npm dependencies). It never prints the token.
+ *
+ * The token is sent only over https, unless `-allow-http` says otherwise (an emulator, a lab server): a plain http
+ * URL is a usage error and nothing is sent. A token given on the command line (`-pat`) works, with a warning on
+ * stderr: other processes can read a command line; the environment (`AZP_TOKEN`) is the place for it.
  */
 import { type Credential, patCredential, type TokenCredential } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient, normalizeOrganizationUrl } from "../azure-devops/client.ts";
@@ -47,6 +51,8 @@ export interface RegistratorConfig {
   capabilities: Record<string, string>;
   agentName: string;
   timeoutMs: number;
+  /** Whether an http organization URL was allowed (`-allow-http`). */
+  allowHttp: boolean;
 }
 
 interface FlagSpec {
@@ -83,6 +89,10 @@ const FLAGS: Record<string, FlagSpec> = {
     help: "shorthand for the capability ExtraAgentContainers=VALUE (the original tool's first version)",
   },
   "timeout-seconds": { value: "N", help: "timeout of each request to Azure DevOps (default 30)" },
+  "allow-http": {
+    value: "",
+    help: "allow an http organization URL, sending the token unencrypted (emulators and labs only); default: https only",
+  },
   help: { value: "", help: "print this help" },
 };
 
@@ -168,6 +178,14 @@ function readFlags(argv: readonly string[]): { values: Map<string, string[]>; he
     }
     if (!(name in FLAGS)) throw new UsageError(`unknown flag '${arg.replace(/=.*$/s, "")}'`);
     let value = match[2];
+    if (FLAGS[name]?.value === "") {
+      // A switch: `-allow-http`, or `-allow-http=true|false`.
+      if (value !== undefined && !["true", "false"].includes(value.toLowerCase())) {
+        throw new UsageError(`flag '${arg.replace(/=.*$/s, "")}' takes no value (or =true, =false)`);
+      }
+      values.set(name, [...(values.get(name) ?? []), (value ?? "true").toLowerCase()]);
+      continue;
+    }
     if (value === undefined) {
       if (i + 1 >= argv.length) throw new UsageError(`flag '${arg}' needs a value (${FLAGS[name]?.value})`);
       value = argv[++i] as string;
@@ -202,6 +220,12 @@ export function parseRegistratorArgs(
     organizationUrl = normalizeOrganizationUrl(url);
   } catch (err) {
     throw new UsageError(errorMessage(err));
+  }
+  const allowHttp = last("allow-http") === "true";
+  if (organizationUrl.startsWith("http:") && !allowHttp) {
+    throw new UsageError(
+      `the organization URL ${organizationUrl} uses plain http, which would send the token unencrypted: use https (or pass -allow-http, for an emulator or a lab server only)`,
+    );
   }
 
   const poolName = nonEmpty(last("pool-name")) ?? nonEmpty(env.AZP_POOL);
@@ -272,6 +296,7 @@ export function parseRegistratorArgs(
     capabilities,
     agentName: prefixedPlaceholderName(agentNamePrefix, capabilities),
     timeoutMs,
+    allowHttp,
   };
 }
 
@@ -330,6 +355,14 @@ export async function runRegistrator(
     return EXIT_OK;
   }
   const cfg = config;
+  if (cfg.tokenSource === "-pat") {
+    io.stderr(
+      "warning: the token was given on the command line (-pat), where other processes can read it (ps, /proc, shell history); set AZP_TOKEN in the step's environment instead",
+    );
+  }
+  if (cfg.organizationUrl.startsWith("http:")) {
+    io.stderr(`warning: -allow-http: the token is sent unencrypted to ${cfg.organizationUrl}`);
+  }
   const sleep = io.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const client = new AzureDevOpsClient({
     organizationUrl: cfg.organizationUrl,

@@ -12,12 +12,17 @@
  *    stay the same (a changed secret makes a new credential).
  * 4. Neither set: `NoCredentials`. A missing Secret, key or an unusable Entra ID block: a specific reason, never the
  *    secret's value.
+ * 5. Before anything is read or requested, the operator's credential policy judges the resource (policy.ts: where
+ *    the credential would go, the operator's own identity, the Entra authority). A refusal is returned as it is
+ *    (its reason and message), and nothing is read, cached or sent. An Entra ID credential always gets the
+ *    authority the policy chose, never one from the operator's environment.
  */
 import { CLIENT_SECRET_KEY, type EntraIdAuthentication, PAT_SECRET_KEY } from "../api/v1/index.ts";
 import { type Credential, identityKey, patCredential } from "../azure-devops/auth.ts";
 import { entraIdCredential, entraIdOptionsFromSpec } from "../azure-devops/entra-id.ts";
 import { isNotFound, type KubeClient } from "../kube/client.ts";
 import { errorMessage, type Logger } from "../runtime/logger.ts";
+import { type CredentialPolicy, DEFAULT_CREDENTIAL_POLICY, judgeCredentialUse } from "./policy.ts";
 import type { CredentialResult, CredentialsPort, Resource } from "./ports.ts";
 
 type SecretRead = { ok: true; value: string } | { ok: false; reason: string; message: string };
@@ -25,17 +30,21 @@ type SecretRead = { ok: true; value: string } | { ok: false; reason: string; mes
 export interface CredentialResolverOptions {
   client: KubeClient;
   logger: Logger;
+  /** Where credentials may be sent and who may use the operator's identity; default `DEFAULT_CREDENTIAL_POLICY`. */
+  policy?: CredentialPolicy;
 }
 
 export class CredentialResolver implements CredentialsPort {
   readonly #client: KubeClient;
   readonly #logger: Logger;
+  readonly #policy: CredentialPolicy;
   /** Entra ID credentials by resource key (they cache and refresh their tokens). */
   readonly #entra = new Map<string, { fingerprint: string; credential: Credential }>();
 
   constructor(options: CredentialResolverOptions) {
     this.#client = options.client;
     this.#logger = options.logger;
+    this.#policy = options.policy ?? DEFAULT_CREDENTIAL_POLICY;
   }
 
   forget(key: string): void {
@@ -46,12 +55,21 @@ export class CredentialResolver implements CredentialsPort {
     const ns = resource.metadata.namespace;
     const patSecret = resource.spec.personalAccessTokenSecretName;
     const entra = resource.spec.entraIdAuthentication;
+    const verdict = judgeCredentialUse(this.#policy, {
+      namespace: ns,
+      organizationUrl: resource.spec.organizationUrl,
+      entraIdAuthentication: entra,
+    });
+    if (!verdict.ok) {
+      this.#entra.delete(key);
+      return { ok: false, reason: verdict.reason, message: verdict.message };
+    }
     if (patSecret) {
       const what = "spec.personalAccessTokenSecretName: the Azure DevOps personal access token";
       const pat = await this.#readSecretKey(ns, patSecret, PAT_SECRET_KEY, what);
       return pat.ok ? { ok: true, credential: patCredential(pat.value) } : pat;
     }
-    if (entra) return this.#entraCredential(key, ns, entra);
+    if (entra) return this.#entraCredential(key, ns, entra, verdict.authorityHost);
     return {
       ok: false,
       reason: "NoCredentials",
@@ -83,7 +101,13 @@ export class CredentialResolver implements CredentialsPort {
     }
   }
 
-  async #entraCredential(key: string, ns: string, entra: EntraIdAuthentication): Promise<CredentialResult> {
+  async #entraCredential(
+    key: string,
+    ns: string,
+    given: EntraIdAuthentication,
+    authorityHost: string | undefined,
+  ): Promise<CredentialResult> {
+    const entra = authorityHost === undefined ? given : { ...given, authorityHost };
     const resolved: { clientSecret?: string; clientAssertion?: () => Promise<string> } = {};
     let fingerprint = JSON.stringify([entra]);
     if (entra.clientSecretRef) {

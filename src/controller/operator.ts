@@ -32,6 +32,7 @@ import { CredentialResolver } from "./credentials.ts";
 import { kubeWriter } from "./kube-writer.ts";
 import { OrganizationLanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
+import type { CredentialPolicy } from "./policy.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { Reconciler } from "./reconciler.ts";
 
@@ -59,6 +60,8 @@ export interface OperatorSettings {
   azureDevOpsConcurrency: number;
   /** First wait before a template's next pod after its agent exited with an error without a job (doubles). */
   agentFailureBackoffMs: number;
+  /** Where credentials may be sent, who may use the operator's identity (policy.ts); default: the safe defaults. */
+  credentialPolicy?: CredentialPolicy;
 }
 
 export interface OperatorDeps {
@@ -137,7 +140,11 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     caches,
     kube,
     azureDevOps: deps.azureDevOps,
-    credentials: new CredentialResolver({ client, logger: logger.child({ component: "credentials" }) }),
+    credentials: new CredentialResolver({
+      client,
+      logger: logger.child({ component: "credentials" }),
+      ...(config.credentialPolicy ? { policy: config.credentialPolicy } : {}),
+    }),
     pods: deps.pods,
     events,
     metrics,

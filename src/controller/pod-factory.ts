@@ -1,17 +1,29 @@
 /**
  * The pod factory port: the builder of src/pods (agent pod from a template, capabilities, extra containers and
  * cache volumes), the patch that switches classic sidecars to the terminator image so they exit, and the
- * ExtraAgentContainers policy check the plan uses.
+ * ExtraAgentContainers policy check the plan uses (the resource's policy, else the operator's default).
  */
+
+import type { ExtraAgentContainersPolicy } from "../api/v1/index.ts";
 import { buildPodForCreate } from "../pods/build.ts";
-import { extraAgentContainersChecker } from "../pods/extra-containers.ts";
+import { effectiveExtraAgentContainersPolicy, extraAgentContainersChecker } from "../pods/extra-containers.ts";
 import { stopContainersPatch } from "../pods/stop.ts";
 import type { PodFactory } from "./ports.ts";
 
-export function createPodFactory(options: { terminatorImage: string }): PodFactory {
+export interface PodFactoryOptions {
+  terminatorImage: string;
+  /** The ExtraAgentContainers policy of resources that set none (`--extra-agent-containers-policy`). */
+  defaultExtraAgentContainersPolicy?: ExtraAgentContainersPolicy | undefined;
+}
+
+export function createPodFactory(options: PodFactoryOptions): PodFactory {
+  const defaultPolicy = options.defaultExtraAgentContainersPolicy;
   return {
-    build: (input) => buildPodForCreate(input),
+    build: (input) => buildPodForCreate(input, { defaultExtraAgentContainersPolicy: defaultPolicy }),
     stopSidecarsPatch: (containers) => stopContainersPatch(containers, options.terminatorImage),
-    extraAgentContainersChecker: (spec) => extraAgentContainersChecker(spec.extraAgentContainers),
+    extraAgentContainersChecker: (spec) => {
+      const { policy, policySource } = effectiveExtraAgentContainersPolicy(spec.extraAgentContainers, defaultPolicy);
+      return extraAgentContainersChecker(policy, policySource);
+    },
   };
 }

@@ -592,6 +592,49 @@ describe("buildAgentPod: extra containers", () => {
     assert.match(warnings[0] ?? "", /share no workspace/);
   });
 
+  test("they run under the agent container's security context (a copy), never a looser one", () => {
+    const hardened = {
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    };
+    const t = template();
+    const spec = must(t.podTemplateSpec.spec);
+    const [agent, sidecar] = spec.containers;
+    const withContext: AgentPodTemplate = {
+      ...t,
+      podTemplateSpec: {
+        ...t.podTemplateSpec,
+        spec: {
+          ...spec,
+          securityContext: { fsGroup: 1000 },
+          containers: [{ ...must(agent), securityContext: hardened }, must(sidecar)],
+        },
+      },
+    };
+    const { pod } = build({ template: withContext, extraAgentContainers: extra("c,tool:1||d,other:2") });
+    for (const name of ["c", "d"]) {
+      const c = pod.spec.containers.find((x) => x.name === name);
+      assert.deepEqual(c?.securityContext, hardened, name);
+      assert.notEqual(c?.securityContext, pod.spec.containers[0]?.securityContext, "a copy, not a shared object");
+    }
+    assert.deepEqual(pod.spec.securityContext, { fsGroup: 1000 }, "the pod's own context applies to all");
+    assert.equal(
+      pod.spec.containers.find((x) => x.name === "buildkit")?.securityContext,
+      undefined,
+      "sidecars as written",
+    );
+    assert.deepEqual(schemaErrors(pod), []);
+  });
+
+  test("an agent container without a security context: the extra containers get none either", () => {
+    const { pod } = build({ extraAgentContainers: extra("c,tool:1") });
+    assert.equal(pod.spec.containers.find((x) => x.name === "c")?.securityContext, undefined);
+  });
+
   test("a name clashing with the template cannot be built", () => {
     const r = buildAgentPod(input({ extraAgentContainers: extra("buildkit,img") }));
     assert.equal(r.ok, false);
@@ -748,6 +791,46 @@ describe("buildPodForCreate: the compat sample", () => {
     assert.equal(r.reason, "ExtraAgentContainersRefused");
     assert.match(r.message, /container "node": image "node:22" matches none of/);
     assert.match(r.message, /container "node": memory 256Mi is above the maximum 128Mi/);
+  });
+
+  test("the operator's default policy judges resources that set none", () => {
+    const defaults = { defaultExtraAgentContainersPolicy: { allowedImages: ["registry.example.com/**"] } };
+    const refused = buildPodForCreate(
+      {
+        resource: asa,
+        create: create("name=node,image=node:22"),
+        podName: "p",
+        cacheVolumes: { "buildkit-cache": "pvc-1" },
+      },
+      defaults,
+    );
+    assert.equal(refused.ok ? "ok" : refused.reason, "ExtraAgentContainersRefused");
+    if (!refused.ok) {
+      assert.match(refused.message, /is refused by the operator's default policy/);
+      assert.match(refused.message, /allowedImages of the operator's --extra-agent-containers-policy/);
+    }
+    const allowed = buildPodForCreate(
+      {
+        resource: asa,
+        create: create("name=node,image=registry.example.com/node:22"),
+        podName: "p",
+        cacheVolumes: { "buildkit-cache": "pvc-1" },
+      },
+      defaults,
+    );
+    assert.equal(allowed.ok, true);
+    // A resource's own policy (even an empty one) replaces the default.
+    const own = { ...asa, spec: { ...asa.spec, extraAgentContainers: {} } };
+    const r = buildPodForCreate(
+      {
+        resource: own,
+        create: create("name=node,image=node:22"),
+        podName: "p",
+        cacheVolumes: { "buildkit-cache": "pvc-1" },
+      },
+      defaults,
+    );
+    assert.equal(r.ok, true);
   });
 
   test("an unknown template index", () => {

@@ -11,6 +11,7 @@ import {
   type AutoScaledAgentSpec,
   type Container,
   type EnvVar,
+  type ExtraAgentContainersPolicy,
   KIND,
   MANAGED_BY_VALUE,
   PAT_SECRET_KEY,
@@ -26,6 +27,7 @@ import { capabilitySetKey } from "../scaling/naming.ts";
 import type { PodCreate } from "../scaling/types.ts";
 import {
   describeExtraAgentContainersProblems,
+  effectiveExtraAgentContainersPolicy,
   evaluateExtraAgentContainers,
   extraContainerSpecs,
   type ParsedExtraAgentContainers,
@@ -352,7 +354,7 @@ export function buildAgentPod(input: BuildAgentPodInput): BuildAgentPodResult {
   }
   const agent: Container = { ...agentTemplate, env: [...operatorEnv, ...ignoreEnv, ...capabilityEnv, ...templateEnv] };
 
-  // Extra containers share every volume the agent mounts.
+  // Extra containers share every volume the agent mounts, and run under the agent container's security context.
   const extraContainers = extra === null ? [] : extraContainerSpecs(extra.containers, agent);
   if (extraContainers.length > 0 && (agent.volumeMounts ?? []).length === 0) {
     warnings.push(
@@ -493,12 +495,18 @@ export interface PodForCreateInput {
   readonly templateKey?: string;
 }
 
+export interface PodForCreateOptions {
+  /** The operator's ExtraAgentContainers policy for resources that set none (`--extra-agent-containers-policy`). */
+  readonly defaultExtraAgentContainersPolicy?: ExtraAgentContainersPolicy | undefined;
+}
+
 /**
  * A `ScalePlan.creates` entry made into a pod: picks the template, parses the ExtraAgentContainers value and checks
- * it against the policy and the template's container names, then builds. A refused value gives `ok: false` with
- * `InvalidExtraAgentContainers` or `ExtraAgentContainersRefused` and a message naming each problem.
+ * it against the policy (the resource's, else the operator's default) and the template's container names, then
+ * builds. A refused value gives `ok: false` with `InvalidExtraAgentContainers` or `ExtraAgentContainersRefused` and
+ * a message naming each problem.
  */
-export function buildPodForCreate(input: PodForCreateInput): BuildAgentPodResult {
+export function buildPodForCreate(input: PodForCreateInput, options: PodForCreateOptions = {}): BuildAgentPodResult {
   const { resource, create } = input;
   const template = resource.spec.podsWithCapabilities[create.templateIndex];
   if (template === undefined) {
@@ -511,7 +519,10 @@ export function buildPodForCreate(input: PodForCreateInput): BuildAgentPodResult
   if (create.extraAgentContainers !== null) {
     const verdict = evaluateExtraAgentContainers(create.extraAgentContainers, {
       reservedNames: templateContainerNames(template.podTemplateSpec.spec ?? {}),
-      ...(resource.spec.extraAgentContainers === undefined ? {} : { policy: resource.spec.extraAgentContainers }),
+      ...effectiveExtraAgentContainersPolicy(
+        resource.spec.extraAgentContainers,
+        options.defaultExtraAgentContainersPolicy,
+      ),
     });
     if (!verdict.ok) {
       const reason = verdict.reason === "invalid" ? "InvalidExtraAgentContainers" : "ExtraAgentContainersRefused";

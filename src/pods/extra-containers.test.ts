@@ -4,6 +4,7 @@ import {
   checkExtraAgentContainersPolicy,
   type ExtraAgentContainer,
   type ExtraAgentContainersErrorCode,
+  effectiveExtraAgentContainersPolicy,
   evaluateExtraAgentContainers,
   extraAgentContainersChecker,
   extraAgentContainersKey,
@@ -14,6 +15,7 @@ import {
   MAX_VALUE_LENGTH,
   type PolicyViolationCode,
   parseExtraAgentContainers,
+  parseExtraAgentContainersPolicy,
   templateContainerNames,
 } from "./extra-containers.ts";
 
@@ -353,6 +355,66 @@ describe("evaluateExtraAgentContainers and the plan checker", () => {
   });
 });
 
+describe("the operator's default policy", () => {
+  test("effectiveExtraAgentContainersPolicy: the resource's (even empty), else the operator's, else none", () => {
+    const operator = { maxContainers: 1 };
+    assert.deepEqual(effectiveExtraAgentContainersPolicy({ maxContainers: 2 }, operator), {
+      policy: { maxContainers: 2 },
+      policySource: "resource",
+    });
+    assert.deepEqual(effectiveExtraAgentContainersPolicy({}, operator), { policy: {}, policySource: "resource" });
+    assert.deepEqual(effectiveExtraAgentContainersPolicy(undefined, operator), {
+      policy: operator,
+      policySource: "operator",
+    });
+    assert.deepEqual(effectiveExtraAgentContainersPolicy(undefined, undefined), {});
+  });
+
+  test("messages name the operator's flag, not the resource's field", () => {
+    const check = extraAgentContainersChecker({ allowedImages: ["ok/*"], maxContainers: 0 }, "operator");
+    const message = check("c,bad/img") ?? "";
+    assert.match(message, /is refused by the operator's default policy/);
+    assert.match(
+      message,
+      /the operator allows by default none \(maxContainers of the operator's --extra-agent-containers-policy is 0\)/,
+    );
+    assert.match(message, /allowedImages of the operator's --extra-agent-containers-policy/);
+    assert.doesNotMatch(message, /spec\.extraAgentContainers/);
+  });
+
+  const cases: [string, string, RegExp | Record<string, unknown>][] = [
+    [
+      "a full policy",
+      '{"allowedImages":["docker.io/library/*"],"maxContainers":2,"maxCpuPerContainer":"1","maxMemoryPerContainer":"2Gi"}',
+      {
+        allowedImages: ["docker.io/library/*"],
+        maxContainers: 2,
+        maxCpuPerContainer: "1",
+        maxMemoryPerContainer: "2Gi",
+      },
+    ],
+    ["an empty policy", "{}", {}],
+    ["a number as a quantity", '{"maxCpuPerContainer":2}', { maxCpuPerContainer: 2 }],
+    ["not JSON", "{allowedImages", /not JSON/],
+    ["a list", "[]", /must be a JSON object/],
+    ["an unknown field", '{"allowedImage":["x"]}', /allowedImage/],
+    ["a negative count", '{"maxContainers":-1}', /maxContainers/],
+    ["a bad quantity", '{"maxMemoryPerContainer":"lots"}', /maxMemoryPerContainer/],
+    ["an empty image list", '{"allowedImages":[]}', /allowedImages/],
+  ];
+  for (const [name, json, expected] of cases) {
+    test(`parseExtraAgentContainersPolicy: ${name}`, () => {
+      const r = parseExtraAgentContainersPolicy(json);
+      if (expected instanceof RegExp) {
+        assert.equal(r.ok, false);
+        if (!r.ok) assert.match(r.errors.join("; "), expected);
+      } else {
+        assert.deepEqual(r, { ok: true, value: expected });
+      }
+    });
+  }
+});
+
 describe("extraContainerSpecs", () => {
   test("requests = limits, the agent's mounts at the same paths, the image's own entrypoint", () => {
     const agent = {
@@ -397,6 +459,12 @@ describe("extraContainerSpecs", () => {
     // The specs do not share objects with the agent's mounts.
     (specs[0]?.volumeMounts?.[0] as { mountPath: string }).mountPath = "/changed";
     assert.equal(agent.volumeMounts[0]?.mountPath, "/azp/_work");
+  });
+  test("a copy of the agent container's security context", () => {
+    const securityContext = { runAsNonRoot: true, capabilities: { drop: ["ALL"] }, allowPrivilegeEscalation: false };
+    const [spec] = extraContainerSpecs(containersOf("c,img"), { securityContext });
+    assert.deepEqual(spec?.securityContext, securityContext);
+    assert.notEqual(spec?.securityContext, securityContext);
   });
   test("no mounts when the agent has none", () => {
     assert.deepEqual(extraContainerSpecs(containersOf("c,img"), {}), [{ name: "c", image: "img" }]);

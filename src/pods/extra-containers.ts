@@ -9,7 +9,14 @@
  * See README.md in this folder for the rules and every error.
  */
 import { createHash } from "node:crypto";
-import type { Container, ExtraAgentContainersPolicy, VolumeMount } from "../api/v1/index.ts";
+import {
+  API_VERSION,
+  type Container,
+  type ExtraAgentContainersPolicy,
+  KIND,
+  type VolumeMount,
+  validateAutoScaledAgent,
+} from "../api/v1/index.ts";
 import { compareQuantities, parseQuantity, type Quantity, quantityFrom, signOf } from "./quantity.ts";
 
 /** Separates the container entries of a value. */
@@ -351,7 +358,69 @@ export interface PolicyViolation {
   readonly message: string;
 }
 
+/**
+ * Whose policy judges a value: the resource's `spec.extraAgentContainers`, or the operator's default
+ * (`--extra-agent-containers-policy`), which applies to resources that set none.
+ */
+export type PolicySource = "resource" | "operator";
+
 const POLICY_PATH = "spec.extraAgentContainers";
+const OPERATOR_POLICY = "--extra-agent-containers-policy";
+
+/** How a message names a field of the policy. */
+function policyField(source: PolicySource, field: string): string {
+  return source === "resource" ? `${POLICY_PATH}.${field}` : `${field} of the operator's ${OPERATOR_POLICY}`;
+}
+
+/** The policy that applies: the resource's when it sets one (even an empty one), else the operator's default. */
+export function effectiveExtraAgentContainersPolicy(
+  resourcePolicy: ExtraAgentContainersPolicy | undefined,
+  operatorDefault: ExtraAgentContainersPolicy | undefined,
+): { policy?: ExtraAgentContainersPolicy; policySource?: PolicySource } {
+  if (resourcePolicy !== undefined) return { policy: resourcePolicy, policySource: "resource" };
+  if (operatorDefault !== undefined) return { policy: operatorDefault, policySource: "operator" };
+  return {};
+}
+
+/**
+ * Reads an operator-wide default policy written as JSON in the shape of `spec.extraAgentContainers`, checked with
+ * the API's own validation (unknown fields refused): the policy, or one message per problem.
+ */
+export function parseExtraAgentContainersPolicy(
+  json: string,
+): { ok: true; value: ExtraAgentContainersPolicy } | { ok: false; errors: string[] } {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch (err) {
+    return { ok: false, errors: [`not JSON (${(err as Error).message})`] };
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return { ok: false, errors: ['must be a JSON object, e.g. {"allowedImages":["docker.io/library/*"]}'] };
+  }
+  // The API's validation of the field, on a resource that is valid but for it.
+  const probe = {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: "policy" },
+    spec: {
+      poolName: "p",
+      organizationUrl: "https://dev.azure.com/x",
+      personalAccessTokenSecretName: "s",
+      podsWithCapabilities: [{ maxCount: 1, podTemplateSpec: { spec: { containers: [{ name: "a", image: "a" }] } } }],
+      extraAgentContainers: value,
+    },
+  };
+  const checked = validateAutoScaledAgent(probe, { unknownFields: "error" });
+  if (!checked.ok) {
+    return { ok: false, errors: checked.errors.map((e) => e.replace(/^spec\.extraAgentContainers\.?/, "") || e) };
+  }
+  const policy = checked.value.spec.extraAgentContainers as ExtraAgentContainersPolicy;
+  const problems = checkExtraAgentContainersPolicy([], policy, "operator")
+    .filter((v) => v.code === "invalid-policy")
+    .map((v) => v.message);
+  return problems.length > 0 ? { ok: false, errors: problems } : { ok: true, value: policy };
+}
 
 /** Turns an image pattern into a regular expression: `**` any characters, `*` any characters but `/`. */
 export function imagePatternRegExp(pattern: string): RegExp {
@@ -379,13 +448,14 @@ function policyLimit(
   field: "maxCpuPerContainer" | "maxMemoryPerContainer",
   raw: number | string | undefined,
   out: PolicyViolation[],
+  source: PolicySource,
 ): Quantity | undefined {
   if (raw === undefined) return undefined;
   const q = quantityFrom(raw);
   if (!q.ok) {
     out.push({
       code: "invalid-policy",
-      message: `${POLICY_PATH}.${field} ${show(String(raw))} is not a quantity, so no extra container can be checked against it`,
+      message: `${policyField(source, field)} ${show(String(raw))} is not a quantity, so no extra container can be checked against it`,
     });
     return undefined;
   }
@@ -399,20 +469,22 @@ function policyLimit(
 export function checkExtraAgentContainersPolicy(
   containers: readonly ExtraAgentContainer[],
   policy: ExtraAgentContainersPolicy | undefined,
+  source: PolicySource = "resource",
 ): PolicyViolation[] {
   const out: PolicyViolation[] = [];
   if (policy === undefined) return out;
+  const path = (field: string) => policyField(source, field);
   if (policy.maxContainers !== undefined && containers.length > policy.maxContainers) {
     out.push({
       code: "max-containers",
       message:
         policy.maxContainers === 0
-          ? `${containers.length} extra container(s) asked for, but this resource allows none (${POLICY_PATH}.maxContainers is 0)`
-          : `${containers.length} extra containers asked for, at most ${policy.maxContainers} allowed (${POLICY_PATH}.maxContainers)`,
+          ? `${containers.length} extra container(s) asked for, but ${source === "resource" ? "this resource allows" : "the operator allows by default"} none (${path("maxContainers")} is 0)`
+          : `${containers.length} extra containers asked for, at most ${policy.maxContainers} allowed (${path("maxContainers")})`,
     });
   }
-  const maxCpu = policyLimit("maxCpuPerContainer", policy.maxCpuPerContainer, out);
-  const maxMemory = policyLimit("maxMemoryPerContainer", policy.maxMemoryPerContainer, out);
+  const maxCpu = policyLimit("maxCpuPerContainer", policy.maxCpuPerContainer, out, source);
+  const maxMemory = policyLimit("maxMemoryPerContainer", policy.maxMemoryPerContainer, out, source);
   const patterns = policy.allowedImages;
   for (const c of containers) {
     const who = `container ${show(c.name)}`;
@@ -420,7 +492,7 @@ export function checkExtraAgentContainersPolicy(
       out.push({
         code: "image-not-allowed",
         container: c.name,
-        message: `${who}: image ${show(c.image)} matches none of ${POLICY_PATH}.allowedImages (${patterns.join(", ")})`,
+        message: `${who}: image ${show(c.image)} matches none of ${path("allowedImages")} (${patterns.join(", ")})`,
       });
     }
     const limits: [
@@ -440,7 +512,7 @@ export function checkExtraAgentContainersPolicy(
         out.push({
           code: required,
           container: c.name,
-          message: `${who}: gives no ${what}, but ${POLICY_PATH}.${field} limits it to ${max.text}; add ${what}=<at most ${max.text}>`,
+          message: `${who}: gives no ${what}, but ${path(field)} limits it to ${max.text}; add ${what}=<at most ${max.text}>`,
         });
         continue;
       }
@@ -449,7 +521,7 @@ export function checkExtraAgentContainersPolicy(
         out.push({
           code: above,
           container: c.name,
-          message: `${who}: ${what} ${given} is above the maximum ${max.text} (${POLICY_PATH}.${field})`,
+          message: `${who}: ${what} ${given} is above the maximum ${max.text} (${path(field)})`,
         });
       }
     }
@@ -473,6 +545,8 @@ export type ExtraAgentContainersVerdict =
 
 export interface EvaluateOptions extends ParseExtraAgentContainersOptions {
   readonly policy?: ExtraAgentContainersPolicy;
+  /** Whose policy it is, for messages; default the resource's. */
+  readonly policySource?: PolicySource;
 }
 
 /** One line describing why a value cannot be served. */
@@ -480,8 +554,10 @@ export function describeExtraAgentContainersProblems(
   value: string,
   reason: "invalid" | "refused",
   problems: readonly { readonly message: string }[],
+  policySource: PolicySource = "resource",
 ): string {
-  const what = reason === "invalid" ? "is invalid" : "is refused by the resource's policy";
+  const whose = policySource === "resource" ? "the resource's policy" : "the operator's default policy";
+  const what = reason === "invalid" ? "is invalid" : `is refused by ${whose}`;
   return `ExtraAgentContainers ${show(value)} ${what}: ${problems.map((p) => p.message).join("; ")}`;
 }
 
@@ -499,13 +575,14 @@ export function evaluateExtraAgentContainers(
       message: describeExtraAgentContainersProblems(value, "invalid", parsed.errors),
     };
   }
-  const violations = checkExtraAgentContainersPolicy(parsed.value.containers, options.policy);
+  const source = options.policySource ?? "resource";
+  const violations = checkExtraAgentContainersPolicy(parsed.value.containers, options.policy, source);
   if (violations.length > 0) {
     return {
       ok: false,
       reason: "refused",
       errors: violations,
-      message: describeExtraAgentContainersProblems(value, "refused", violations),
+      message: describeExtraAgentContainersProblems(value, "refused", violations, source),
     };
   }
   return parsed;
@@ -518,9 +595,10 @@ export function evaluateExtraAgentContainers(
  */
 export function extraAgentContainersChecker(
   policy: ExtraAgentContainersPolicy | undefined,
+  policySource: PolicySource = "resource",
 ): (value: string) => string | undefined {
   return (value) => {
-    const verdict = evaluateExtraAgentContainers(value, policy === undefined ? {} : { policy });
+    const verdict = evaluateExtraAgentContainers(value, policy === undefined ? {} : { policy, policySource });
     return verdict.ok ? undefined : verdict.message;
   };
 }
@@ -551,14 +629,21 @@ export function sharedMount(mount: VolumeMount): VolumeMount {
 
 /**
  * Container specs for the extra containers: name, image (its own entrypoint and command), requests = limits for
- * the cpu and memory given, and every volume mount of the agent container at the same path (the workspace).
+ * the cpu and memory given, every volume mount of the agent container at the same path (the workspace), and a copy
+ * of the agent container's `securityContext`. The image is the pipeline's choice, so it runs exactly as
+ * constrained as the agent (user, capabilities, privilege escalation, read-only root, seccomp...): never more
+ * privileged, and never less constrained than the template's author made the agent. The pod's own
+ * `securityContext` applies to every container anyway.
  */
 export function extraContainerSpecs(
   containers: readonly ExtraAgentContainer[],
-  agentContainer: Pick<Container, "volumeMounts">,
+  agentContainer: Pick<Container, "volumeMounts"> & { readonly securityContext?: unknown },
 ): Container[] {
   return containers.map((c) => {
     const spec: Container = { name: c.name, image: c.image };
+    if (agentContainer.securityContext !== undefined) {
+      spec.securityContext = structuredClone(agentContainer.securityContext);
+    }
     const amounts: Record<string, string> = {};
     if (c.cpu !== undefined) amounts.cpu = c.cpu;
     if (c.memory !== undefined) amounts.memory = c.memory;

@@ -166,6 +166,17 @@ describe("helm template with the default values", async () => {
     ] as const) {
       assert.equal(config[key], defaults[key], key);
     }
+    assert.deepEqual(config.credentialPolicy, defaults.credentialPolicy, "credentialPolicy");
+    assert.equal(config.extraAgentContainersPolicy, undefined);
+  });
+
+  test("the credential policy is the safe one: Azure DevOps Services over https, the public cloud, nobody", () => {
+    assert.deepEqual(operatorConfig(deployment).credentialPolicy, {
+      azureDevOpsHosts: ["dev.azure.com", "*.visualstudio.com"],
+      allowHttp: false,
+      authorityHosts: ["https://login.microsoftonline.com"],
+      operatorIdentityNamespaces: [],
+    });
   });
 
   test("--include-crds adds the CRD from crds/", async () => {
@@ -218,6 +229,17 @@ describe("helm template in namespaced mode with the extras (ci/namespaced-values
     assert.equal(config.azureDevOpsTimeoutMs, 45_000, "extraEnv AZURE_DEVOPS_TIMEOUT wins");
     assert.equal(config.terminatorImage, "registry.example.com/mirror/hello-world:latest");
     assert.equal(env.NODE_OPTIONS, "--max-old-space-size=768");
+    assert.deepEqual(config.credentialPolicy, {
+      azureDevOpsHosts: ["dev.azure.com", "tfs.example.com:8443"],
+      allowHttp: false,
+      authorityHosts: ["https://login.microsoftonline.us"],
+      operatorIdentityNamespaces: ["team-a"],
+    });
+    assert.deepEqual(config.extraAgentContainersPolicy, {
+      allowedImages: ["registry.example.com/approved/**"],
+      maxContainers: 2,
+      maxMemoryPerContainer: "1Gi",
+    });
     const container = deployment.spec.template.spec.containers[0];
     const names = (container.env as Obj[]).map((e) => e.name);
     assert.equal(new Set(names).size, names.length, "no duplicate variables (server-side apply refuses them)");
@@ -298,6 +320,12 @@ describe("other values", () => {
       [{ image: { pullPolicy: "Sometimes" } }, /pullPolicy/],
       [{ replicaCount: -1 }, /replicaCount/],
       [{ metrics: { port: 70000 } }, /port/],
+      [{ credentialPolicy: { allowHttp: "yes" } }, /allowHttp/],
+      [{ credentialPolicy: { azureDevOpsHosts: ["https://dev.azure.com"] } }, /azureDevOpsHosts/],
+      [{ credentialPolicy: { azureDevOpsHosts: [] } }, /azureDevOpsHosts/],
+      [{ credentialPolicy: { entraAuthorityHosts: ["http://login.example"] } }, /entraAuthorityHosts/],
+      [{ credentialPolicy: { operatorIdentityNamespaces: ["Team_A"] } }, /operatorIdentityNamespaces/],
+      [{ extraAgentContainersPolicy: { maxContainer: 1 } }, /maxContainer/],
     ];
     for (const [values, message] of cases) {
       const stderr = await helmTemplateFails({ values });

@@ -373,7 +373,13 @@ describe("Helm chart, namespaced (watchNamespaces, patSecretNames), and the oper
     const objs = await helmTemplate({
       release,
       namespace: opNs,
-      values: { watchNamespaces: [watched], rbac: { patSecretNames: ["azure-pat"] }, nodeSelector: NO_NODE_SELECTOR },
+      values: {
+        watchNamespaces: [watched],
+        rbac: { patSecretNames: ["azure-pat"] },
+        nodeSelector: NO_NODE_SELECTOR,
+        // The test resource names a loopback http URL (never called): allowed, so the Secret is what it lacks.
+        credentialPolicy: { azureDevOpsHosts: ["127.0.0.1"], allowHttp: true },
+      },
     });
     await install(objs);
     deployment = find(objs, "Deployment", fullname);

@@ -125,6 +125,8 @@ describe("kubectl kustomize config/default", async () => {
     assert.equal(config.leaderElect, true);
     assert.equal(config.leaderElectionNamespace, NS);
     assert.equal(config.port, 8080);
+    assert.deepEqual(config.credentialPolicy, (parseConfig([], {}, "host") as OperatorConfig).credentialPolicy);
+    assert.equal(config.extraAgentContainersPolicy, undefined);
     const lease = find(objs, "Role", `${PREFIX}leader-election-role`);
     assert.deepEqual(lease.rules, [
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["create"] },

@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
+import { emulatorAccess, type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
 import { eventually, startWorld, type World } from "../support/world.ts";
 
 const tenantId = "00000000-0000-0000-0000-0000000000aa";
@@ -36,6 +36,7 @@ describe("operator: Entra ID authentication", () => {
       kubeconfig: world.cluster.kubeconfig,
       namespaces: [world.ns],
       env: { NODE_EXTRA_CA_CERTS: caFile },
+      access: emulatorAccess(world.ado),
     });
     await operator.waitForLog(/caches synced/);
     for (const [name, value] of [

@@ -34,6 +34,25 @@ export interface OperatorOptions {
   logFile?: string;
   /** Interval and log flags; default short intervals (tests stay fast) and text logs at debug level. */
   settings?: string[];
+  /**
+   * The credential policy flags (where credentials may go); default `emulatorAccess()`: Azure DevOps on
+   * 127.0.0.1 over http, as the emulator serves it. Tests of the policy pass their own.
+   */
+  access?: string[];
+}
+
+/**
+ * Flags that let the operator talk to emulators on loopback: Azure DevOps on 127.0.0.1 (http allowed) and, when
+ * given, an emulator's HTTPS listener as the Entra authority.
+ */
+export function emulatorAccess(emulator: { httpsUrl?: string | undefined } = {}): string[] {
+  return [
+    "--azure-devops-hosts",
+    "127.0.0.1",
+    "--azure-devops-allow-http",
+    "true",
+    ...(emulator.httpsUrl ? ["--entra-authority-hosts", emulator.httpsUrl] : []),
+  ];
 }
 
 const testSettings = [
@@ -64,6 +83,7 @@ export function startOperatorProcess(options: OperatorOptions): OperatorProcess 
       "--bind-address",
       "127.0.0.1",
       ...(options.settings ?? testSettings),
+      ...(options.access ?? emulatorAccess()),
       "--identity",
       options.identity ?? "test-operator",
       ...(options.args ?? ["--leader-elect", "false"]),

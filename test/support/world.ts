@@ -21,7 +21,7 @@ import {
   uniqueName,
 } from "./cluster.ts";
 import { registerPlaceholder } from "./emulator.ts";
-import { type OperatorOptions, type OperatorProcess, startOperatorProcess } from "./operator.ts";
+import { emulatorAccess, type OperatorOptions, type OperatorProcess, startOperatorProcess } from "./operator.ts";
 
 const asaPath = (ns: string) => `/apis/azurepipelines.k8s.scaler.io/v1/namespaces/${ns}/autoscaledagents`;
 
@@ -153,6 +153,7 @@ export async function startWorldAndOperator(
   const operator = startOperatorProcess({
     kubeconfig: world.cluster.kubeconfig,
     namespaces: [world.ns],
+    access: emulatorAccess(world.ado),
     ...operatorOptions,
   });
   await operator.waitForLog(/caches synced/);

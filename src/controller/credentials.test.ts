@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { KubeClient } from "../kube/client.ts";
+import { silentLogger } from "../runtime/logger.ts";
+import { CredentialResolver } from "./credentials.ts";
+import { DEFAULT_CREDENTIAL_POLICY } from "./policy.ts";
+import type { Resource } from "./ports.ts";
+
+/** A Kubernetes client that serves one Secret and records every request. */
+function fakeClient(data: Record<string, string> = { pat: "the-pat", clientSecret: "the-secret" }) {
+  const requests: string[] = [];
+  const client = {
+    async request(options: { path: string; method?: string }) {
+      requests.push(`${options.method ?? "GET"} ${options.path}`);
+      return {
+        data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+      };
+    },
+  } as unknown as KubeClient;
+  return { client, requests };
+}
+
+function resource(spec: Record<string, unknown>, namespace = "team-a"): Resource {
+  return {
+    apiVersion: "azurepipelines.k8s.scaler.io/v1",
+    kind: "AutoScaledAgent",
+    metadata: { name: "agents", namespace, uid: "uid-1" },
+    spec: { poolName: "pool", organizationUrl: "https://dev.azure.com/contoso", podsWithCapabilities: [], ...spec },
+  } as unknown as Resource;
+}
+
+const tenantId = "contoso.onmicrosoft.com";
+const clientId = "00000000-0000-0000-0000-000000000001";
+
+describe("CredentialResolver and the credential policy", () => {
+  const refusals: [string, Record<string, unknown>, string][] = [
+    [
+      "a PAT for another host",
+      { organizationUrl: "https://attacker.example/x", personalAccessTokenSecretName: "azure-pat" },
+      "OrganizationUrlNotAllowed",
+    ],
+    [
+      "a PAT over http",
+      { organizationUrl: "http://dev.azure.com/x", personalAccessTokenSecretName: "azure-pat" },
+      "InsecureOrganizationUrl",
+    ],
+    [
+      "the operator's identity",
+      { entraIdAuthentication: { tenantId, clientId, workloadIdentity: {} } },
+      "OperatorIdentityNotAllowed",
+    ],
+    [
+      "a client secret for another authority",
+      {
+        entraIdAuthentication: {
+          tenantId,
+          clientId,
+          clientSecretRef: { name: "sp" },
+          authorityHost: "https://attacker.example",
+        },
+      },
+      "AuthorityHostNotAllowed",
+    ],
+  ];
+  for (const [name, spec, reason] of refusals) {
+    test(`${name}: ${reason}, and nothing is read`, async () => {
+      const { client, requests } = fakeClient();
+      const resolver = new CredentialResolver({ client, logger: silentLogger() });
+      const r = await resolver.resolve("team-a/agents", resource(spec));
+      assert.equal(r.ok, false);
+      if (!r.ok) assert.equal(r.reason, reason);
+      assert.deepEqual(requests, [], "no Secret read");
+    });
+  }
+
+  test("an allowed PAT is read from its Secret", async () => {
+    const { client, requests } = fakeClient();
+    const resolver = new CredentialResolver({ client, logger: silentLogger() });
+    const r = await resolver.resolve("team-a/agents", resource({ personalAccessTokenSecretName: "azure-pat" }));
+    assert.ok(r.ok);
+    assert.equal(r.credential.kind, "pat");
+    assert.deepEqual(requests, ["GET /api/v1/namespaces/team-a/secrets/azure-pat"]);
+  });
+
+  test("the operator's identity in a namespace the installer listed", async () => {
+    const { client } = fakeClient();
+    const policy = { ...DEFAULT_CREDENTIAL_POLICY, operatorIdentityNamespaces: ["platform"] };
+    const resolver = new CredentialResolver({ client, logger: silentLogger(), policy });
+    const spec = { entraIdAuthentication: { tenantId, clientId, workloadIdentity: {} } };
+    const elsewhere = await resolver.resolve("team-a/agents", resource(spec, "team-a"));
+    assert.equal(elsewhere.ok ? "ok" : elsewhere.reason, "OperatorIdentityNotAllowed");
+    // Without a federated token file the credential cannot be built, but the policy let it through.
+    const saved = process.env.AZURE_FEDERATED_TOKEN_FILE;
+    process.env.AZURE_FEDERATED_TOKEN_FILE = "/nonexistent/token";
+    try {
+      const here = await resolver.resolve("platform/agents", resource(spec, "platform"));
+      assert.ok(here.ok, here.ok ? "" : here.message);
+      assert.equal(here.credential.kind === "token" ? here.credential.identity : "", `entra:${tenantId}/${clientId}`);
+    } finally {
+      if (saved === undefined) delete process.env.AZURE_FEDERATED_TOKEN_FILE;
+      else process.env.AZURE_FEDERATED_TOKEN_FILE = saved;
+    }
+  });
+
+  test("a resource changed to a refused target is refused at once, even with a credential cached", async () => {
+    const { client } = fakeClient();
+    const resolver = new CredentialResolver({ client, logger: silentLogger() });
+    const entra = { tenantId, clientId, clientSecretRef: { name: "sp" } };
+    const first = await resolver.resolve("team-a/agents", resource({ entraIdAuthentication: entra }));
+    assert.ok(first.ok);
+    const moved = await resolver.resolve(
+      "team-a/agents",
+      resource({ entraIdAuthentication: { ...entra, authorityHost: "https://attacker.example" } }),
+    );
+    assert.equal(moved.ok ? "ok" : moved.reason, "AuthorityHostNotAllowed");
+  });
+});
