@@ -22,6 +22,12 @@ export interface TokenCredential {
   /** Who the tokens belong to, e.g. `entra:<tenant>/<client-id>`. Must not be a secret. */
   readonly identity: string;
   /**
+   * What the provider authenticates with, as a non-secret fingerprint (a hash of a client secret, the service
+   * account whose tokens are the assertion, the authority): two providers of one identity with different material
+   * are different credentials (one may be revoked while the other works).
+   */
+  readonly material?: string;
+  /**
    * Called when the service did not accept a token (401, or the 203 sign-in page): the provider should drop its
    * cached token. The client then tries the request once more with a fresh one.
    */
@@ -46,6 +52,20 @@ export function identityKey(credential: Credential): string {
     return `pat:${createHash("sha256").update(credential.pat).digest("hex").slice(0, 16)}`;
   }
   return `token:${credential.identity}`;
+}
+
+/**
+ * The key of the credential itself: its identity plus, for token providers, their material. Polls and clients are
+ * shared per credential key (a rotated or different secret gets its own), rate-limit budgets per identity key.
+ */
+export function credentialKey(credential: Credential): string {
+  const id = identityKey(credential);
+  return credential.kind === "token" && credential.material ? `${id}#${credential.material}` : id;
+}
+
+/** A short non-secret fingerprint of some secret material (for `TokenCredential.material`). */
+export function fingerprint(...parts: string[]): string {
+  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
 }
 
 /** The Authorization header value and the secrets it contains (for redaction). */

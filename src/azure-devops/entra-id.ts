@@ -27,7 +27,7 @@ import {
 } from "@azure/identity";
 import type { EntraIdAuthentication } from "../api/v1/index.ts";
 import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
-import { redact, type TokenCredential } from "./auth.ts";
+import { fingerprint, redact, type TokenCredential } from "./auth.ts";
 
 /** The application ID of Azure DevOps in Entra ID. */
 export const AZURE_DEVOPS_RESOURCE_ID = "499b84ac-1321-427f-aa17-267ca6975798";
@@ -136,6 +136,11 @@ export interface EntraIdCredentialOptions {
   /** The environment read for defaults. Default `process.env`. */
   env?: Readonly<Record<string, string | undefined>>;
   logger?: Logger;
+  /**
+   * Names the credential's material when it is not a client secret (e.g. `sa:<namespace>/<name>` for a
+   * ServiceAccount's tokens as the assertion); a client secret is fingerprinted by itself.
+   */
+  materialName?: string;
 }
 
 /** What the operator resolved for an `entraIdAuthentication` block: the Secret's value or an assertion source. */
@@ -225,6 +230,7 @@ export function entraIdCredential(options: EntraIdCredentialOptions): TokenCrede
 class EntraIdTokenProvider implements TokenCredential {
   readonly kind = "token";
   readonly identity: string;
+  readonly material: string;
   readonly #tenantId: string;
   readonly #clientId: string;
   readonly #authorityHost: string;
@@ -246,6 +252,10 @@ class EntraIdTokenProvider implements TokenCredential {
     const tenantId = (options.tenantId ?? env.AZURE_TENANT_ID ?? "").trim();
     const clientId = (options.clientId ?? env.AZURE_CLIENT_ID ?? "").trim();
     this.identity = entraIdentity(tenantId || "?", clientId || "?");
+    this.material = fingerprint(
+      options.authorityHost ?? env.AZURE_AUTHORITY_HOST ?? "",
+      options.clientSecret !== undefined ? `secret:${options.clientSecret}` : (options.materialName ?? "ambient"),
+    );
     const fail = (message: string): never => {
       throw new EntraIdError("configuration", this.identity, message, {});
     };

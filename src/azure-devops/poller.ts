@@ -14,7 +14,7 @@
 import { backoffDelay } from "../runtime/backoff.ts";
 import { type Clock, type Random, systemClock } from "../runtime/clock.ts";
 import { type Logger, silentLogger } from "../runtime/logger.ts";
-import { type Credential, identityKey } from "./auth.ts";
+import { type Credential, credentialKey, identityKey } from "./auth.ts";
 import { AzureDevOpsClient, type AzureDevOpsClientOptions, normalizeOrganizationUrl } from "./client.ts";
 import { AzureDevOpsError, asAzureDevOpsError } from "./errors.ts";
 import { GovernorRegistry, type PollDelayReason, type RateLimitGovernor } from "./governor.ts";
@@ -476,13 +476,13 @@ export interface PollerKey {
 
 /**
  * The sharing key: the normalized organization URL and the pool name (both case-insensitive in the service) and
- * the credential's identity key (never the secret). Throws a `configuration` error for a malformed URL.
+ * the credential's key (identity and material, never the secret). Throws a `configuration` error for a malformed URL.
  */
 export function pollerKey(key: PollerKey): string {
   return [
     normalizeOrganizationUrl(key.organizationUrl).toLowerCase(),
     key.poolName.toLowerCase(),
-    identityKey(key.credential),
+    credentialKey(key.credential),
   ].join("|");
 }
 

@@ -3,7 +3,7 @@
  * credential, whatever the number of resources) and one client per (organization, credential) for writes, all
  * sharing the rate-limit budget of their identity.
  */
-import { identityKey } from "../azure-devops/auth.ts";
+import { credentialKey, identityKey } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient, normalizeOrganizationUrl } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
@@ -38,7 +38,7 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
   const writers = new Map<string, AzureDevOpsClient>();
   const writer = (target: PoolTarget) => {
     const credential = target.credential;
-    const key = JSON.stringify([target.organizationUrl, identityKey(credential)]);
+    const key = JSON.stringify([target.organizationUrl, credentialKey(credential)]);
     let client = writers.get(key);
     if (!client) {
       client = new AzureDevOpsClient({
@@ -100,7 +100,7 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
       }
     },
     organizationKey,
-    identityKey,
+    credentialKey,
     close() {
       void registry.close();
     },

@@ -9,7 +9,10 @@
  *    TokenRequest for `workloadIdentity.serviceAccountName` (audience `api://AzureADTokenExchange`) as the client
  *    assertion, or the operator's own federated token for `workloadIdentity: {}`.
  * 3. Entra ID credentials cache and refresh tokens, so they are kept per resource while the block and the secret
- *    stay the same (a changed secret makes a new credential).
+ *    stay the same (a changed secret makes a new credential). Each names its material (a fingerprint of the client
+ *    secret, the ServiceAccount, or the operator's own identity): polls and clients are shared per identity AND
+ *    material, so a rotated secret gets its own at once, and a resource that names the operator's client ID with
+ *    some other secret never shares the operator's.
  * 4. Neither set: `NoCredentials`. A missing Secret, key or an unusable Entra ID block: a specific reason, never the
  *    secret's value.
  * 5. Before anything is read or requested, the operator's credential policy judges the resource (policy.ts: where
@@ -109,6 +112,8 @@ export class CredentialResolver implements CredentialsPort {
   ): Promise<CredentialResult> {
     const entra = authorityHost === undefined ? given : { ...given, authorityHost };
     const resolved: { clientSecret?: string; clientAssertion?: () => Promise<string> } = {};
+    // The operator's own identity unless a secret or a ServiceAccount names other material (rule 3: keyed by it).
+    let materialName = "operator-identity";
     let fingerprint = JSON.stringify([entra]);
     if (entra.clientSecretRef) {
       const ref = entra.clientSecretRef;
@@ -119,11 +124,15 @@ export class CredentialResolver implements CredentialsPort {
       fingerprint = JSON.stringify([entra, identityKey(patCredential(secret.value))]);
     } else if (entra.workloadIdentity?.serviceAccountName) {
       resolved.clientAssertion = this.#serviceAccountToken(ns, entra.workloadIdentity.serviceAccountName);
+      materialName = `sa:${ns}/${entra.workloadIdentity.serviceAccountName}`;
     }
     const cached = this.#entra.get(key);
     if (cached?.fingerprint === fingerprint) return { ok: true, credential: cached.credential };
     try {
-      const credential = entraIdCredential(entraIdOptionsFromSpec(entra, resolved, { logger: this.#logger }));
+      const credential = entraIdCredential({
+        ...entraIdOptionsFromSpec(entra, resolved, { logger: this.#logger }),
+        materialName,
+      });
       this.#entra.set(key, { fingerprint, credential });
       return { ok: true, credential };
     } catch (err) {

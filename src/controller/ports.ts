@@ -217,8 +217,8 @@ export interface AzureDevOpsPort {
   deleteAgent(target: PoolTarget, poolId: number, agentId: number): Promise<AgentDeletion>;
   /** A key naming the organization of a URL (URLs with the same key are one organization, as the pollers see it). */
   organizationKey(url: string): string;
-  /** A stable, non-secret key of a credential (pollers are shared per key). */
-  identityKey(credential: Credential): string;
+  /** A stable, non-secret key of a credential and its material (pollers and clients are shared per key). */
+  credentialKey(credential: Credential): string;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ function harness(world: World) {
       collectGarbage: async () => ({ deleted: [] }),
     }),
     organizationKey: (url) => url,
-    identityKey: () => "pat:test",
+    credentialKey: () => "pat:test",
   };
   const eventsPort: EventsPort = {
     normal: (_r, reason) => events.push(reason),

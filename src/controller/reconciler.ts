@@ -344,7 +344,7 @@ export class Reconciler {
     const fingerprint = JSON.stringify([
       target.organizationUrl,
       target.poolName,
-      this.#o.azureDevOps.identityKey(target.credential),
+      this.#o.azureDevOps.credentialKey(target.credential),
     ]);
     if (memory.attached?.fingerprint === fingerprint) return memory.attached.subscription;
     memory.attached?.subscription.release();

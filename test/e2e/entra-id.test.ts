@@ -14,6 +14,8 @@ const tenantId = "00000000-0000-0000-0000-0000000000aa";
 const clientId = "11111111-2222-3333-4444-555555555555";
 /** A second principal: pollers are shared per identity, so the wrong-secret case needs an identity of its own. */
 const otherClientId = "11111111-2222-3333-4444-666666666666";
+/** A principal whose secret is rotated; its tokens live 4 s, so a credential stuck on the old secret soon fails. */
+const rotatedClientId = "11111111-2222-3333-4444-777777777777";
 
 describe("operator: Entra ID authentication", () => {
   let world: World;
@@ -26,6 +28,13 @@ describe("operator: Entra ID authentication", () => {
           servicePrincipals: [
             { tenantId, clientId, clientSecret: "s3cret-value", scope: "manage" },
             { tenantId, clientId: otherClientId, clientSecret: "other-value", scope: "manage" },
+            {
+              tenantId,
+              clientId: rotatedClientId,
+              clientSecret: "first-secret",
+              scope: "manage",
+              tokenLifetimeSeconds: 4,
+            },
           ],
         },
       },
@@ -42,6 +51,7 @@ describe("operator: Entra ID authentication", () => {
     for (const [name, value] of [
       ["sp-secret", "s3cret-value"],
       ["sp-wrong", "not-the-secret"],
+      ["sp-rotate", "first-secret"],
     ]) {
       await world.cluster.client.request({
         method: "POST",
@@ -76,6 +86,7 @@ describe("operator: Entra ID authentication", () => {
         },
       },
     });
+  const placeholderFor = (capability: string) => world.placeholder({ [capability]: "1" });
   const condition = (name: string, type: string) =>
     world.getResource(name).then((r) => r.status?.conditions?.find((c) => c.type === type));
 
@@ -102,5 +113,48 @@ describe("operator: Entra ID authentication", () => {
     });
     assert.match(c.message, /secret|AADSTS|credential/i);
     assert.doesNotMatch(JSON.stringify(await world.getResource("entrabad")), /not-the-secret/);
+  });
+
+  test("a rotated client secret is used at once: after the old one is revoked, polling and scaling go on", async () => {
+    await placeholderFor("rotate");
+    await resource("rotate", "sp-rotate", rotatedClientId);
+    await eventually("AzureDevOpsReachable", async () => {
+      const x = await condition("rotate", "AzureDevOpsReachable");
+      return x?.status === "True" ? x : undefined;
+    });
+    // Rotate: the application gets a new secret (the old one is revoked), the Kubernetes Secret follows.
+    world.ado.control.entra.addServicePrincipal({
+      tenantId,
+      clientId: rotatedClientId,
+      clientSecret: "second-secret",
+      scope: "manage",
+      tokenLifetimeSeconds: 4,
+    });
+    await world.cluster.client.request({
+      method: "PATCH",
+      path: `/api/v1/namespaces/${world.ns}/secrets/sp-rotate`,
+      contentType: "application/merge-patch+json",
+      body: { stringData: { clientSecret: "second-secret" } },
+    });
+    // Longer than the old tokens live: a poll still holding the old secret would now fail.
+    const rotatedAt = Date.now();
+    await new Promise((r) => setTimeout(r, 8_000));
+    const identity = `entra:${tenantId}/${rotatedClientId}`.toLowerCase();
+    const polls = world.ado.control
+      .requests({ path: "jobrequests" })
+      .filter((r) => (r.identity ?? "").toLowerCase() === identity && Date.parse(r.time) > rotatedAt + 5_000);
+    assert.ok(polls.length > 0, "the pool is still polled as the principal");
+    assert.ok(
+      polls.every((r) => r.status === 200),
+      `every poll after the old tokens expired succeeded: ${polls.map((r) => r.status)}`,
+    );
+    const reachable = await condition("rotate", "AzureDevOpsReachable");
+    assert.equal(reachable?.status, "True", reachable?.message);
+    // And scaling goes on: a job gets its pod (the simulated agent itself logs in with a PAT only).
+    world.ado.control.queueJob({ pool: world.pool, demands: ["rotate"], durationMs: 200 });
+    await eventually("a pod for the job", async () => {
+      const pods = await world.pods("rotate");
+      return pods.length > 0 ? pods : undefined;
+    });
   });
 });

@@ -104,7 +104,7 @@ describe("operator: graceful shutdown of the leader", () => {
         collectGarbage: async () => ({ deleted: [] }),
       }),
       organizationKey: (url) => url,
-      identityKey: () => "pat:test",
+      credentialKey: () => "pat:test",
     };
     await cluster.client.request({
       method: "POST",
