@@ -298,6 +298,8 @@ export class PodRuntime {
         podName: this.pod.metadata.name,
         containerName: slot.name,
         image: slot.image,
+        command: slot.spec.command,
+        args: slot.spec.args,
         env,
         gracePeriodMs: this.#graceMs(),
         terminate: term.signal,
