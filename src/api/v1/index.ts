@@ -84,8 +84,8 @@ export {
   ImagePrePullSchema,
   ImagePrePullStatusSchema,
   LIMITS,
-  PREPULL_MAX_EXTRA_IMAGES,
   PodsWithCapabilitiesSchema,
+  PREPULL_MAX_EXTRA_IMAGES,
   ReusableCacheVolumeSchema,
 } from "./schema.ts";
 export type { ValidateOptions, ValidationResult } from "./validate.ts";
