@@ -26,12 +26,14 @@ import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
+import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
 import { podNameSuffix } from "../scaling/naming.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
 import { CredentialResolver } from "./credentials.ts";
 import { kubeWriter } from "./kube-writer.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
+import { PrePullController, type PrePullSettings } from "./prepull.ts";
 import { Reconciler } from "./reconciler.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
@@ -54,6 +56,8 @@ export interface OperatorSettings {
   resyncIntervalMs: number;
   /** How long an agent of a resource must have been offline before garbage collection may delete it. */
   offlineAgentGraceMs: number;
+  /** Image pre-pull DaemonSets (`--image-prepull`, src/controller/prepull.ts); omitted: off. */
+  imagePrePull?: PrePullSettings;
 }
 
 export interface OperatorDeps {
@@ -163,7 +167,18 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   for (const inf of podInformers) inf.addHandler(enqueueHandler(queue, ownerKeys));
   for (const inf of pvcInformers) inf.addHandler({ onUpdate: enqueueHandler(queue, ownerKeys).onUpdate });
 
-  const informers = [...asaInformers, ...podInformers, ...pvcInformers];
+  // Image pre-pull: a loop of its own, on the same resources (and DaemonSet and pod informers when enabled).
+  const prePull = new PrePullController({
+    client,
+    logger: logger.child({ component: "image-prepull" }),
+    events,
+    settings: config.imagePrePull ?? { enabled: false, ...DEFAULT_PREPULL_IMAGES },
+    namespaces,
+    resourceInformers: asaInformers,
+    resyncIntervalMs: config.resyncIntervalMs,
+  });
+
+  const informers = [...asaInformers, ...podInformers, ...pvcInformers, ...prePull.informers];
   const liveness: HealthCheck[] = informers.map((inf) => ({
     name: `informer ${inf.name}`,
     check: () => {
@@ -211,6 +226,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     );
     for (const inf of asaInformers)
       for (const o of inf.store.list()) queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`);
+    prePull.start();
   };
 
   let stopping = false;
@@ -252,6 +268,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       // Workers first: abort in-flight reconciles and wait for them, then give the lease up.
       await queue.shutdown({ drain: false });
       await running;
+      await prePull.stop();
       reconciler.close();
       await elector?.stop();
       await Promise.all(informers.map((inf) => inf.stop()));

@@ -349,6 +349,7 @@ describe("planPrePull", () => {
     assert.deepEqual(ds.object.spec.selector, { matchLabels: { [prePullKeys.selector]: ds.selector } });
     assert.equal(ds.object.spec.template.metadata.labels[prePullKeys.selector], ds.selector);
     assert.equal(ds.object.spec.template.metadata.labels[labels.managedBy], undefined, "not an agent pod");
+    assert.equal(ds.object.spec.template.metadata.labels[labels.resource], undefined, "not an agent pod");
     assert.deepEqual(ds.object.metadata.ownerReferences, [
       {
         apiVersion: "azurepipelines.k8s.scaler.io/v1",

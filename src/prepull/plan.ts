@@ -32,7 +32,8 @@
  * 11. Names: `<resource>-prepull-<8 hex of the placement>`, stable while the placement stays, so a changed image
  *     updates the same DaemonSet (a rolling update). The selector label is a hash of the resource's uid and the
  *     placement, so two resources with the same placement in one namespace never share pods. The DaemonSet has the
- *     managed-by and resource labels and a controller owner reference: it is deleted with the resource.
+ *     managed-by and resource labels and a controller owner reference: it is deleted with the resource. Its pods
+ *     have neither label (what selects a resource's agent pods must not find them), only the selector label.
  * 12. Rolling updates replace at most 25% of a DaemonSet's pods at once (at least one): a changed image reaches the
  *     nodes a quarter at a time, which bounds the load on the registry.
  * 13. The spec-hash annotation is a hash of the DaemonSet as planned: the controller writes only when the observed
@@ -275,10 +276,10 @@ function buildDaemonSet(
   const placementHash = sha256Hex(group.key).slice(0, 8);
   const name = daemonSetName(resource.metadata.name, placementHash);
   const selector = sha256Hex(`${resource.metadata.uid}\n${group.key}`).slice(0, 16);
+  // Not the managed-by and resource labels of agent pods: what selects agent pods must not get these.
   const podLabels = {
     "app.kubernetes.io/name": MANAGED_BY_VALUE,
     "app.kubernetes.io/component": "image-prepull",
-    [labels.resource]: labelValue(resource.metadata.name),
     [prePullKeys.selector]: selector,
   };
   const mount = (readOnly: boolean) => [{ name: TOOLS_VOLUME, mountPath: TOOLS_DIR, readOnly }];
