@@ -221,3 +221,40 @@ describe("operator: image pre-pull", () => {
     await eventFor("broken", "ImagePrePullRemoved");
   });
 });
+
+describe("operator without --image-prepull", () => {
+  let world: World;
+  let operator: OperatorProcess;
+  before(async () => {
+    ({ world, operator } = await startWorldAndOperator());
+  });
+  after(() => stopWorldAndOperator(world, operator));
+
+  test("a resource asking for pre-pull gets a status message and a warning, no DaemonSet; scaling goes on", async () => {
+    await world.createResource("asks", {
+      imagePrePull: { enabled: true },
+      podsWithCapabilities: [
+        { capabilities: { asks: "1" }, minCount: 1, maxCount: 1, podTemplateSpec: world.template() },
+      ],
+    });
+    const status = await eventually("a status message", async () => {
+      const r = await world.getResource("asks");
+      return r.status?.imagePrePull as { message?: string; readyNodes: number } | undefined;
+    });
+    assert.match(status.message ?? "", /--image-prepull/);
+    const events = await eventually("an ImagePrePullDisabled event", async () => {
+      const list = await world.cluster.client.request<{ items: { reason: string; type?: string }[] }>({
+        path: `/apis/events.k8s.io/v1/namespaces/${world.ns}/events`,
+      });
+      return list.items.find((e) => e.reason === "ImagePrePullDisabled");
+    });
+    assert.equal(events.type, "Warning");
+    await eventually("the warm agent pod runs", async () =>
+      (await world.pods("asks")).some((p) => p.status?.phase === "Running") ? true : undefined,
+    );
+    const list = await world.cluster.client.request<{ items: unknown[] }>({
+      path: `/apis/apps/v1/namespaces/${world.ns}/daemonsets`,
+    });
+    assert.equal(list.items.length, 0);
+  });
+});
