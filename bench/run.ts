@@ -11,10 +11,11 @@
  * of starting one.
  */
 import { node500 } from "./node-500.ts";
+import { prePull } from "./prepull.ts";
 import { scaleUp } from "./scale-up.ts";
 import { type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
 
-const all: Benchmark[] = [node500, scaleUp];
+const all: Benchmark[] = [node500, scaleUp, prePull];
 const args = process.argv.slice(2);
 
 if (args.includes("--list") || args.includes("--help")) {
