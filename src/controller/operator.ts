@@ -178,8 +178,9 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     resyncIntervalMs: config.resyncIntervalMs,
   });
 
-  const informers = [...asaInformers, ...podInformers, ...pvcInformers, ...prePull.informers];
-  const liveness: HealthCheck[] = informers.map((inf) => ({
+  const informers = [...asaInformers, ...podInformers, ...pvcInformers];
+  // The pre-pull informers are optional: scaling and readiness never wait for them (e.g. RBAC on DaemonSets missing).
+  const liveness: HealthCheck[] = [...informers, ...prePull.informers].map((inf) => ({
     name: `informer ${inf.name}`,
     check: () => {
       const h = inf.health();
@@ -201,7 +202,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const queueGauge = setInterval(() => metrics.workQueueDepth.set(queue.length), 5000);
   queueGauge.unref();
 
-  for (const inf of informers) inf.start();
+  for (const inf of [...informers, ...prePull.informers]) inf.start();
   await Promise.all(informers.map((inf) => inf.waitForSync()));
   logger.info("caches synced", { namespaces: config.namespaces.length ? config.namespaces : "all" });
 
@@ -271,7 +272,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       await prePull.stop();
       reconciler.close();
       await elector?.stop();
-      await Promise.all(informers.map((inf) => inf.stop()));
+      await Promise.all([...informers, ...prePull.informers].map((inf) => inf.stop()));
       await server.close();
     },
   };

@@ -8,6 +8,9 @@
  * Triggers: any change of a resource; any change of one of its pre-pull DaemonSets (their status included); any
  * change of a pre-pull pod (through its DaemonSet). Also every `resyncIntervalMs`. Only the leader runs the loop.
  *
+ * The DaemonSet and pod informers are the operator's to start and stop, but nothing else waits for them: until they
+ * have synced (forever, when RBAC on DaemonSets is missing) reconciles only come back later, and scaling goes on.
+ *
  * With `enabled: false` (the operator's `--image-prepull` is off, and so the RBAC for DaemonSets may be missing)
  * there are no DaemonSet or pod informers: a resource that asks for pre-pull gets a status message and one warning
  * event saying so, nothing else.
@@ -188,6 +191,9 @@ export class PrePullController {
       return undefined;
     }
 
+    if (![...this.#daemonSets, ...this.#pods].every((inf) => inf.hasSynced())) {
+      return { requeueAfterMs: 2000 }; // The informers log why (e.g. list forbidden).
+    }
     const owned = this.#daemonSets.flatMap((inf) => inf.store.byIndex(ownerIndex, uid));
     for (const planned of plan.daemonSets) {
       if (signal?.aborted) return undefined;
@@ -257,9 +263,7 @@ export class PrePullController {
     if (canonicalJson(previous ?? null) === canonicalJson(next ?? null)) return;
     const { namespace, name } = obj.metadata as { namespace: string; name: string };
     // A merge patch keeps fields it does not name: those the new status lacks are sent as null.
-    const body = next
-      ? { ...Object.fromEntries(Object.keys(previous ?? {}).map((k) => [k, null])), ...next }
-      : null;
+    const body = next ? { ...Object.fromEntries(Object.keys(previous ?? {}).map((k) => [k, null])), ...next } : null;
     try {
       await patchStatus(
         this.#deps.client,
