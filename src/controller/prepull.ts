@@ -1,7 +1,7 @@
 /**
  * The image pre-pull controller (I/O): a reconcile loop of its own, beside the main reconciler, with its own work
  * queue of resource keys. For each AutoScaledAgent it applies the DaemonSets `planPrePull` wants (server-side
- * apply, only when the spec-hash annotation differs), deletes the resource's other pre-pull DaemonSets, writes
+ * apply, only when `needsApply`: missing, another spec hash, or edited containers), deletes the resource's other pre-pull DaemonSets, writes
  * `status.imagePrePull` from `observePrePull`, and records events. The decisions are pure (src/prepull); this file
  * only reads caches and writes.
  *
@@ -18,7 +18,8 @@
  * Events on the resource: `ImagePrePullCreated`, `ImagePrePullUpdated`, `ImagePrePullRemoved` (a DaemonSet written
  * or deleted), `ImagesPrePulled` (every node of every DaemonSet has the current images, once per change),
  * `ImagePrePullFailed` / `ImagePrePullContainerFailed` (once per problem, see src/prepull/observe.ts),
- * `ImagePrePullDisabled` (once per resource and process).
+ * `ImagePrePullApplyFailed` (a DaemonSet write refused; retried with backoff), `ImagePrePullDisabled` (once per
+ * resource and process).
  */
 import {
   type AutoScaledAgent,
@@ -40,7 +41,7 @@ import type { KubeObject } from "../kube/types.ts";
 import type { ProcessResult } from "../kube/workqueue.ts";
 import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
-import { type ObservedDaemonSet, type ObservedPrePullPod, observePrePull } from "../prepull/observe.ts";
+import { needsApply, type ObservedDaemonSet, type ObservedPrePullPod, observePrePull } from "../prepull/observe.ts";
 import { canonicalJson, type PrePullImages, planPrePull } from "../prepull/plan.ts";
 import { errorMessage } from "../runtime/logger.ts";
 import type { EventsPort } from "./ports.ts";
@@ -195,15 +196,26 @@ export class PrePullController {
       return { requeueAfterMs: 2000 }; // The informers log why (e.g. list forbidden).
     }
     const owned = this.#daemonSets.flatMap((inf) => inf.store.byIndex(ownerIndex, uid));
+    const applyProblems: string[] = [];
     for (const planned of plan.daemonSets) {
       if (signal?.aborted) return undefined;
       const current = owned.find((d) => d.metadata.name === planned.name);
-      if (current?.metadata.annotations?.[prePullKeys.specHash] === planned.specHash) continue;
-      await apply(this.#deps.client, kubePath(DAEMONSETS, { namespace, name: planned.name }), planned.object, {
-        fieldManager: FIELD_MANAGER,
-        force: true,
-        ...(signal ? { signal } : {}),
-      });
+      if (!needsApply(planned, current)) continue;
+      try {
+        await apply(this.#deps.client, kubePath(DAEMONSETS, { namespace, name: planned.name }), planned.object, {
+          fieldManager: FIELD_MANAGER,
+          force: true,
+          ...(signal ? { signal } : {}),
+        });
+      } catch (err) {
+        if (signal?.aborted) return undefined;
+        // E.g. an admission policy refuses it, or a DaemonSet of that name is still being deleted: retried later.
+        const message = `applying DaemonSet ${planned.name} failed: ${errorMessage(err)}`;
+        applyProblems.push(message);
+        this.#deps.events.warning(ref, "ImagePrePullApplyFailed", message);
+        this.#log.warn("applying a pre-pull DaemonSet failed", { resource: key, daemonSet: planned.name, error: err });
+        continue;
+      }
       const templates = planned.templateIndexes.join(", ");
       const note = `DaemonSet ${planned.name}: ${planned.images.length} image(s) of template(s) ${templates}`;
       this.#deps.events.normal(ref, current ? "ImagePrePullUpdated" : "ImagePrePullCreated", note);
@@ -234,7 +246,7 @@ export class PrePullController {
     const pods = this.#pods
       .flatMap((inf) => [...selectors].flatMap((s) => inf.store.byIndex(selectorIndex, s)))
       .filter((p) => p.metadata?.namespace === namespace);
-    const observation = observePrePull({ plan, daemonSets: owned, pods });
+    const observation = observePrePull({ plan, daemonSets: owned, pods, applyProblems });
 
     const seen = this.#reported.get(key) ?? new Set<string>();
     const now = new Set<string>();
@@ -254,7 +266,7 @@ export class PrePullController {
       );
     }
     await this.#writeStatus(obj, plan.enabled ? observation.status : undefined, signal);
-    return { requeueAfterMs: this.#deps.resyncIntervalMs };
+    return applyProblems.length > 0 ? { requeue: true } : { requeueAfterMs: this.#deps.resyncIntervalMs };
   }
 
   /** Merge-patches `status.imagePrePull` (null removes it) when it differs from the cached one. */

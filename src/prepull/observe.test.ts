@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { prePullKeys } from "../api/v1/index.ts";
-import { type ObservedDaemonSet, type ObservedPrePullPod, observePrePull } from "./observe.ts";
+import { needsApply, type ObservedDaemonSet, type ObservedPrePullPod, observePrePull } from "./observe.ts";
 import { HELPER_CONTAINER, type PlannedDaemonSet, type PrePullPlan, planPrePull } from "./plan.ts";
 
 const plan = (templates: { selector?: Record<string, string>; image: string }[], extra?: string[]) =>
@@ -215,4 +215,38 @@ describe("observePrePull", () => {
     const o = observePrePull({ plan: p, daemonSets: [ds(first(p), 1)], pods: [pod(first(p))] });
     assert.equal(o.status.message, "template 1 is for Windows nodes: its images are not pre-pulled");
   });
+
+  test("rule 4: apply problems come after pod problems and before notes; the pre-pull is not complete", () => {
+    const p = plan([{ image: "agent:1" }]);
+    p.notes.push("a note");
+    const o = observePrePull({
+      plan: p,
+      daemonSets: [ds(first(p), 1)],
+      pods: [pod(first(p))],
+      applyProblems: ["applying DaemonSet x failed: denied by policy"],
+    });
+    assert.equal(o.status.message, "applying DaemonSet x failed: denied by policy");
+    assert.equal(o.complete, false);
+  });
+});
+
+describe("needsApply (rule 5)", () => {
+  const p = plan([{ image: "agent:1" }]);
+  const planned = first(p);
+  const template = structuredClone(planned.object.spec.template) as NonNullable<ObservedDaemonSet["spec"]>["template"];
+  const observed = (changes: { hash?: string; template?: typeof template } = {}): ObservedDaemonSet => ({
+    metadata: { name: planned.name, annotations: { [prePullKeys.specHash]: changes.hash ?? planned.specHash } },
+    spec: { template: changes.template ?? template },
+  });
+  const edited = structuredClone(template);
+  const init = edited?.spec?.initContainers?.[1];
+  if (init) init.image = "agent:hacked";
+  const cases: [string, ObservedDaemonSet | undefined, boolean][] = [
+    ["missing", undefined, true],
+    ["as planned (server defaults aside)", observed(), false],
+    ["another spec hash", observed({ hash: "0000000000000000" }), true],
+    ["an edited image, hash unchanged", observed({ template: edited }), true],
+    ["no template observed", { metadata: observed().metadata }, true],
+  ];
+  for (const [name, o, expected] of cases) test(name, () => assert.equal(needsApply(planned, o), expected));
 });

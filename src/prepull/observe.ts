@@ -14,17 +14,36 @@
  *     `CreateContainerConfigError`, `RunContainerError`, or terminated with a non-zero exit code) is
  *     `ImagePrePullContainerFailed` (e.g. an image for another CPU architecture). Each has a key (pod uid,
  *     container, reason) so that the controller reports it once.
- *  4. The message: the first problem (and how many more), else the plan's notes, else, when not every node is
- *     ready, how far the pulls are; nothing when every node is ready.
+ *  4. The message: the first problem (and how many more), else the apply problems the controller met, else the
+ *     plan's notes, else, when not every node is ready, how far the pulls are; nothing when every node is ready.
+ *  5. A planned DaemonSet needs applying when it does not exist, carries another spec hash, or its pod template's
+ *     containers (names and images, init containers included) differ from the plan: someone edited it.
  */
 import type { ImagePrePullStatus } from "../api/v1/index.ts";
 import { prePullKeys } from "../api/v1/index.ts";
-import { HELPER_CONTAINER, normalizeImage, PAUSE_CONTAINER, type PrePullPlan } from "./plan.ts";
+import { HELPER_CONTAINER, normalizeImage, PAUSE_CONTAINER, type PlannedDaemonSet, type PrePullPlan } from "./plan.ts";
 
 /** A pre-pull DaemonSet as observed (the fields read here). */
 export interface ObservedDaemonSet {
   metadata: { name: string; uid?: string; annotations?: Record<string, string> };
+  spec?: {
+    template?: {
+      spec?: { initContainers?: { name: string; image?: string }[]; containers?: { name: string; image?: string }[] };
+    };
+  };
   status?: { desiredNumberScheduled?: number; numberReady?: number };
+}
+
+type ContainerList = { name: string; image?: string }[] | undefined;
+const containerImages = (spec: { initContainers?: ContainerList; containers?: ContainerList } | undefined) =>
+  JSON.stringify([...(spec?.initContainers ?? []), ...(spec?.containers ?? [])].map((c) => [c.name, c.image]));
+
+/** Whether the controller must apply a planned DaemonSet over what it observes (rule 5). */
+export function needsApply(planned: PlannedDaemonSet, observed: ObservedDaemonSet | undefined): boolean {
+  if (!observed) return true;
+  if (observed.metadata.annotations?.[prePullKeys.specHash] !== planned.specHash) return true;
+  const want = planned.object.spec.template.spec as { initContainers?: ContainerList; containers?: ContainerList };
+  return containerImages(observed.spec?.template?.spec) !== containerImages(want);
 }
 
 interface ContainerStatusLike {
@@ -136,6 +155,8 @@ export function observePrePull(input: {
   plan: PrePullPlan;
   daemonSets: readonly ObservedDaemonSet[];
   pods: readonly ObservedPrePullPod[];
+  /** Writes that failed in this reconcile (messages), e.g. a DaemonSet refused by an admission policy. */
+  applyProblems?: readonly string[];
 }): PrePullObservation {
   const { plan } = input;
   let desired = 0;
@@ -166,10 +187,13 @@ export function observePrePull(input: {
     images: plan.images.length,
     daemonSets: plan.daemonSets.map((d) => d.name),
   };
-  const complete = allExist && ready === desired;
+  const applyProblems = input.applyProblems ?? [];
+  const complete = allExist && ready === desired && applyProblems.length === 0;
   const first = problems[0];
   if (first) {
     status.message = problems.length > 1 ? `${first.message}; ${problems.length - 1} more problem(s)` : first.message;
+  } else if (applyProblems.length > 0) {
+    status.message = applyProblems.join("; ");
   } else if (plan.notes.length > 0) {
     status.message = plan.notes.join("; ");
   } else if (!allExist) {

@@ -181,6 +181,18 @@ describe("operator: image pre-pull", () => {
     assert.ok((await nodeImages()).includes("example.com/sidecar:2"));
     await eventFor("pp", "ImagePrePullUpdated");
 
+    // A hand edit of the DaemonSet's containers is undone.
+    await world.cluster.client.request({
+      method: "PATCH",
+      path: `/apis/apps/v1/namespaces/${world.ns}/daemonsets/${ds.metadata.name}`,
+      contentType: "application/json-patch+json",
+      body: [{ op: "replace", path: "/spec/template/spec/initContainers/1/image", value: "example.com/other:1" }],
+    });
+    await eventually("the operator restores the DaemonSet", async () => {
+      const [d] = await daemonSetsOf("pp");
+      return d?.spec.template.spec.initContainers[1]?.image === AGENT_IMAGE ? d : undefined;
+    });
+
     // Deleting the resource removes the DaemonSet (garbage collection through the owner reference).
     await world.cluster.client.request({ method: "DELETE", path: `${asaPath()}/pp` });
     await eventually(
