@@ -2,7 +2,7 @@
  * Runs the benchmarks one after the other on one control plane, prints their tables and writes
  * `bench/results/<name>.json`.
  *
- *   npx node bench/run.ts                 # all of them (about 8 minutes on 2 cores)
+ *   npx node bench/run.ts                 # all of them (about 10 minutes on 2 cores)
  *   npx node bench/run.ts scale-up        # only those named
  *   npx node bench/run.ts --quick         # small variants, results in a temporary folder (a smoke test)
  *   npx node bench/run.ts --list
@@ -11,10 +11,11 @@
  * of starting one.
  */
 import { node500 } from "./node-500.ts";
+import { prePull } from "./prepull.ts";
 import { scaleUp } from "./scale-up.ts";
 import { type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
 
-const all: Benchmark[] = [node500, scaleUp];
+const all: Benchmark[] = [node500, scaleUp, prePull];
 const args = process.argv.slice(2);
 
 if (args.includes("--list") || args.includes("--help")) {

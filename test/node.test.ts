@@ -131,6 +131,38 @@ describe("virtual node", () => {
     assert.equal(main(failed, "main")?.state.terminated, undefined, "main never ran");
   });
 
+  test("restartPolicy Always: a completed init container is not run again; a failing one is retried", async () => {
+    await createPod("init-always", {
+      restartPolicy: "Always",
+      initContainers: [
+        { name: "done", image: "sim-exit:0" },
+        { name: "noop", image: "example.com/azure-pipelines-agent:1", command: ["/tools/true"] },
+      ],
+      containers: [{ name: "main", image: "busybox" }],
+    });
+    const running = await waitPod("init-always", "Running", (p) => p.status?.phase === "Running");
+    await new Promise((r) => setTimeout(r, 500));
+    const later = await getPod("init-always");
+    for (const name of ["done", "noop"]) {
+      assert.equal(init(later, name)?.restartCount, 0, `${name} ran once`);
+      assert.equal(init(later, name)?.state.terminated?.exitCode, 0, `${name} completed`);
+    }
+    assert.ok(main(running, "main")?.state.running);
+    assert.ok(
+      !node.logs(ns, "init-always", "noop").some((l) => /agent|sleeping/.test(l)),
+      "the command replaced the agent image's entrypoint: no agent ran",
+    );
+
+    await createPod("init-retry", {
+      restartPolicy: "Always",
+      initContainers: [{ name: "bad", image: "sim-exit:1" }],
+      containers: [{ name: "main", image: "busybox" }],
+    });
+    const retried = await waitPod("init-retry", "init retried", (p) => (init(p, "bad")?.restartCount ?? 0) >= 1);
+    assert.equal(retried.status?.phase, "Pending");
+    assert.equal(main(retried, "main")?.state.running, undefined, "main waits");
+  });
+
   test("a classic sidecar keeps the pod Running after the main container exits; swapping its image ends it", async () => {
     await createPod("classic", {
       containers: [

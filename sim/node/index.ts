@@ -16,6 +16,8 @@ import {
   defaultIsAgentContainer,
   defaultIsPullable,
   defaultProgramRules,
+  exitAfter,
+  isNoOpCommand,
   type Program,
   type ProgramContext,
   type ProgramRule,
@@ -200,6 +202,8 @@ export class VirtualNode {
   }
 
   #programFor(ctx: ProgramContext): Program {
+    // The command replaces the image's entrypoint: a known no-op ends at once, even in an agent image.
+    if (isNoOpCommand(ctx.command, ctx.args)) return exitAfter(0, 0);
     const isAgent = this.#o.isAgentContainer ?? defaultIsAgentContainer;
     if (isAgent(ctx.image, ctx.env)) {
       if (this.#o.agentProgram) return this.#o.agentProgram;

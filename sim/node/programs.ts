@@ -8,6 +8,9 @@ export interface ProgramContext {
   podName: string;
   containerName: string;
   image: string;
+  /** The container's `command` and `args` as the pod gives them (undefined: the image's entrypoint and cmd). */
+  command?: string[] | undefined;
+  args?: string[] | undefined;
   /** The container's resolved environment (secrets included: never log it). */
   env: Record<string, string>;
   /** The node's platform, as a process in the container sees it: its `kubernetes.io/os` and `kubernetes.io/arch`. */
@@ -101,6 +104,26 @@ export function defaultIsPullable(image: string): boolean {
 /** Default agent rule: the image names the Azure Pipelines agent, or the environment has AZP_URL and AZP_POOL. */
 export function defaultIsAgentContainer(image: string, env: Record<string, string>): boolean {
   return /azure-pipelines-agent|azp-agent/.test(image) || (Boolean(env.AZP_URL) && Boolean(env.AZP_POOL));
+}
+
+const basename = (path: string) => path.slice(path.lastIndexOf("/") + 1);
+
+/**
+ * Whether a container's command is one the simulation knows to end at once with exit code 0, whatever the image:
+ * a `command` replaces the image's entrypoint, as with a real runtime, so an agent image started with `true` runs
+ * `true`, not the agent. Only a `command` counts (`args` alone keep the image's entrypoint). Recognised, with any
+ * directory in front of the program: `true` (any arguments), `busybox true`, `sh -c` (or bash, ash, dash) with
+ * `true`, `:` or `exit 0`, and `cp` (a copy: the simulation keeps no files, only the exit code).
+ */
+export function isNoOpCommand(command: readonly string[] | undefined, args: readonly string[] = []): boolean {
+  if (!command || command.length === 0) return false;
+  const argv = [...command, ...args];
+  const program = basename(argv[0] ?? "");
+  if (program === "true" || program === "cp") return true;
+  if (program === "busybox") return argv[1] === "true" || argv[1] === "cp";
+  if (["sh", "bash", "ash", "dash"].includes(program) && argv[1] === "-c")
+    return ["true", ":", "exit 0"].includes((argv[2] ?? "").trim());
+  return false;
 }
 
 export function chooseProgram(rules: readonly ProgramRule[], ctx: ProgramContext): Program {

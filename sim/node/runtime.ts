@@ -228,11 +228,15 @@ export class PodRuntime {
       }
       if (this.#stopped()) return code;
       const policy = slot.kind === "sidecar" ? "Always" : (this.pod.spec.restartPolicy ?? "Always");
+      // An init container that completed is done whatever the pod's policy; a failed one is retried unless the
+      // policy is Never (the kubelet treats Always as OnFailure for init containers).
       const restart =
         slot.kind === "sidecar"
           ? !this.#stoppingSidecars
-          : policy === "Always" || (policy === "OnFailure" && code !== 0);
-      if (!restart || (slot.kind === "init" && policy === "Never")) return code;
+          : slot.kind === "init"
+            ? policy !== "Never" && code !== 0
+            : policy === "Always" || (policy === "OnFailure" && code !== 0);
+      if (!restart) return code;
       await this.#pause();
       if (this.#stopped() || (slot.kind === "sidecar" && this.#stoppingSidecars)) return code;
       slot.lastState = slot.state;
@@ -300,6 +304,8 @@ export class PodRuntime {
         podName: this.pod.metadata.name,
         containerName: slot.name,
         image: slot.image,
+        command: slot.spec.command,
+        args: slot.spec.args,
         env,
         platform: this.#deps.platform,
         gracePeriodMs: this.#graceMs(),

@@ -12,6 +12,25 @@ describe("parseConfig", () => {
     assert.equal(c.leaderElect, true);
     assert.equal(c.leaderElectionNamespace, "default");
     assert.equal(c.port, 8080);
+    assert.deepEqual(c.imagePrePull, {
+      enabled: false,
+      pauseImage: "registry.k8s.io/pause:3.10",
+      helperImage: "docker.io/library/busybox:1.37.0-musl",
+    });
+  });
+
+  test("image pre-pull: --image-prepull and its images, from flags or the environment", () => {
+    const c = parseConfig(
+      ["--image-prepull", "true", "--image-prepull-helper-image", "mirror.example/busybox:1"],
+      { IMAGE_PREPULL_PAUSE_IMAGE: "mirror.example/pause:3.10" },
+      "h",
+    );
+    assert.ok(c !== "help");
+    assert.deepEqual(c.imagePrePull, {
+      enabled: true,
+      pauseImage: "mirror.example/pause:3.10",
+      helperImage: "mirror.example/busybox:1",
+    });
   });
 
   test("flags win over environment variables, which win over defaults", () => {
@@ -41,6 +60,12 @@ describe("parseConfig", () => {
       ["--terminator-image", "not an image!"],
       {},
       /--terminator-image: .*not an image reference/,
+    ],
+    [
+      "bad pre-pull image",
+      [],
+      { IMAGE_PREPULL_PAUSE_IMAGE: "two words" },
+      /--image-prepull-pause-image: .*not an image reference/,
     ],
     [
       "renew too close to retry",

@@ -14,8 +14,9 @@ import {
 } from "../azure-devops/endpoints.ts";
 import type { OperatorSettings } from "../controller/operator.ts";
 import { ALL_NAMESPACES, type CredentialPolicy } from "../controller/policy.ts";
-import { parseExtraAgentContainersPolicy } from "../pods/extra-containers.ts";
+import { isImageReference, parseExtraAgentContainersPolicy } from "../pods/extra-containers.ts";
 import { DEFAULT_TERMINATOR_IMAGE, resolveTerminatorImage } from "../pods/stop.ts";
+import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
 
 /** The operator's settings plus what the entry point itself uses (connection, Azure DevOps, logs, images). */
 export interface OperatorConfig extends OperatorSettings {
@@ -162,6 +163,25 @@ export const flags: Record<string, FlagSpec> = {
     default: DEFAULT_TERMINATOR_IMAGE,
     kind: "string",
   },
+  // Image pre-pull (src/controller/prepull.ts): needs RBAC on daemonsets (Helm value imagePrePull.enabled).
+  "image-prepull": {
+    env: "IMAGE_PREPULL",
+    help: "manage pre-pull DaemonSets for AutoScaledAgents with spec.imagePrePull.enabled (needs RBAC on daemonsets)",
+    default: "false",
+    kind: "boolean",
+  },
+  "image-prepull-pause-image": {
+    env: "IMAGE_PREPULL_PAUSE_IMAGE",
+    help: "image that keeps a pre-pull pod running once its images are pulled",
+    default: DEFAULT_PREPULL_IMAGES.pauseImage,
+    kind: "string",
+  },
+  "image-prepull-helper-image": {
+    env: "IMAGE_PREPULL_HELPER_IMAGE",
+    help: "image whose statically linked /bin/true pre-pull pods run in every pulled image",
+    default: DEFAULT_PREPULL_IMAGES.helperImage,
+    kind: "string",
+  },
   "log-level": { env: "LOG_LEVEL", help: "debug, info, warn or error", default: "info", kind: "string" },
   "log-format": { env: "LOG_FORMAT", help: "json or text", default: "json", kind: "string" },
   "azure-devops-hosts": {
@@ -263,6 +283,12 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
       .split(",")
       .map((s) => s.trim())
       .filter(Boolean);
+  const image = (name: string) => {
+    const text = raw(name).trim();
+    if (!isImageReference(text))
+      throw new ConfigError(`--${name}: ${JSON.stringify(raw(name))} is not an image reference`);
+    return text;
+  };
   const oneOf = <T extends string>(name: string, allowed: readonly T[]): T => {
     const text = raw(name) as T;
     if (!allowed.includes(text))
@@ -303,6 +329,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
         throw new ConfigError(`--terminator-image: ${(err as Error).message}`);
       }
     })(),
+    imagePrePull: {
+      enabled: bool("image-prepull"),
+      pauseImage: image("image-prepull-pause-image"),
+      helperImage: image("image-prepull-helper-image"),
+    },
     logLevel: oneOf("log-level", ["debug", "info", "warn", "error"] as const),
     logFormat: oneOf("log-format", ["json", "text"] as const),
     credentialPolicy: credentialPolicy(list, bool, env),

@@ -26,6 +26,7 @@ import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
 import { createMetrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
+import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
 import { podNameSuffix } from "../scaling/naming.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
 import { CredentialResolver } from "./credentials.ts";
@@ -34,6 +35,7 @@ import { OrganizationLanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import type { CredentialPolicy } from "./policy.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
+import { PrePullController, type PrePullSettings } from "./prepull.ts";
 import { Reconciler } from "./reconciler.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
@@ -62,6 +64,8 @@ export interface OperatorSettings {
   agentFailureBackoffMs: number;
   /** Where credentials may be sent, who may use the operator's identity (policy.ts); default: the safe defaults. */
   credentialPolicy?: CredentialPolicy;
+  /** Image pre-pull DaemonSets (`--image-prepull`, src/controller/prepull.ts); omitted: off. */
+  imagePrePull?: PrePullSettings;
 }
 
 export interface OperatorDeps {
@@ -187,8 +191,20 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   for (const inf of podInformers) inf.addHandler(podEvents);
   for (const inf of pvcInformers) inf.addHandler({ onUpdate: enqueueHandler(queue, ownerKeys).onUpdate });
 
+  // Image pre-pull: a loop of its own, on the same resources (and DaemonSet and pod informers when enabled).
+  const prePull = new PrePullController({
+    client,
+    logger: logger.child({ component: "image-prepull" }),
+    events,
+    settings: config.imagePrePull ?? { enabled: false, ...DEFAULT_PREPULL_IMAGES },
+    namespaces,
+    resourceInformers: asaInformers,
+    resyncIntervalMs: config.resyncIntervalMs,
+  });
+
   const informers = [...asaInformers, ...podInformers, ...pvcInformers];
-  const liveness: HealthCheck[] = informers.map((inf) => ({
+  // The pre-pull informers are optional: scaling and readiness never wait for them (e.g. RBAC on DaemonSets missing).
+  const liveness: HealthCheck[] = [...informers, ...prePull.informers].map((inf) => ({
     name: `informer ${inf.name}`,
     check: () => {
       const h = inf.health();
@@ -210,7 +226,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const queueGauge = setInterval(() => metrics.workQueueDepth.set(queue.length), 5000);
   queueGauge.unref();
 
-  for (const inf of informers) inf.start();
+  for (const inf of [...informers, ...prePull.informers]) inf.start();
   await Promise.all(informers.map((inf) => inf.waitForSync()));
   logger.info("caches synced", { namespaces: config.namespaces.length ? config.namespaces : "all" });
 
@@ -235,6 +251,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     );
     for (const inf of asaInformers)
       for (const o of inf.store.list()) queue.add(`${o.metadata?.namespace}/${o.metadata?.name}`);
+    prePull.start();
   };
 
   let stopping = false;
@@ -277,9 +294,10 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       await queue.shutdown({ drain: false });
       await running;
       await lanes.close();
+      await prePull.stop();
       reconciler.close();
       await elector?.stop();
-      await Promise.all(informers.map((inf) => inf.stop()));
+      await Promise.all([...informers, ...prePull.informers].map((inf) => inf.stop()));
       await server.close();
     },
   };

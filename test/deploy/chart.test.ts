@@ -168,6 +168,7 @@ describe("helm template with the default values", async () => {
     }
     assert.deepEqual(config.credentialPolicy, defaults.credentialPolicy, "credentialPolicy");
     assert.equal(config.extraAgentContainersPolicy, undefined);
+    assert.deepEqual(config.imagePrePull, defaults.imagePrePull, "image pre-pull off, the operator's images");
   });
 
   test("the credential policy is the safe one: Azure DevOps Services over https, the public cloud, nobody", () => {
@@ -177,6 +178,11 @@ describe("helm template with the default values", async () => {
       authorityHosts: ["https://login.microsoftonline.com"],
       operatorIdentityNamespaces: [],
     });
+  });
+
+  test("no RBAC on DaemonSets unless imagePrePull.enabled", () => {
+    const rules = rulesOf(find(objs, "ClusterRole", fullname));
+    assert.equal(rules.filter((r) => r.apiGroups.includes("apps")).length, 0);
   });
 
   test("--include-crds adds the CRD from crds/", async () => {
@@ -385,5 +391,42 @@ describe("chart files", () => {
           : [];
       });
     assert.deepEqual(unknown(values, schema, ""), []);
+  });
+});
+
+describe("helm template with imagePrePull.enabled", async () => {
+  const daemonSets = {
+    apiGroups: ["apps"],
+    resources: ["daemonsets"],
+    verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
+  };
+  const plain = await helmTemplate({});
+  const objs = await helmTemplate({
+    values: { imagePrePull: { enabled: true, pauseImage: "mirror.example/pause:3.10" } },
+  });
+  const namespaced = await helmTemplate({
+    valuesFiles: [chartFile("ci/namespaced-values.yaml")],
+    values: { imagePrePull: { enabled: true } },
+  });
+
+  test("the ClusterRole grows by exactly one rule: DaemonSets in apps", () => {
+    assert.deepEqual(rulesOf(find(objs, "ClusterRole", fullname)), [
+      ...rulesOf(find(plain, "ClusterRole", fullname)),
+      daemonSets,
+    ]);
+  });
+
+  test("so does each namespaced Role", () => {
+    for (const ns of ["team-a", "team-b"])
+      assert.deepEqual(rulesOf(find(namespaced, "Role", fullname, ns)).at(-1), daemonSets);
+  });
+
+  test("the operator runs with --image-prepull and the values' images", () => {
+    const config = operatorConfig(find(objs, "Deployment", fullname));
+    assert.deepEqual(config.imagePrePull, {
+      enabled: true,
+      pauseImage: "mirror.example/pause:3.10",
+      helperImage: "docker.io/library/busybox:1.37.0-musl",
+    });
   });
 });

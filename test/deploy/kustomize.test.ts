@@ -4,8 +4,8 @@
  * ServiceAccount; the Deployment's environment parses as the operator's configuration. No API server needed.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
 import { describe, test } from "node:test";
 import { parse } from "yaml";
 import type { OperatorConfig } from "../../src/cli/config.ts";
@@ -22,6 +22,7 @@ import {
   type Obj,
   KUSTOMIZE_PREFIX as PREFIX,
   repoRoot,
+  tempDir,
 } from "./support.ts";
 
 const CRD_NAME = "autoscaledagents.azurepipelines.k8s.scaler.io";
@@ -137,5 +138,38 @@ describe("kubectl kustomize config/default", async () => {
         verbs: ["get", "update"],
       },
     ]);
+  });
+});
+
+describe("the optional image-prepull component (config/components/image-prepull)", async () => {
+  /** An overlay in a temporary folder: `resources` and the component, by relative paths as kustomize wants. */
+  const overlay = async (resource: string) => {
+    const dir = join(tempDir("kustomize-overlay-"), "overlay");
+    mkdirSync(dir);
+    const rel = (path: string) => relative(dir, join(repoRoot, path));
+    writeFileSync(
+      join(dir, "kustomization.yaml"),
+      `resources:\n  - ${rel(resource)}\ncomponents:\n  - ${rel("config/components/image-prepull")}\n`,
+    );
+    return kustomize(dir);
+  };
+  const objs = await overlay("config/default");
+  const chart = await helmTemplate({ release: "t", values: { imagePrePull: { enabled: true } } });
+  const chartRules = find(chart, "ClusterRole", "t-azure-pipelines-k8s-agent-scaler").rules;
+
+  test("adds the chart's DaemonSet rule to the ClusterRole and to the namespaced Role", async () => {
+    assert.deepEqual(find(objs, "ClusterRole", `${PREFIX}manager-role`).rules, chartRules);
+    const namespaced = await overlay("config/rbac/namespaced");
+    assert.deepEqual(find(namespaced, "Role").rules, chartRules);
+  });
+
+  test("turns image pre-pull on in the operator", () => {
+    const deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
+    const config = parseConfig(
+      [],
+      containerEnv(deployment, { name: "scaler-0", namespace: NS }),
+      "host",
+    ) as OperatorConfig;
+    assert.equal(config.imagePrePull?.enabled, true);
   });
 });

@@ -9,6 +9,7 @@ import {
   startAzureDevOpsEmulator,
 } from "../../sim/azure-devops/index.ts";
 import { agentProgram } from "../../sim/node/agent-program.ts";
+import type { ImagePullOptions } from "../../sim/node/images.ts";
 import { VirtualNode } from "../../sim/node/index.ts";
 import type { Pod } from "../../sim/node/types.ts";
 import {
@@ -54,7 +55,12 @@ export interface World {
 }
 
 export async function startWorld(
-  options: { pool?: string; emulator?: Partial<AzureDevOpsEmulatorOptions> } = {},
+  options: {
+    pool?: string;
+    emulator?: Partial<AzureDevOpsEmulatorOptions>;
+    /** Image pull times and preloaded images of the world's node (default: instant pulls). */
+    nodeImages?: ImagePullOptions;
+  } = {},
 ): Promise<World> {
   const cluster = await testCluster();
   await ensureCrd(cluster.client);
@@ -78,6 +84,7 @@ export async function startWorld(
     name: nodeName,
     labels: { "azp.test/node": nodeName },
     retryMs: 200,
+    ...(options.nodeImages ? { images: options.nodeImages } : {}),
     agentProgram: agentProgram({ retryDelayMs: 100, renewIntervalMs: 1000 }),
   });
   await node.start();

@@ -91,4 +91,10 @@ config/rbac/role.yaml and config/rbac/namespaced/role.yaml.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.imagePrePull.enabled }}
+# Image pre-pull DaemonSets (imagePrePull.enabled).
+- apiGroups: ["apps"]
+  resources: ["daemonsets"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+{{- end }}
 {{- end }}

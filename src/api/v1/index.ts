@@ -34,6 +34,7 @@ export {
   labels,
   MANAGED_BY_VALUE,
   podAnnotations,
+  prePullKeys,
   pvcAnnotations,
   REPORTING_CONTROLLER,
   type ResourceRef,
@@ -63,6 +64,8 @@ export type {
   DefaultedPodsWithCapabilities,
   EntraIdAuthentication,
   ExtraAgentContainersPolicy,
+  ImagePrePull,
+  ImagePrePullStatus,
   ObjectMeta,
   PodCounts,
   PodsWithCapabilities,
@@ -78,8 +81,11 @@ export {
   DEFAULTS,
   EntraIdAuthenticationSchema,
   ExtraAgentContainersPolicySchema,
+  ImagePrePullSchema,
+  ImagePrePullStatusSchema,
   LIMITS,
   PodsWithCapabilitiesSchema,
+  PREPULL_MAX_EXTRA_IMAGES,
   ReusableCacheVolumeSchema,
 } from "./schema.ts";
 export type { ValidateOptions, ValidationResult } from "./validate.ts";

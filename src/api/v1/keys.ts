@@ -44,6 +44,19 @@ export const pvcAnnotations = {
   releasedAt: `${GROUP}/released-at`,
 } as const;
 
+/** Labels and annotations of the image pre-pull DaemonSets and their pods (src/prepull). */
+export const prePullKeys = {
+  /**
+   * Label on pre-pull DaemonSets and their pods, the DaemonSet's selector: a hash of the resource's uid and the
+   * placement (the operator's pre-pull pod informer selects on this key existing).
+   */
+  selector: `${GROUP}/image-prepull`,
+  /** Annotation on pre-pull DaemonSets: a hash of what the operator applied (it applies again only on change). */
+  specHash: `${GROUP}/prepull-spec-hash`,
+  /** Annotation on pre-pull DaemonSets: indexes in spec.podsWithCapabilities of the templates it serves. */
+  templates: `${GROUP}/prepull-templates`,
+} as const;
+
 /** The operator's name as a reporting controller of Kubernetes Events. */
 export const REPORTING_CONTROLLER = `${GROUP}/operator`;
 

@@ -234,6 +234,61 @@ export const EntraIdAuthenticationSchema = Type.Object(
   },
 );
 
+// ---------------------------------------------------------------------------------------------------------------
+// Image pre-pull (optional; spec.imagePrePull and status.imagePrePull). See src/prepull/README.md.
+
+/** Most extra images one resource may ask to pre-pull. */
+export const PREPULL_MAX_EXTRA_IMAGES = 32;
+
+export const ImagePrePullSchema = Type.Object(
+  {
+    enabled: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description:
+          "Keep the images of every template (agent, sidecars, init containers) on the nodes the template's pods can land on, through a DaemonSet per distinct placement whose pods pull them and then sleep. The operator must run with --image-prepull.",
+      }),
+    ),
+    extraImages: Type.Optional(
+      Type.Array(
+        Type.String({
+          minLength: 1,
+          maxLength: 512,
+          pattern: "^\\S+$",
+          "x-azp-expected": "an image reference without spaces",
+        }),
+        {
+          maxItems: PREPULL_MAX_EXTRA_IMAGES,
+          description:
+            "More images to pre-pull on the same nodes, e.g. the images jobs ask for through ExtraAgentContainers.",
+        },
+      ),
+    ),
+  },
+  {
+    description:
+      "Image pre-pull: agent pods start without waiting for image pulls on nodes that have been up a while. Costs a small pod per node and registry traffic for every node.",
+  },
+);
+
+export const ImagePrePullStatusSchema = Type.Object(
+  {
+    desiredNodes: int32({
+      description:
+        "Nodes the pre-pull DaemonSets run on (summed over the DaemonSets: a node that several placements cover counts once per placement).",
+    }),
+    readyNodes: int32({ description: "Of those, nodes where every image of the placement has been pulled." }),
+    images: int32({ description: "Distinct images pre-pulled." }),
+    daemonSets: Type.Optional(
+      Type.Array(Type.String(), { maxItems: LIMITS.podsWithCapabilities, description: "The pre-pull DaemonSets." }),
+    ),
+    message: Type.Optional(Type.String({ maxLength: 4096, description: "What stands in the way, if anything." })),
+  },
+  { description: "Image pre-pull progress (spec.imagePrePull)." },
+);
+
+// ---------------------------------------------------------------------------------------------------------------
+
 export const AutoScaledAgentSpecSchema = Type.Object(
   {
     poolName: Type.String({ minLength: 1, maxLength: 256, description: "Name of the Azure DevOps agent pool." }),
@@ -288,6 +343,8 @@ export const AutoScaledAgentSpecSchema = Type.Object(
     }),
     extraAgentContainers: Type.Optional(ExtraAgentContainersPolicySchema),
     entraIdAuthentication: Type.Optional(EntraIdAuthenticationSchema),
+    // Image pre-pull (optional, see ImagePrePullSchema).
+    imagePrePull: Type.Optional(ImagePrePullSchema),
   },
   {
     description: "Desired state: the Azure DevOps pool to serve and the agent pods to run for it.",
@@ -360,6 +417,8 @@ export const AutoScaledAgentStatusSchema = Type.Object(
         description: "The cache volume claims and who holds them.",
       }),
     ),
+    // Image pre-pull progress (optional, written by the pre-pull controller).
+    imagePrePull: Type.Optional(ImagePrePullStatusSchema),
   },
   { description: "Observed state, written by the operator." },
 );
@@ -399,6 +458,8 @@ export type ReusableCacheVolume = Static<typeof ReusableCacheVolumeSchema>;
 export type PodsWithCapabilities = Static<typeof PodsWithCapabilitiesSchema>;
 export type ExtraAgentContainersPolicy = Static<typeof ExtraAgentContainersPolicySchema>;
 export type EntraIdAuthentication = Static<typeof EntraIdAuthenticationSchema>;
+export type ImagePrePull = Static<typeof ImagePrePullSchema>;
+export type ImagePrePullStatus = Static<typeof ImagePrePullStatusSchema>;
 export type AutoScaledAgentSpec = Static<typeof AutoScaledAgentSpecSchema>;
 export type PodCounts = Static<typeof PodCountsSchema>;
 export type Condition = Static<typeof ConditionSchema>;
