@@ -38,6 +38,7 @@ import type {
   EventsPort,
   KubeWriter,
   PodFactory,
+  PodObject,
   PoolSnapshot,
   PoolSubscription,
   PoolTarget,
@@ -88,6 +89,11 @@ interface Memory {
 export class Reconciler {
   readonly #o: ReconcilerOptions;
   readonly #memory = new Map<string, Memory>();
+  /**
+   * How each resource stands, for sharing a pool's jobs: whether it can serve now (credential working, poll
+   * healthy) and how many more jobs each template can take. Written by its own reconcile, read by the others'.
+   */
+  readonly #standing = new Map<string, { available: boolean; capacity?: number[] }>();
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -115,6 +121,7 @@ export class Reconciler {
     const memory = this.#memoryOf(key);
     if (raw.metadata?.deletionTimestamp) {
       this.#detach(memory);
+      this.#standing.set(key, { available: false });
       return undefined;
     }
     const findings: Findings = { problems: [] };
@@ -127,6 +134,7 @@ export class Reconciler {
       o.metrics.reconciles.inc({ result: "invalid" });
       findings.invalidSpec = message;
       this.#detach(memory);
+      this.#standing.set(key, { available: false });
       o.credentials.forget(key);
       await this.#writeStatus(raw, findings, undefined, undefined);
       return undefined;
@@ -139,6 +147,7 @@ export class Reconciler {
       findings.credentials = { reason: credential.reason, message: credential.message };
       o.events.warning(resourceRef(raw), credential.reason, credential.message, "ReadCredentials");
       this.#detach(memory);
+      this.#standing.set(key, { available: false });
       await this.#writeStatus(raw, findings, undefined, undefined);
       return { requeueAfterMs: Math.min(o.resyncIntervalMs, 30_000) };
     }
@@ -157,6 +166,7 @@ export class Reconciler {
       const reason = azureDevOpsReason(problem.kind);
       findings.azureDevOps = { ok: false, reason, message: problem.message };
       o.events.warning(resourceRef(raw), reason, problem.message, "PollAzureDevOps");
+      this.#standing.set(key, { available: false });
     } else if (snapshot) {
       findings.azureDevOps = { ok: true, poolId: snapshot.poolId };
     }
@@ -177,6 +187,7 @@ export class Reconciler {
     });
     memory.failures = failing.memory;
     const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs);
+    if (snapshot) this.#standing.set(key, { available: true, capacity: jobCapacity(resource, plan) });
     const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
     const expectedMounts = [...open.entries()].map(([name, e]) => ({
       name,
@@ -270,10 +281,25 @@ export class Reconciler {
     const specs = templateSpecs(resource.spec);
     let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
     if (snapshot) {
-      const others = resourcesOnPool(this.#o.caches.allResources(), resource, this.#o.azureDevOps.organizationKey).map(
-        (r) => ({ key: r.key, templates: templateSpecs(r) }),
+      // Jobs go to the best resource on the pool that can serve them now (standing: see #stand).
+      const all = this.#o.caches.allResources();
+      const contender = (k: string, spec: Resource["spec"]) => {
+        const standing = this.#standing.get(k);
+        const uid = all.find((r) => `${r.metadata?.namespace}/${r.metadata?.name}` === k)?.metadata?.uid;
+        const live = uid === undefined ? [] : this.#o.caches.podsOf(uid).filter((p) => !podHasEnded(p));
+        return {
+          key: k,
+          covers: new Set(live.flatMap((p) => observePod(p, spec.podsWithCapabilities).createdForRequestIds)),
+          templates: k === key ? specs : templateSpecs(spec),
+          available: k === key ? true : (standing?.available ?? true),
+          ...(standing?.capacity ? { capacity: standing.capacity } : {}),
+          checkExtraAgentContainers: this.#o.pods.extraAgentContainersChecker(spec),
+        };
+      };
+      const others = resourcesOnPool(all, resource, this.#o.azureDevOps.organizationKey).map((r) =>
+        contender(r.key, r),
       );
-      const elsewhere = jobsServedElsewhere(jobRequests, { key, templates: specs }, others);
+      const elsewhere = jobsServedElsewhere(jobRequests, contender(key, resource.spec), others);
       if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
     }
     const names = new Set(pods.map((p) => p.name));
@@ -359,10 +385,32 @@ export class Reconciler {
   }
 
   #forget(key: string): void {
+    this.#standing.delete(key);
     const m = this.#memory.get(key);
     if (m) this.#detach(m);
     this.#memory.delete(key);
     this.#o.credentials.forget(key);
     this.#o.placeholders.forget(key);
   }
+}
+
+/** Jobs each template can still take: maxCount minus its pods that cannot take one (busy, finishing, going). */
+function jobCapacity(resource: Resource, plan: ScalePlan): number[] {
+  return resource.spec.podsWithCapabilities.map((t, i) => {
+    const c = plan.templates.find((x) => x.templateIndex === i);
+    const occupied = c ? c.busy + c.finishing + c.terminating + c.lost : 0;
+    return Math.max(0, t.maxCount - occupied);
+  });
+}
+
+/** The pod has finished, is going away, or its agent has ended: it covers no job any more. */
+function podHasEnded(p: PodObject): boolean {
+  const phase = p.status?.phase;
+  const agent = p.status?.containerStatuses?.find((c) => c.name === p.spec.containers[0]?.name);
+  return (
+    phase === "Succeeded" ||
+    phase === "Failed" ||
+    Boolean(p.metadata.deletionTimestamp) ||
+    Boolean(agent?.state?.terminated)
+  );
 }

@@ -10,3 +10,13 @@ export function compareStrings(a: string, b: string): number {
 export function byKey<T>(key: (item: T) => string): (a: T, b: T) => number {
   return (a, b) => compareStrings(key(a), key(b));
 }
+
+/** A well-spread, stable number from a string (FNV-1a, 32 bits): for tie-breaks that must not favour a name. */
+export function fingerprintNumber(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { jobsServedElsewhere } from "./arbitration.ts";
+import { assignJobs, jobsServedElsewhere, type ResourceTemplates } from "./arbitration.ts";
 import type { JobRequest } from "./types.ts";
 
 const job = (requestId: number, demands: string[], extra: Partial<JobRequest> = {}): JobRequest => ({
@@ -22,7 +22,6 @@ describe("jobsServedElsewhere", () => {
     ["alone: everything is mine", [job(1, ["docker"])], a, [], []],
     ["the other fits better (fewer unrequested capabilities)", [job(1, ["docker"])], b, [a, b], [1]],
     ["I fit better", [job(1, ["docker"])], a, [a, b], []],
-    ["equal fit: the smaller key serves", [job(1, ["docker"])], res("ns/z", { docker: "1" }), [a], [1]],
     ["only the other can serve it (not reported as unmatched here)", [job(1, ["kubectl"])], a, [c], [1]],
     ["nobody can serve it: stays mine (reported)", [job(1, ["nothing"])], a, [c], []],
     [
@@ -58,9 +57,81 @@ describe("jobsServedElsewhere with what the agents report by itself", () => {
     assert.deepEqual([...jobsServedElsewhere(jobs, amd, [amd, arm])], [1]);
     assert.deepEqual([...jobsServedElsewhere(jobs, arm, [amd, arm])], [2]);
   });
-  test("equal declared sets: implicit capabilities do not decide, the smaller key does", () => {
+  test("equal declared sets: implicit capabilities do not decide; exactly one of the two serves", () => {
     const jobs = [job(1, ["Agent.OS -equals Linux"])];
-    assert.deepEqual([...jobsServedElsewhere(jobs, arm, [amd, arm])], [1]);
-    assert.deepEqual([...jobsServedElsewhere(jobs, amd, [amd, arm])], []);
+    const a = jobsServedElsewhere(jobs, arm, [amd, arm]).size;
+    const b = jobsServedElsewhere(jobs, amd, [amd, arm]).size;
+    assert.equal(a + b, 1);
   });
+});
+
+describe("assignJobs: the best resource that can serve the job now", () => {
+  const docker = (key: string, more: Partial<ResourceTemplates> = {}): ResourceTemplates => ({
+    ...res(key, { docker: "1" }),
+    ...more,
+  });
+  const jobs = (n: number, demands = ["docker"]) => Array.from({ length: n }, (_, i) => job(i + 1, demands));
+  const owners = (m: Map<number, string>) => [...m.values()];
+  const count = (m: Map<number, string>, key: string) => owners(m).filter((k) => k === key).length;
+
+  test("equal fits spread over the resources instead of always going to the smaller key", () => {
+    const m = assignJobs(jobs(100), [docker("a/agents"), docker("b/agents")]);
+    assert.equal(m.size, 100);
+    assert.ok(count(m, "a/agents") > 20 && count(m, "b/agents") > 20, JSON.stringify(owners(m)));
+  });
+
+  const cases: [string, ResourceTemplates[], number, Record<string, number>][] = [
+    [
+      "the better fit is unavailable (credential or poll failing): the next one serves",
+      [res("a/best", { docker: "1" }), res("b/next", { docker: "1", extra: "1" })].map((r, i) =>
+        i === 0 ? { ...r, available: false } : r,
+      ),
+      3,
+      { "b/next": 3 },
+    ],
+    [
+      "the better fit is at maxCount: the next one serves what it cannot",
+      [
+        { ...res("a/best", { docker: "1" }), capacity: [1] },
+        { ...res("b/next", { docker: "1", extra: "1" }), capacity: [5] },
+      ],
+      3,
+      { "a/best": 1, "b/next": 2 },
+    ],
+    [
+      "nobody has room: the best one keeps them (it reports maxCount)",
+      [
+        { ...res("a/best", { docker: "1" }), capacity: [0] },
+        { ...res("b/next", { docker: "1", extra: "1" }), capacity: [0] },
+      ],
+      2,
+      { "a/best": 2 },
+    ],
+    [
+      "the better fit's policy refuses the job's ExtraAgentContainers: the next one serves",
+      [
+        { ...res("a/best", { docker: "1" }), checkExtraAgentContainers: () => "image not allowed" },
+        res("b/next", { docker: "1", extra: "1" }),
+      ],
+      2,
+      { "b/next": 2 },
+    ],
+    [
+      "only unavailable resources can serve it: it stays theirs (not unmatched elsewhere)",
+      [{ ...res("a/only", { docker: "1" }), available: false }, res("b/other", { kubectl: "1" })],
+      1,
+      { "a/only": 1 },
+    ],
+  ];
+  for (const [name, resources, n, want] of cases) {
+    test(name, () => {
+      const demands = name.includes("ExtraAgentContainers")
+        ? ["docker", "ExtraAgentContainers -equals name=x,image=y"]
+        : ["docker"];
+      const m = assignJobs(jobs(n, demands), resources);
+      const got: Record<string, number> = {};
+      for (const k of owners(m)) got[k] = (got[k] ?? 0) + 1;
+      assert.deepEqual(got, want);
+    });
+  }
 });
