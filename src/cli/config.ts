@@ -151,6 +151,12 @@ export const flags: Record<string, FlagSpec> = {
     default: "10s",
     kind: "duration",
   },
+  "cleanup-timeout": {
+    env: "CLEANUP_TIMEOUT",
+    help: "how long a deleted resource is kept while its placeholder and offline agents are unregistered",
+    default: "2m",
+    kind: "duration",
+  },
   "azure-devops-concurrency": {
     env: "AZURE_DEVOPS_CONCURRENCY",
     help: "Azure DevOps writes (agent deletions, placeholder work) running at once per organization",
@@ -322,6 +328,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     offlineAgentGraceMs: duration("offline-agent-grace"),
     azureDevOpsConcurrency: int("azure-devops-concurrency", 1),
     agentFailureBackoffMs: duration("agent-failure-backoff"),
+    cleanupTimeoutMs: duration("cleanup-timeout"),
     terminatorImage: (() => {
       try {
         return resolveTerminatorImage(raw("terminator-image"));

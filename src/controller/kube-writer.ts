@@ -75,6 +75,17 @@ export function kubeWriter(client: KubeClient): KubeWriter {
         throw err;
       }
     },
+    async setFinalizers(ns, name, finalizers, resourceVersion) {
+      const metadata = resourceVersion === undefined ? { finalizers } : { finalizers, resourceVersion };
+      try {
+        await mergePatch(client, resourcePath(ns, name), { metadata });
+        return "done";
+      } catch (err) {
+        if (isNotFound(err)) return "gone";
+        if (isConflict(err)) return "conflict";
+        throw err;
+      }
+    },
     async patchStatus(ns, name, status) {
       try {
         await patchStatus(client, resourcePath(ns, name), { status });

@@ -62,6 +62,8 @@ export interface OperatorSettings {
   azureDevOpsConcurrency: number;
   /** First wait before a template's next pod after its agent exited with an error without a job (doubles). */
   agentFailureBackoffMs: number;
+  /** How long the cleanup of a deleted resource may hold its deletion. */
+  cleanupTimeoutMs: number;
   /** Where credentials may be sent, who may use the operator's identity (policy.ts); default: the safe defaults. */
   credentialPolicy?: CredentialPolicy;
   /** Image pre-pull DaemonSets (`--image-prepull`, src/controller/prepull.ts); omitted: off. */
@@ -166,6 +168,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     suffix,
     resyncIntervalMs: config.resyncIntervalMs,
     agentFailureBackoffMs: config.agentFailureBackoffMs,
+    cleanupTimeoutMs: config.cleanupTimeoutMs,
   });
 
   // Triggers: a resource added or deleted, or its generation or deletion changed; any change to one of its pods;

@@ -6,7 +6,7 @@
  */
 import type { AutoScaledAgent, DefaultedAutoScaledAgent, ResourceRef } from "../api/v1/index.ts";
 import type { Credential } from "../azure-devops/auth.ts";
-import type { GarbageInput, WantedPlaceholder } from "../placeholders/plan.ts";
+import type { CollectableAgent, GarbageDecision, GarbageInput, WantedPlaceholder } from "../placeholders/plan.ts";
 import type { JobRequest, PodCreate } from "../scaling/types.ts";
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -120,6 +120,13 @@ export interface KubeWriter {
     holder: string,
     annotations: Record<string, string>,
   ): Promise<WriteResult | "conflict">;
+  /** Sets the resource's finalizers, conditional on its resourceVersion. */
+  setFinalizers(
+    namespace: string,
+    name: string,
+    finalizers: readonly string[],
+    resourceVersion: string | undefined,
+  ): Promise<WriteResult | "conflict">;
   /** Merge-patches the resource's status subresource. */
   patchStatus(namespace: string, name: string, status: unknown): Promise<WriteResult | "conflict">;
 }
@@ -205,6 +212,11 @@ export interface PlaceholderPort {
   collectGarbage(
     poolId: number,
     input: Omit<GarbageInput, "agents">,
+  ): Promise<{ deleted: readonly string[]; problem?: { reason: string; message: string } }>;
+  /** Unregisters what `choose` picks from a fresh agent list. */
+  removeAgents(
+    poolId: number,
+    choose: (agents: readonly CollectableAgent[]) => GarbageDecision,
   ): Promise<{ deleted: readonly string[]; problem?: { reason: string; message: string } }>;
 }
 

@@ -202,6 +202,9 @@ function harness(world: World) {
     async patchStatus() {
       return "done";
     },
+    async setFinalizers() {
+      return "done";
+    },
   };
   const azureDevOps: AzureDevOpsPort = {
     subscribe: () => ({
@@ -218,6 +221,7 @@ function harness(world: World) {
     placeholders: () => ({
       ensure: async () => ({ status: "ok", registered: [] }),
       collectGarbage: async () => ({ deleted: [] }),
+      removeAgents: async () => ({ deleted: [] }),
     }),
     organizationKey: (url) => url,
     credentialKey: () => "pat:test",

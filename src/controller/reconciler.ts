@@ -12,13 +12,13 @@
 import { type AutoScaledAgent, parseDuration, resourceRef, validateAutoScaledAgent } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { jobsServedElsewhere } from "../scaling/arbitration.ts";
 import { agentFailures, type FailureMemory, noFailures } from "../scaling/failures.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
 import { decideActions, type Problem } from "./actions.ts";
 import { type CacheVolumes, cacheState, cacheVolumeStatus, releasableClaims } from "./cache-volumes.ts";
 import type { Findings } from "./conditions.ts";
+import { cleanUpDeleted, type DeletionState, hasFinalizer, setFinalizer } from "./deletion.ts";
 import { execute } from "./executor.ts";
 import type { OrganizationLanes } from "./lanes.ts";
 import {
@@ -38,13 +38,13 @@ import type {
   EventsPort,
   KubeWriter,
   PodFactory,
-  PodObject,
   PoolSnapshot,
   PoolSubscription,
   PoolTarget,
   Resource,
 } from "./ports.ts";
-import { azureDevOpsReason, buildStatus, POD_STATES, planTotal, statusChanged } from "./status.ts";
+import { PoolSharing } from "./sharing.ts";
+import { azureDevOpsReason, writeStatus } from "./status.ts";
 
 export interface ReconcilerOptions {
   caches: Caches;
@@ -66,6 +66,8 @@ export interface ReconcilerOptions {
   suffix(): string;
   /** Reconcile at least this often. */
   resyncIntervalMs: number;
+  /** How long the cleanup of a deleted resource may hold its deletion (default 2 min). */
+  cleanupTimeoutMs?: number;
   /** First wait after an agent exits with an error before running a job (doubles per failure, up to 5 min). */
   agentFailureBackoffMs?: number;
   /** How long a pod whose create had an unknown outcome is expected without being seen (default 60 s). */
@@ -82,6 +84,8 @@ interface Memory {
   background: Map<string, Problem[]>;
   /** Agents that exited with an error before running a job, per template (see `agentFailures`). */
   failures: FailureMemory;
+  /** The cleanup of a deletion under way. */
+  deletion: DeletionState;
   /** Jobs of pods that ended their run, until a newer poll (see `jobsOfEndedPods`). */
   endedJobs: Map<number, number>;
 }
@@ -89,14 +93,16 @@ interface Memory {
 export class Reconciler {
   readonly #o: ReconcilerOptions;
   readonly #memory = new Map<string, Memory>();
-  /**
-   * How each resource stands, for sharing a pool's jobs: whether it can serve now (credential working, poll
-   * healthy) and how many more jobs each template can take. Written by its own reconcile, read by the others'.
-   */
-  readonly #standing = new Map<string, { available: boolean; capacity?: number[] }>();
+  /** How the resources on a pool share its jobs. */
+  readonly #sharing: PoolSharing;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
+    this.#sharing = new PoolSharing({
+      caches: options.caches,
+      pods: options.pods,
+      organizationKey: options.azureDevOps.organizationKey,
+    });
   }
 
   /** A watch event named this pod of the resource: it is no longer only expected. */
@@ -119,11 +125,7 @@ export class Reconciler {
       return undefined;
     }
     const memory = this.#memoryOf(key);
-    if (raw.metadata?.deletionTimestamp) {
-      this.#detach(memory);
-      this.#standing.set(key, { available: false });
-      return undefined;
-    }
+    if (raw.metadata?.deletionTimestamp) return this.#deleted(key, raw, memory);
     const findings: Findings = { problems: [] };
 
     // 1. Validate.
@@ -134,12 +136,14 @@ export class Reconciler {
       o.metrics.reconciles.inc({ result: "invalid" });
       findings.invalidSpec = message;
       this.#detach(memory);
-      this.#standing.set(key, { available: false });
+      this.#sharing.unavailable(key);
       o.credentials.forget(key);
       await this.#writeStatus(raw, findings, undefined, undefined);
       return undefined;
     }
     const resource = validation.value as Resource;
+    // Deleting it must unregister its agents first (deletion.ts).
+    if (!hasFinalizer(raw) && !(await setFinalizer(o.kube, raw, true))) return { requeueAfterMs: 1_000 };
 
     // 2. Credential.
     const credential = await o.credentials.resolve(key, resource);
@@ -147,7 +151,7 @@ export class Reconciler {
       findings.credentials = { reason: credential.reason, message: credential.message };
       o.events.warning(resourceRef(raw), credential.reason, credential.message, "ReadCredentials");
       this.#detach(memory);
-      this.#standing.set(key, { available: false });
+      this.#sharing.unavailable(key);
       await this.#writeStatus(raw, findings, undefined, undefined);
       return { requeueAfterMs: Math.min(o.resyncIntervalMs, 30_000) };
     }
@@ -166,7 +170,7 @@ export class Reconciler {
       const reason = azureDevOpsReason(problem.kind);
       findings.azureDevOps = { ok: false, reason, message: problem.message };
       o.events.warning(resourceRef(raw), reason, problem.message, "PollAzureDevOps");
-      this.#standing.set(key, { available: false });
+      this.#sharing.unavailable(key);
     } else if (snapshot) {
       findings.azureDevOps = { ok: true, poolId: snapshot.poolId };
     }
@@ -187,7 +191,7 @@ export class Reconciler {
     });
     memory.failures = failing.memory;
     const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs);
-    if (snapshot) this.#standing.set(key, { available: true, capacity: jobCapacity(resource, plan) });
+    if (snapshot) this.#sharing.planned(key, resource, plan);
     const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
     const expectedMounts = [...open.entries()].map(([name, e]) => ({
       name,
@@ -281,25 +285,8 @@ export class Reconciler {
     const specs = templateSpecs(resource.spec);
     let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
     if (snapshot) {
-      // Jobs go to the best resource on the pool that can serve them now (standing: see #stand).
-      const all = this.#o.caches.allResources();
-      const contender = (k: string, spec: Resource["spec"]) => {
-        const standing = this.#standing.get(k);
-        const uid = all.find((r) => `${r.metadata?.namespace}/${r.metadata?.name}` === k)?.metadata?.uid;
-        const live = uid === undefined ? [] : this.#o.caches.podsOf(uid).filter((p) => !podHasEnded(p));
-        return {
-          key: k,
-          covers: new Set(live.flatMap((p) => observePod(p, spec.podsWithCapabilities).createdForRequestIds)),
-          templates: k === key ? specs : templateSpecs(spec),
-          available: k === key ? true : (standing?.available ?? true),
-          ...(standing?.capacity ? { capacity: standing.capacity } : {}),
-          checkExtraAgentContainers: this.#o.pods.extraAgentContainersChecker(spec),
-        };
-      };
-      const others = resourcesOnPool(all, resource, this.#o.azureDevOps.organizationKey).map((r) =>
-        contender(r.key, r),
-      );
-      const elsewhere = jobsServedElsewhere(jobRequests, contender(key, resource.spec), others);
+      // Jobs go to the best resource on the pool that can serve them now (sharing.ts).
+      const elsewhere = this.#sharing.servedElsewhere(key, resource, specs, jobRequests);
       if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
     }
     const names = new Set(pods.map((p) => p.name));
@@ -315,40 +302,42 @@ export class Reconciler {
     });
   }
 
-  async #writeStatus(
-    raw: AutoScaledAgent,
-    findings: Findings,
-    snapshot: PoolSnapshot | undefined,
-    plan: ScalePlan | undefined,
-  ): Promise<void> {
-    const ns = raw.metadata?.namespace ?? "";
-    const name = raw.metadata?.name ?? "";
-    if (plan) {
-      const m = this.#o.metrics;
-      m.pendingJobs.set(
-        { namespace: ns, name },
-        planTotal(plan, (t) => t.pendingJobs),
-      );
-      for (const state of POD_STATES)
-        m.agentPods.set(
-          { namespace: ns, name, state },
-          planTotal(plan, (t) => t[state]),
-        );
+  #writeStatus(raw: AutoScaledAgent, findings: Findings, snapshot?: PoolSnapshot, plan?: ScalePlan): Promise<void> {
+    return writeStatus(raw, { findings, poolId: snapshot?.poolId, plan }, this.#o);
+  }
+
+  /** A resource being deleted: its cleanup (deletion.ts), one step per reconcile. */
+  async #deleted(key: string, raw: AutoScaledAgent, memory: Memory): Promise<ReconcileResult> {
+    const o = this.#o;
+    this.#sharing.unavailable(key);
+    if (!hasFinalizer(raw)) {
+      this.#detach(memory);
+      return undefined;
     }
-    const status = buildStatus({
-      previous: raw.status,
-      generation: raw.metadata?.generation,
-      findings,
-      poolId: snapshot?.poolId,
-      plan,
-      now: this.#o.now(),
-    });
-    if (!statusChanged(raw.status, status)) return;
-    try {
-      await this.#o.kube.patchStatus(ns, name, status);
-    } catch (err) {
-      this.#o.logger.warn("status update failed", { resource: `${ns}/${name}`, error: err });
+    const v = validateAutoScaledAgent(raw);
+    const resource = v.ok ? (v.value as Resource) : undefined;
+    let target = memory.attached?.target;
+    if (!target && resource) {
+      const c = await o.credentials.resolve(key, resource);
+      if (c.ok) {
+        const { organizationUrl, poolName } = resource.spec;
+        target = { organizationUrl, poolName, credential: c.credential };
+      }
     }
+    let pool: { target: PoolTarget; snapshot: PoolSnapshot } | undefined;
+    if (target) {
+      const subscription = this.#attach(key, memory, target);
+      const snapshot = subscription.lastError() ? undefined : subscription.latest();
+      if (snapshot) pool = { target, snapshot };
+    }
+    const next = await cleanUpDeleted(
+      key,
+      raw,
+      { resource, credential: target ? "ok" : "missing", pool, state: memory.deletion },
+      { ...o, cleanupTimeoutMs: o.cleanupTimeoutMs ?? 120_000 },
+    );
+    if (!next) this.#detach(memory);
+    return next;
   }
 
   #memoryOf(key: string): Memory {
@@ -360,6 +349,7 @@ export class Reconciler {
         endedJobs: new Map(),
         background: new Map(),
         failures: noFailures,
+        deletion: {},
       };
       this.#memory.set(key, m);
     }
@@ -385,32 +375,11 @@ export class Reconciler {
   }
 
   #forget(key: string): void {
-    this.#standing.delete(key);
+    this.#sharing.forget(key);
     const m = this.#memory.get(key);
     if (m) this.#detach(m);
     this.#memory.delete(key);
     this.#o.credentials.forget(key);
     this.#o.placeholders.forget(key);
   }
-}
-
-/** Jobs each template can still take: maxCount minus its pods that cannot take one (busy, finishing, going). */
-function jobCapacity(resource: Resource, plan: ScalePlan): number[] {
-  return resource.spec.podsWithCapabilities.map((t, i) => {
-    const c = plan.templates.find((x) => x.templateIndex === i);
-    const occupied = c ? c.busy + c.finishing + c.terminating + c.lost : 0;
-    return Math.max(0, t.maxCount - occupied);
-  });
-}
-
-/** The pod has finished, is going away, or its agent has ended: it covers no job any more. */
-function podHasEnded(p: PodObject): boolean {
-  const phase = p.status?.phase;
-  const agent = p.status?.containerStatuses?.find((c) => c.name === p.spec.containers[0]?.name);
-  return (
-    phase === "Succeeded" ||
-    phase === "Failed" ||
-    Boolean(p.metadata.deletionTimestamp) ||
-    Boolean(agent?.state?.terminated)
-  );
 }

@@ -1,11 +1,15 @@
 /**
  * The resource's status from what a reconcile found (pure): conditions (see conditions.ts), the pool id, the
  * cache-volume holders, and the counts of the plan. Written only when something other than a transition time
- * changed, so an idle resource causes no writes.
+ * changed, so an idle resource causes no writes, and only the fields the reconciler owns are sent (other loops,
+ * such as image pre-pull, write their own).
  */
-import type { AutoScaledAgentStatus } from "../api/v1/index.ts";
+import type { AutoScaledAgent, AutoScaledAgentStatus } from "../api/v1/index.ts";
+import type { Metrics } from "../observability/metrics.ts";
+import type { Logger } from "../runtime/logger.ts";
 import type { ScalePlan } from "../scaling/types.ts";
 import { deriveConditions, type Findings, setConditions } from "./conditions.ts";
+import type { KubeWriter } from "./ports.ts";
 
 export interface StatusInput {
   previous: AutoScaledAgentStatus | undefined;
@@ -25,8 +29,26 @@ export function planTotal(plan: ScalePlan, f: (t: ScalePlan["templates"][number]
   return plan.templates.reduce((n, t) => n + f(t), 0);
 }
 
+/** The status fields the reconciler writes (a merge patch leaves the others alone). */
+const OWNED = [
+  "conditions",
+  "observedGeneration",
+  "poolId",
+  "cacheVolumes",
+  "pendingJobs",
+  "pods",
+  "templates",
+] as const;
+
+function owned(status: AutoScaledAgentStatus | undefined): AutoScaledAgentStatus {
+  const out: Record<string, unknown> = {};
+  for (const k of OWNED) if (status?.[k] !== undefined) out[k] = status[k];
+  return out as AutoScaledAgentStatus;
+}
+
 export function buildStatus(input: StatusInput): AutoScaledAgentStatus {
-  const { previous, generation, findings, plan } = input;
+  const { generation, findings, plan } = input;
+  const previous = owned(input.previous);
   const status: AutoScaledAgentStatus = {
     ...previous,
     conditions: setConditions(
@@ -59,7 +81,44 @@ export function buildStatus(input: StatusInput): AutoScaledAgentStatus {
 
 /** Whether the new status differs from the previous one in anything but condition transition times. */
 export function statusChanged(previous: AutoScaledAgentStatus | undefined, next: AutoScaledAgentStatus): boolean {
-  return JSON.stringify(stripTimes(next)) !== JSON.stringify(stripTimes(previous ?? {}));
+  return JSON.stringify(stripTimes(owned(next))) !== JSON.stringify(stripTimes(owned(previous)));
+}
+
+/** Sets the resource's gauges, builds its status and writes it when it changed. */
+export async function writeStatus(
+  raw: AutoScaledAgent,
+  found: { findings: Findings; poolId?: number | undefined; plan?: ScalePlan | undefined },
+  ports: { kube: KubeWriter; metrics: Metrics; logger: Logger; now(): number },
+): Promise<void> {
+  const ns = raw.metadata?.namespace ?? "";
+  const name = raw.metadata?.name ?? "";
+  const { plan } = found;
+  if (plan) {
+    ports.metrics.pendingJobs.set(
+      { namespace: ns, name },
+      planTotal(plan, (t) => t.pendingJobs),
+    );
+    for (const state of POD_STATES) {
+      ports.metrics.agentPods.set(
+        { namespace: ns, name, state },
+        planTotal(plan, (t) => t[state]),
+      );
+    }
+  }
+  const status = buildStatus({
+    previous: raw.status,
+    generation: raw.metadata?.generation,
+    findings: found.findings,
+    poolId: found.poolId,
+    plan,
+    now: ports.now(),
+  });
+  if (!statusChanged(raw.status, status)) return;
+  try {
+    await ports.kube.patchStatus(ns, name, status);
+  } catch (err) {
+    ports.logger.warn("status update failed", { resource: `${ns}/${name}`, error: err });
+  }
 }
 
 function stripTimes(status: AutoScaledAgentStatus): unknown {

@@ -13,6 +13,7 @@ import {
 } from "../azure-devops/errors.ts";
 import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
 import {
+  type CollectableAgent,
   type EnsureStatus,
   type GarbageDecision,
   type GarbageInput,
@@ -287,6 +288,29 @@ export class PlaceholderManager {
       ...(problem ? { problem } : {}),
       ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     };
+  }
+
+  /**
+   * Unregisters what `choose` picks from a fresh agent list (with assigned requests; one GET): the cleanup of a
+   * deleted resource. A failed list is the problem, nothing is deleted.
+   */
+  async removeAgents(
+    poolId: number,
+    choose: (agents: readonly CollectableAgent[]) => GarbageDecision,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<CollectResult> {
+    let agents: Awaited<ReturnType<PlaceholderClient["listAgents"]>>;
+    try {
+      agents = await this.#client.listAgents(poolId, { includeAssignedRequest: true, signal: options.signal });
+    } catch (err) {
+      if (aborted(options.signal, err)) throw err;
+      return {
+        outcomes: [],
+        deleted: [],
+        problem: { reason: PlaceholderReason.CollectionFailed, message: errorMessage(err) },
+      };
+    }
+    return this.collect(poolId, choose(agents), options);
   }
 
   /**

@@ -241,7 +241,9 @@ export type GarbageReason =
   /** An agent of the resource whose pod no longer exists: it can never come back. */
   | "pod-gone"
   /** An agent of the resource, at least `normalOfflineAgentDeletionMinAge` old, offline. */
-  | "offline-too-long";
+  | "offline-too-long"
+  /** The resource is being deleted: its placeholders nobody else wants, its offline agents. */
+  | "resource-deleted";
 
 export type KeepReason =
   | "wanted"
@@ -564,4 +566,53 @@ export function placeholderSchedule(input: ScheduleInput): Schedule {
   const collectAt = lastCollect === undefined || lastCollect > input.now ? input.now : lastCollect + collectInterval;
   const collect = collectAt <= input.now;
   return { ensure, collect, nextDueAt: Math.min(ensureAt, collectAt) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// When a resource is deleted
+
+export interface DeletionCleanupInput {
+  readonly agents: readonly CollectableAgent[];
+  /** Placeholder names the deleted resource wanted. */
+  readonly wantedByThis: readonly string[];
+  /** Placeholder names the other resources on the pool want. */
+  readonly wantedByOthers: readonly string[];
+  /** The pod name prefix of the deleted resource (its agents are named after its pods). */
+  readonly podNamePrefix: string;
+}
+
+/**
+ * What to unregister when a resource is deleted (its finalizer), whatever the ages:
+ * 1. a placeholder it wanted that no other resource on the pool wants;
+ * 2. an offline agent named after one of its pods (its pod is gone or going with it);
+ * 3. never an agent that is online or holds a job: its pod stops with the resource and the agent unregisters itself
+ *    on the way out (a busy one after its job).
+ */
+export function agentsToRemoveOnDelete(input: DeletionCleanupInput): GarbageDecision {
+  const others = new Set(input.wantedByOthers.map((n) => n.toLowerCase()));
+  const mine = new Set(input.wantedByThis.map((n) => n.toLowerCase()).filter((n) => !others.has(n)));
+  const remove: GarbageItem[] = [];
+  const kept: KeptAgent[] = [];
+  for (const a of input.agents) {
+    const placeholder = mine.has(a.name.toLowerCase());
+    const ours = isResourceAgent(a.name, [input.podNamePrefix]);
+    if (!placeholder && !ours) continue;
+    const kind = placeholder ? "placeholder" : "resource-agent";
+    if (a.assignedRequest) {
+      kept.push({ id: a.id, name: a.name, kind, reason: "busy" });
+      continue;
+    }
+    if (a.status === "online") {
+      kept.push({ id: a.id, name: a.name, kind, reason: "online" });
+      continue;
+    }
+    const what = placeholder ? "placeholder agent" : "agent";
+    remove.push({
+      id: a.id,
+      name: a.name,
+      reason: "resource-deleted",
+      message: `${what} ${a.name}: its AutoScaledAgent is being deleted`,
+    });
+  }
+  return { delete: remove, kept };
 }

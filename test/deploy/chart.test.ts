@@ -80,7 +80,12 @@ describe("helm template with the default values", async () => {
 
   test("the ClusterRole grants exactly what the operator does", () => {
     assert.deepEqual(rulesOf(find(objs, "ClusterRole", fullname)), [
-      { apiGroups: ["azurepipelines.k8s.scaler.io"], resources: ["autoscaledagents"], verbs: ["get", "list", "watch"] },
+      {
+        apiGroups: ["azurepipelines.k8s.scaler.io"],
+        resources: ["autoscaledagents"],
+        verbs: ["get", "list", "watch", "patch"],
+      },
+      { apiGroups: ["azurepipelines.k8s.scaler.io"], resources: ["autoscaledagents/finalizers"], verbs: ["update"] },
       {
         apiGroups: ["azurepipelines.k8s.scaler.io"],
         resources: ["autoscaledagents/status"],

@@ -102,6 +102,7 @@ describe("operator: graceful shutdown of the leader", () => {
           return { status: "ok", registered: [] };
         },
         collectGarbage: async () => ({ deleted: [] }),
+        removeAgents: async () => ({ deleted: [] }),
       }),
       organizationKey: (url) => url,
       credentialKey: () => "pat:test",
@@ -150,6 +151,7 @@ describe("operator: graceful shutdown of the leader", () => {
         offlineAgentGraceMs: 300_000,
         azureDevOpsConcurrency: 2,
         agentFailureBackoffMs: 10_000,
+        cleanupTimeoutMs: 120_000,
       },
       client: cluster.client,
       logger: createLogger({ level: "error" }),

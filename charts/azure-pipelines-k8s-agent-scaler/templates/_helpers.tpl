@@ -65,10 +65,14 @@ What the operator does in a watched namespace (or cluster-wide), and nothing mor
 config/rbac/role.yaml and config/rbac/namespaced/role.yaml.
 */}}
 {{- define "aks-scaler.managerRules" -}}
-# Watch the resources and report their status.
+# Watch the resources, keep their finalizer and report their status.
 - apiGroups: ["azurepipelines.k8s.scaler.io"]
   resources: ["autoscaledagents"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
+# Its finalizer (unregister agents before a resource goes).
+- apiGroups: ["azurepipelines.k8s.scaler.io"]
+  resources: ["autoscaledagents/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["azurepipelines.k8s.scaler.io"]
   resources: ["autoscaledagents/status"]
   verbs: ["get", "patch", "update"]

@@ -31,6 +31,7 @@ export {
 } from "./duration.ts";
 export {
   controllerOwnerReference,
+  FINALIZER,
   labels,
   MANAGED_BY_VALUE,
   podAnnotations,

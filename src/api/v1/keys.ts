@@ -57,6 +57,9 @@ export const prePullKeys = {
   templates: `${GROUP}/prepull-templates`,
 } as const;
 
+/** The finalizer that keeps a deleted AutoScaledAgent until its agents are unregistered (bounded in time). */
+export const FINALIZER = `${GROUP}/cleanup`;
+
 /** The operator's name as a reporting controller of Kubernetes Events. */
 export const REPORTING_CONTROLLER = `${GROUP}/operator`;
 

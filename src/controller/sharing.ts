@@ -1,0 +1,91 @@
+/**
+ * How the resources on one pool share its jobs (the pure rules are `assignJobs` in src/scaling/arbitration.ts):
+ * each resource's reconcile publishes how it stands (can it serve now, how many more jobs each template can take),
+ * and every reconcile hands the pool's pending jobs out from what all of them published, the live pods each has
+ * (a job a pod was created for stays with its resource), and their templates and policies.
+ */
+import { jobsServedElsewhere, type ResourceTemplates } from "../scaling/arbitration.ts";
+import type { JobRequest, ScalePlan, TemplateSpec } from "../scaling/types.ts";
+import { observePod, resourcesOnPool, templateSpecs } from "./observe.ts";
+import type { Caches, PodFactory, PodObject, Resource } from "./ports.ts";
+
+export interface Standing {
+  /** Its credential works and its pool poll is healthy. */
+  readonly available: boolean;
+  /** Jobs each template can still take. */
+  readonly capacity?: readonly number[];
+}
+
+export class PoolSharing {
+  readonly #standing = new Map<string, Standing>();
+  readonly #caches: Caches;
+  readonly #pods: PodFactory;
+  readonly #organizationKey: (url: string) => string;
+
+  constructor(options: { caches: Caches; pods: PodFactory; organizationKey: (url: string) => string }) {
+    this.#caches = options.caches;
+    this.#pods = options.pods;
+    this.#organizationKey = options.organizationKey;
+  }
+
+  /** The resource cannot serve now (invalid, no credential, poll failing, being deleted). */
+  unavailable(key: string): void {
+    this.#standing.set(key, { available: false });
+  }
+
+  /** The resource planned from a fresh poll: available, with this much room per template. */
+  planned(key: string, resource: Resource, plan: ScalePlan): void {
+    this.#standing.set(key, { available: true, capacity: jobCapacity(resource, plan) });
+  }
+
+  forget(key: string): void {
+    this.#standing.delete(key);
+  }
+
+  /** The pending jobs of the pool that another resource serves instead of this one. */
+  servedElsewhere(
+    key: string,
+    resource: Resource,
+    specs: readonly TemplateSpec[],
+    jobRequests: readonly JobRequest[],
+  ): Set<number> {
+    const all = this.#caches.allResources();
+    const contender = (k: string, spec: Resource["spec"]): ResourceTemplates => {
+      const standing = this.#standing.get(k);
+      const uid = all.find((r) => `${r.metadata?.namespace}/${r.metadata?.name}` === k)?.metadata?.uid;
+      const live = uid === undefined ? [] : this.#caches.podsOf(uid).filter((p) => !podHasEnded(p));
+      return {
+        key: k,
+        covers: new Set(live.flatMap((p) => observePod(p, spec.podsWithCapabilities).createdForRequestIds)),
+        templates: k === key ? specs : templateSpecs(spec),
+        // This resource is planning from a fresh poll, so it can serve now.
+        available: k === key ? true : (standing?.available ?? true),
+        ...(standing?.capacity ? { capacity: standing.capacity } : {}),
+        checkExtraAgentContainers: this.#pods.extraAgentContainersChecker(spec),
+      };
+    };
+    const others = resourcesOnPool(all, resource, this.#organizationKey).map((r) => contender(r.key, r));
+    return jobsServedElsewhere(jobRequests, contender(key, resource.spec), others);
+  }
+}
+
+/** Jobs each template can still take: maxCount minus its pods that cannot take one (busy, finishing, going). */
+export function jobCapacity(resource: Resource, plan: ScalePlan): number[] {
+  return resource.spec.podsWithCapabilities.map((t, i) => {
+    const c = plan.templates.find((x) => x.templateIndex === i);
+    const occupied = c ? c.busy + c.finishing + c.terminating + c.lost : 0;
+    return Math.max(0, t.maxCount - occupied);
+  });
+}
+
+/** The pod has finished, is going away, or its agent has ended: it covers no job any more. */
+export function podHasEnded(p: PodObject): boolean {
+  const phase = p.status?.phase;
+  const agent = p.status?.containerStatuses?.find((c) => c.name === p.spec.containers[0]?.name);
+  return (
+    phase === "Succeeded" ||
+    phase === "Failed" ||
+    Boolean(p.metadata.deletionTimestamp) ||
+    Boolean(agent?.state?.terminated)
+  );
+}
