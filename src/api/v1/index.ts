@@ -66,8 +66,14 @@ export type {
   ObjectMeta,
   PodCounts,
   PodsWithCapabilities,
+  PredictiveStandby,
   ReusableCacheVolume,
+  Standby,
+  StandbyReason,
+  StandbySchedule,
+  StandbyStatus,
   TemplateStatus,
+  Weekday,
 } from "./schema.ts";
 export {
   AutoScaledAgentSchema,
@@ -81,6 +87,9 @@ export {
   LIMITS,
   PodsWithCapabilitiesSchema,
   ReusableCacheVolumeSchema,
+  StandbyReasonValues,
+  StandbySchema,
+  WEEKDAYS,
 } from "./schema.ts";
 export type { ValidateOptions, ValidationResult } from "./validate.ts";
-export { applyDefaults, validateAutoScaledAgent, validatePodTemplateSpec } from "./validate.ts";
+export { applyDefaults, isKnownTimeZone, validateAutoScaledAgent, validatePodTemplateSpec } from "./validate.ts";
