@@ -130,11 +130,14 @@ export function withExpectedPods(
   return { pods, open };
 }
 
-/** The scaling core's view of a spec's templates. */
-export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"]): TemplateSpec[] {
-  return spec.podsWithCapabilities.map((t) => ({
+/**
+ * The scaling core's view of a spec's templates. `minCounts` (by index) replaces the spec's minCounts with the ones
+ * in force (standby agents: src/controller/standby.ts).
+ */
+export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], minCounts?: readonly number[]): TemplateSpec[] {
+  return spec.podsWithCapabilities.map((t, i) => ({
     capabilities: t.capabilities as Record<string, string>,
-    minCount: t.minCount,
+    minCount: minCounts?.[i] ?? t.minCount,
     maxCount: t.maxCount,
   }));
 }

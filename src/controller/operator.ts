@@ -33,6 +33,7 @@ import { kubeWriter } from "./kube-writer.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { Reconciler } from "./reconciler.ts";
+import { configMapHistoryStore, StandbyWork, standbyClock } from "./standby.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
 export interface OperatorSettings {
@@ -54,6 +55,10 @@ export interface OperatorSettings {
   resyncIntervalMs: number;
   /** How long an agent of a resource must have been offline before garbage collection may delete it. */
   offlineAgentGraceMs: number;
+  /** Predictive standby: a resource's history ConfigMap is written at most this often (default 1 min). */
+  standbyHistoryWriteIntervalMs?: number;
+  /** For tests only: the clock standby schedules and histories are read in starts here and runs at this rate. */
+  standbyClock?: { startMs: number; rate: number };
 }
 
 export interface OperatorDeps {
@@ -138,6 +143,14 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       events,
       now,
       offlineAgentGraceMs: config.offlineAgentGraceMs,
+    }),
+    standby: new StandbyWork({
+      store: configMapHistoryStore(client),
+      events,
+      clock: standbyClock(now, config.standbyClock),
+      realNow: now,
+      writeIntervalMs: config.standbyHistoryWriteIntervalMs ?? 60_000,
+      logger: logger.child({ component: "standby" }),
     }),
     enqueue: (key) => queue.add(key),
     now,

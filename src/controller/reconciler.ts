@@ -40,6 +40,7 @@ import type {
   PoolTarget,
   Resource,
 } from "./ports.ts";
+import type { StandbyWork } from "./standby.ts";
 import { azureDevOpsReason, buildStatus, POD_STATES, planTotal, statusChanged } from "./status.ts";
 
 export interface ReconcilerOptions {
@@ -53,6 +54,8 @@ export interface ReconcilerOptions {
   logger: Logger;
   cacheVolumes: CacheVolumes;
   placeholders: PlaceholderWork;
+  /** Standby agents (schedules, predictive standby); without it every template keeps its minCount. */
+  standby?: StandbyWork;
   /** Requeue a resource (when its pool poll changes). */
   enqueue(key: string): void;
   now(): number;
@@ -153,7 +156,13 @@ export class Reconciler {
       o.expectationTtlMs ?? 60_000,
     );
     memory.expected = open;
-    const plan = this.#plan(key, resource, snapshot, pods);
+    // Standby agents in force per template (schedules, predictive standby): the plan's minCounts.
+    const standby = await o.standby?.decide({ key, resource, previous: raw.status, snapshot, pods });
+    if (standby) {
+      findings.problems.push(...standby.problems);
+      findings.standby = standby.status;
+    }
+    const plan = this.#plan(key, resource, snapshot, pods, standby?.minCounts);
     const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
     const expectedMounts = [...open.entries()].map(([name, e]) => ({
       name,
@@ -208,13 +217,22 @@ export class Reconciler {
     await this.#writeStatus(raw, findings, snapshot, snapshot ? plan : undefined);
     o.metrics.reconciles.inc({ result: "ok" });
     o.logger.debug("reconciled", { resource: key, actions: decided.actions.length, fresh: Boolean(snapshot) });
-    if (!snapshot) return { requeueAfterMs: o.resyncIntervalMs };
-    return { requeueAfterMs: Math.min(o.resyncIntervalMs, Math.max(1000, nextPlaceholderRun - o.now())) };
+    const standbyDue = standby?.requeueAfterMs ?? Number.POSITIVE_INFINITY;
+    if (!snapshot) return { requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue) };
+    return {
+      requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue, Math.max(1000, nextPlaceholderRun - o.now())),
+    };
   }
 
   /** The scale plan: jobs another resource on the pool serves better are left to it. */
-  #plan(key: string, resource: Resource, snapshot: PoolSnapshot | undefined, pods: readonly ObservedPod[]): ScalePlan {
-    const specs = templateSpecs(resource.spec);
+  #plan(
+    key: string,
+    resource: Resource,
+    snapshot: PoolSnapshot | undefined,
+    pods: readonly ObservedPod[],
+    minCounts?: readonly number[],
+  ): ScalePlan {
+    const specs = templateSpecs(resource.spec, minCounts);
     let jobRequests = snapshot?.jobRequests ?? [];
     if (snapshot) {
       const others = resourcesOnPool(this.#o.caches.allResources(), resource, this.#o.azureDevOps.sameOrganization).map(
@@ -305,5 +323,6 @@ export class Reconciler {
     this.#memory.delete(key);
     this.#o.credentials.forget(key);
     this.#o.placeholders.forget(key);
+    this.#o.standby?.forget(key);
   }
 }
