@@ -197,6 +197,14 @@ describe("predict", () => {
       [],
     ],
     [
+      "recording began inside last week's window: that week counts with what was recorded",
+      historyOf("2026-01-26T09:00:02Z", [["2026-01-26T09:00:05Z", 3]]),
+      "2026-02-02T08:55:00Z",
+      spec,
+      3,
+      [3],
+    ],
+    [
       "a weekly burst: 6 jobs at Monday 09:00 in each of 4 weeks, seen from 08:55",
       historyOf("2026-01-01T00:00:00Z", mondays(4, 6)),
       "2026-02-02T08:55:00Z",

@@ -217,7 +217,7 @@ function describeDays(days: readonly string[] | undefined): string {
 
 /** Jobs of one template per 5-minute bucket (`floor(t / BUCKET_MS)` of the job's queue time), since `since`. */
 export interface JobHistory {
-  /** When recording began (weeks before it are not counted as "no jobs"). */
+  /** When recording began (weeks before it are not read as "no jobs"). */
   readonly since: number;
   readonly buckets: ReadonlyMap<number, number>;
 }
@@ -283,9 +283,10 @@ export interface Prediction {
 /**
  * What the history says the coming `lookaheadMinutes` need: for each of the past `historyWeeks` weeks that the
  * history covers, the busiest 5-minute bucket of the same local window (same local time of the week, so daylight
- * saving time does not shift it), and the `percentile` of those peaks. Weeks before `history.since` are left out
- * rather than counted as quiet, so a new history predicts nothing instead of "no jobs" and a spike in one week of
- * four does not set the standby at the 75th percentile.
+ * saving time does not shift it), and the `percentile` of those peaks. Weeks whose window had ended before
+ * recording began (`history.since`) are left out rather than read as quiet: a young history reads the weeks it has
+ * (one week with a burst predicts that burst), while over four full weeks a spike in one of them stays below the
+ * 75th percentile. A window that recording began in the middle of counts with what was recorded.
  */
 export function predict(
   history: JobHistory,
@@ -295,13 +296,12 @@ export function predict(
 ): Prediction {
   const wall = zone.wall(now);
   const look = Math.max(1, spec.lookaheadMinutes) * MINUTE_MS;
-  const covered = Math.floor(history.since / BUCKET_MS) * BUCKET_MS;
   const peaks: number[] = [];
   for (let k = 1; k <= spec.historyWeeks; k++) {
     const startWall = wall - k * WEEK_MS;
     const start = zone.instant(startWall);
     const end = Math.max(start + 1, zone.instant(startWall + look));
-    if (start < covered) break;
+    if (end <= history.since) break;
     let peak = 0;
     for (let b = Math.floor(start / BUCKET_MS); b <= Math.floor((end - 1) / BUCKET_MS); b++) {
       peak = Math.max(peak, history.buckets.get(b) ?? 0);
