@@ -13,9 +13,10 @@
 import { node500 } from "./node-500.ts";
 import { scaleUp } from "./scale-up.ts";
 import { standby } from "./standby.ts";
+import { standbyWeek } from "./standby-week.ts";
 import { type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
 
-const all: Benchmark[] = [node500, scaleUp, standby];
+const all: Benchmark[] = [node500, scaleUp, standby, standbyWeek];
 const args = process.argv.slice(2);
 
 if (args.includes("--list") || args.includes("--help")) {
