@@ -83,9 +83,9 @@ describe("standby schedules (standby clock: Monday 2026-01-05 07:58 UTC, 10x)", 
   const latestStandbyNow = () => clockStart + (Date.now() - spawnedAt) * rate;
   const hhmm = (ms: number) => new Date(ms).toISOString().slice(11, 16);
 
-  test("a window opens: standby agents appear; it closes: the idle ones go after agentMinIdlePeriod", async () => {
-    // A window of 2 standby minutes (12 s), opening at the first full minute at least a minute from now.
-    const opens = Math.ceil((latestStandbyNow() + 60_000) / 60_000) * 60_000;
+  test("a window opens: standby agents appear; it closes: idle ones go after agentMinIdlePeriod, busy ones finish", async () => {
+    // A window of 2 standby minutes (12 s), opening at the first full minute at least two minutes from now.
+    const opens = Math.ceil((latestStandbyNow() + 120_000) / 60_000) * 60_000;
     await world.createResource("sched", {
       agentMinIdlePeriod: "2s",
       podsWithCapabilities: [
@@ -108,19 +108,40 @@ describe("standby schedules (standby clock: Monday 2026-01-05 07:58 UTC, 10x)", 
     });
     assert.deepEqual({ minCount: open.minCount, schedule: open.schedule }, { minCount: 2, schedule: 0 });
     assert.match(open.message, /schedule 0 \(Mon \d\d:\d\d-\d\d:\d\d UTC\) is open: 2/);
-    await eventually("two standby agents online", () =>
-      onlineAgents(world, "sched-").length === 2 ? true : undefined,
-    );
+    const agents = await eventually("two standby agents online", () => {
+      const online = onlineAgents(world, "sched-");
+      return online.length === 2 ? online.map((a) => a.name) : undefined;
+    });
+    // A job in the window takes a standby agent; it runs past the window's end.
+    const job = world.ado.control.queueJob({ pool: world.pool, demands: ["sched"], durationMs: 15_000 });
+    const taken = await world.ado.control.waitForJob(job.requestId, (j) => j.state !== "queued", { timeoutMs: 60_000 });
+    assert.ok(agents.includes(taken.reservedAgent?.name ?? ""), "a standby agent took the job at once");
 
     const closed = await eventually("the window closed", async () => {
       const s = await standbyStatus(world, "sched");
       return s?.reason === "Baseline" ? s : undefined;
     });
     assert.equal(closed.minCount, 0);
+    // Idle agents go after agentMinIdlePeriod; the busy one is left to finish its job.
+    const busy = taken.reservedAgent?.name;
     await eventually("the idle standby agents removed", async () =>
-      live(await world.pods("sched")).length === 0 ? true : undefined,
+      live(await world.pods("sched")).every((p) => p.metadata.name === busy) ? true : undefined,
     );
-    assert.equal(onlineAgents(world, "sched-").length, 0, "their registrations went first");
+    const done = await world.ado.control.waitForJob(job.requestId, (j) => j.state === "finished", {
+      timeoutMs: 60_000,
+    });
+    assert.equal(done.result, "succeeded", "the busy agent was left to finish");
+    await eventually("the busy agent's pod Succeeded (ran to the end, not deleted)", async () =>
+      (await world.pods("sched")).find((p) => p.metadata.name === busy)?.status?.phase === "Succeeded"
+        ? true
+        : undefined,
+    );
+    await eventually("no live pods", async () => (live(await world.pods("sched")).length === 0 ? true : undefined));
+    assert.deepEqual(
+      onlineAgents(world, "sched-").map((a) => a.name),
+      [],
+      "the idle agents' registrations went first",
+    );
     const notes = await standbyEvents(world, "sched");
     assert.equal(notes.length, 2, notes.join("\n"));
     assert.match(notes[0] as string, /^podsWithCapabilities\[0\]: 0 -> 2 standby agent\(s\): schedule 0/);
