@@ -188,6 +188,24 @@ export const flags: Record<string, FlagSpec> = {
     default: DEFAULT_PREPULL_IMAGES.helperImage,
     kind: "string",
   },
+  "standby-history-write-interval": {
+    env: "STANDBY_HISTORY_WRITE_INTERVAL",
+    help: "predictive standby: the job history ConfigMap of a resource is written at most this often",
+    default: "1m",
+    kind: "duration",
+  },
+  "standby-clock-start": {
+    env: "STANDBY_CLOCK_START",
+    help: "for tests only: standby schedules and histories read a clock that starts at this RFC 3339 time",
+    default: "",
+    kind: "string",
+  },
+  "standby-clock-rate": {
+    env: "STANDBY_CLOCK_RATE",
+    help: "for tests only: how many seconds that clock moves per real second (with --standby-clock-start)",
+    default: "1",
+    kind: "string",
+  },
   "log-level": { env: "LOG_LEVEL", help: "debug, info, warn or error", default: "info", kind: "string" },
   "log-format": { env: "LOG_FORMAT", help: "json or text", default: "json", kind: "string" },
   "azure-devops-hosts": {
@@ -243,6 +261,25 @@ export class ConfigError extends Error {
     super(message);
     this.name = "ConfigError";
   }
+}
+
+/** The test-only standby clock flags: none when no start is given. */
+function standbyClockSettings(start: string, rate: string): Pick<OperatorConfig, "standbyClock"> {
+  if (start === "") {
+    if (rate !== "1") throw new ConfigError("--standby-clock-rate: only with --standby-clock-start (for tests only)");
+    return {};
+  }
+  const startMs = /^\d{4}-\d{2}-\d{2}T/.test(start) ? Date.parse(start) : Number.NaN;
+  if (Number.isNaN(startMs)) {
+    throw new ConfigError(
+      `--standby-clock-start: ${JSON.stringify(start)} is not an RFC 3339 time such as 2026-01-05T07:59:50Z`,
+    );
+  }
+  const r = Number(rate);
+  if (!/^\d+(\.\d+)?$/.test(rate) || !(r > 0)) {
+    throw new ConfigError(`--standby-clock-rate: ${JSON.stringify(rate)} must be a positive number`);
+  }
+  return { standbyClock: { startMs, rate: r } };
 }
 
 /** Flags win over environment variables, which win over defaults. */
@@ -329,6 +366,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     azureDevOpsConcurrency: int("azure-devops-concurrency", 1),
     agentFailureBackoffMs: duration("agent-failure-backoff"),
     cleanupTimeoutMs: duration("cleanup-timeout"),
+    standbyHistoryWriteIntervalMs: duration("standby-history-write-interval"),
+    ...standbyClockSettings(raw("standby-clock-start"), raw("standby-clock-rate")),
     terminatorImage: (() => {
       try {
         return resolveTerminatorImage(raw("terminator-image"));

@@ -2,7 +2,7 @@
  * Pure helpers for the resource's status conditions: set a condition keeping its lastTransitionTime when the status
  * did not change, and derive Ready / AzureDevOpsReachable / Degraded from what the reconcile found.
  */
-import type { Condition } from "../api/v1/index.ts";
+import type { Condition, StandbyStatus } from "../api/v1/index.ts";
 
 export type ConditionInput = Omit<Condition, "lastTransitionTime" | "observedGeneration">;
 
@@ -41,6 +41,8 @@ export interface Findings {
   problems: { reason: string; message: string }[];
   /** The cache volume claims and their holders, for status. */
   cacheVolumes?: { name: string; claimName: string; holderPod?: string }[];
+  /** The standby in force per template index (undefined: no standby block), for status. */
+  standby?: readonly (StandbyStatus | undefined)[];
 }
 
 export function deriveConditions(f: Findings): ConditionInput[] {

@@ -154,17 +154,18 @@ export function withExpectedPods(
 
 /**
  * The scaling core's view of a spec's templates: the declared capabilities, and what the pods' agents will report
- * (the declared ones plus the agent's own, from the pod template).
+ * (the declared ones plus the agent's own, from the pod template). `minCounts` (by index) replaces the spec's
+ * minCounts with the ones in force (standby agents: src/controller/standby.ts).
  */
-export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"]): TemplateSpec[] {
-  return spec.podsWithCapabilities.map((t) => {
+export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], minCounts?: readonly number[]): TemplateSpec[] {
+  return spec.podsWithCapabilities.map((t, i) => {
     const declared = t.capabilities as Record<string, string>;
     const reported = reportedCapabilities(declared, t.podTemplateSpec);
     return {
       capabilities: declared,
       reportedCapabilities: reported.capabilities,
       overriddenCapabilities: reported.overridden.map((o) => o.message),
-      minCount: t.minCount,
+      minCount: minCounts?.[i] ?? t.minCount,
       maxCount: t.maxCount,
     };
   });

@@ -37,6 +37,7 @@ import type { CredentialPolicy } from "./policy.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { PrePullController, type PrePullSettings } from "./prepull.ts";
 import { Reconciler } from "./reconciler.ts";
+import { configMapHistoryStore, StandbyWork, standbyClock } from "./standby.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
 export interface OperatorSettings {
@@ -68,6 +69,10 @@ export interface OperatorSettings {
   credentialPolicy?: CredentialPolicy;
   /** Image pre-pull DaemonSets (`--image-prepull`, src/controller/prepull.ts); omitted: off. */
   imagePrePull?: PrePullSettings;
+  /** Predictive standby: a resource's history ConfigMap is written at most this often (default 1 min). */
+  standbyHistoryWriteIntervalMs?: number;
+  /** For tests only: the clock standby schedules and histories are read in starts here and runs at this rate. */
+  standbyClock?: { startMs: number; rate: number };
 }
 
 export interface OperatorDeps {
@@ -163,6 +168,14 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       offlineAgentGraceMs: config.offlineAgentGraceMs,
     }),
     lanes,
+    standby: new StandbyWork({
+      store: configMapHistoryStore(client),
+      events,
+      clock: standbyClock(now, config.standbyClock),
+      realNow: now,
+      writeIntervalMs: config.standbyHistoryWriteIntervalMs ?? 60_000,
+      logger: logger.child({ component: "standby" }),
+    }),
     enqueue: (key) => queue.add(key),
     now,
     suffix,

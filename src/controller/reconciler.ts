@@ -44,6 +44,7 @@ import type {
   Resource,
 } from "./ports.ts";
 import { PoolSharing } from "./sharing.ts";
+import type { StandbyWork } from "./standby.ts";
 import { azureDevOpsReason, writeStatus } from "./status.ts";
 
 export interface ReconcilerOptions {
@@ -59,6 +60,8 @@ export interface ReconcilerOptions {
   placeholders: PlaceholderWork;
   /** Azure DevOps writes, one lane per organization, outside the reconcile. */
   lanes: OrganizationLanes;
+  /** Standby agents (schedules, predictive standby); without it every template keeps its minCount. */
+  standby?: StandbyWork;
   /** Requeue a resource (when its pool poll changes). */
   enqueue(key: string): void;
   now(): number;
@@ -190,7 +193,13 @@ export class Reconciler {
       maxMs: 5 * 60_000,
     });
     memory.failures = failing.memory;
-    const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs);
+    // Standby agents in force per template (schedules, predictive standby): the plan's minCounts.
+    const standby = await o.standby?.decide({ key, resource, previous: raw.status, snapshot, pods });
+    if (standby) {
+      findings.problems.push(...standby.problems);
+      findings.standby = standby.status;
+    }
+    const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs, standby?.minCounts);
     if (snapshot) this.#sharing.planned(key, resource, plan);
     const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
     const expectedMounts = [...open.entries()].map(([name, e]) => ({
@@ -270,8 +279,11 @@ export class Reconciler {
     await this.#writeStatus(raw, findings, snapshot, snapshot ? plan : undefined);
     o.metrics.reconciles.inc({ result: "ok" });
     o.logger.debug("reconciled", { resource: key, actions: decided.actions.length, fresh: Boolean(snapshot) });
-    if (!snapshot) return { requeueAfterMs: o.resyncIntervalMs };
-    return { requeueAfterMs: Math.min(o.resyncIntervalMs, Math.max(1000, nextPlaceholderRun - o.now())) };
+    const standbyDue = standby?.requeueAfterMs ?? Number.POSITIVE_INFINITY;
+    if (!snapshot) return { requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue) };
+    return {
+      requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue, Math.max(1000, nextPlaceholderRun - o.now())),
+    };
   }
 
   /** The scale plan: jobs another resource on the pool serves better are left to it. */
@@ -281,8 +293,9 @@ export class Reconciler {
     snapshot: PoolSnapshot | undefined,
     pods: readonly ObservedPod[],
     endedJobs: ReadonlyMap<number, number>,
+    minCounts?: readonly number[],
   ): ScalePlan {
-    const specs = templateSpecs(resource.spec);
+    const specs = templateSpecs(resource.spec, minCounts);
     let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
     if (snapshot) {
       // Jobs go to the best resource on the pool that can serve them now (sharing.ts).
@@ -381,5 +394,6 @@ export class Reconciler {
     this.#memory.delete(key);
     this.#o.credentials.forget(key);
     this.#o.placeholders.forget(key);
+    this.#o.standby?.forget(key);
   }
 }

@@ -70,11 +70,15 @@ export function buildStatus(input: StatusInput): AutoScaledAgentStatus {
       busy: sum((t) => t.busy),
       finished: sum((t) => t.finished),
     };
-    status.templates = plan.templates.map((t) => ({
-      index: t.templateIndex,
-      pendingJobs: t.pendingJobs,
-      pods: { starting: t.starting, idle: t.idle, busy: t.busy, finished: t.finished },
-    }));
+    status.templates = plan.templates.map((t) => {
+      const standby = findings.standby?.[t.templateIndex];
+      return {
+        index: t.templateIndex,
+        pendingJobs: t.pendingJobs,
+        pods: { starting: t.starting, idle: t.idle, busy: t.busy, finished: t.finished },
+        ...(standby ? { standby } : {}),
+      };
+    });
   }
   return status;
 }

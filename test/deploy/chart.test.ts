@@ -98,6 +98,7 @@ describe("helm template with the default values", async () => {
         resources: ["persistentvolumeclaims"],
         verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
       },
+      { apiGroups: [""], resources: ["configmaps"], verbs: ["get", "create", "update"] },
       { apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "patch"] },
     ]);
   });

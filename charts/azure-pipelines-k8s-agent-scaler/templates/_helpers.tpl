@@ -91,6 +91,10 @@ config/rbac/role.yaml and config/rbac/namespaced/role.yaml.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Predictive standby: one job-history ConfigMap per AutoScaledAgent that uses it (read, created, replaced).
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "update"]
 # Events on AutoScaledAgents and pods.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -174,6 +174,7 @@ describe("the AutoScaledAgent CRD on a real API server", () => {
           capabilities: { buildkit: "1" },
           pendingJobs: 4,
           pods: { starting: 1, idle: 2, busy: 3, finished: 0 },
+          standby: { minCount: 3, reason: "Schedule", schedule: 0, predicted: 1, message: "schedule 0 is in force" },
         },
       ],
       cacheVolumes: [{ name: "cache", claimName: "with-status-abc", holderPod: "with-status-x" }],
@@ -335,6 +336,35 @@ describe("the AutoScaledAgent CRD on a real API server", () => {
       (o) => (o.spec.poolname = "typo"),
       ['unknown field "spec.poolname"'],
     ],
+    [
+      "a standby window with from == to",
+      (o) => (o.spec.podsWithCapabilities[0].standby = { schedules: [{ from: "08:00", to: "08:00", minCount: 1 }] }),
+      ["spec.podsWithCapabilities[0].standby.schedules[0].to: Invalid value", "a window needs a length"],
+    ],
+    [
+      "a standby schedule's minCount above maxCount",
+      (o) => (o.spec.podsWithCapabilities[0].standby = { schedules: [{ from: "08:00", to: "18:00", minCount: 4 }] }),
+      ["spec.podsWithCapabilities[0].standby.schedules: Invalid value", "must be <= maxCount"],
+    ],
+    [
+      "an unknown day in a standby schedule",
+      (o) => {
+        o.spec.podsWithCapabilities[0].standby = {
+          schedules: [{ days: ["Mon", "Funday"], from: "08:00", to: "18:00", minCount: 1 }],
+        };
+      },
+      ['spec.podsWithCapabilities[0].standby.schedules[0].days[1]: Unsupported value: "Funday"'],
+    ],
+    [
+      "a standby time of 24:30",
+      (o) => (o.spec.podsWithCapabilities[0].standby = { schedules: [{ from: "08:00", to: "24:30", minCount: 1 }] }),
+      ["spec.podsWithCapabilities[0].standby.schedules[0].to: Invalid value"],
+    ],
+    [
+      "a predictive percentile of 0",
+      (o) => (o.spec.podsWithCapabilities[0].standby = { predictive: { percentile: 0 } }),
+      ["spec.podsWithCapabilities[0].standby.predictive.percentile: Invalid value"],
+    ],
   ];
   refused.forEach(([name, mutate, fragments], i) => {
     test(`refused by the API server and by validateAutoScaledAgent: ${name}`, async () => {
@@ -355,7 +385,11 @@ describe("the AutoScaledAgent CRD on a real API server", () => {
     clash.spec.podsWithCapabilities[0].podTemplateSpec.spec.volumes = [{ name: "cache", emptyDir: {} }];
     const overflow = minimal("duration-overflow");
     overflow.spec.agentMinIdlePeriod = "3000000h";
-    for (const obj of [caseOnly, clash, overflow]) {
+    const zone = minimal("unknown-time-zone");
+    zone.spec.podsWithCapabilities[0].standby = {
+      schedules: [{ from: "08:00", to: "18:00", timeZone: "Europe/Berln", minCount: 1 }],
+    };
+    for (const obj of [caseOnly, clash, overflow, zone]) {
       await create(obj);
       assert.equal(validateAutoScaledAgent(obj).ok, false, obj.metadata.name);
     }

@@ -11,6 +11,8 @@ import {
   authenticationRequired,
   exactlyOneEntraCredential,
   minCountAtMostMaxCount,
+  standbyAtMostMaxCount,
+  standbyWindowNotEmpty,
   uniqueCapabilitySets,
 } from "./rules.ts";
 import { DEFAULTED_SPEC_KEYS, DEFAULTED_TEMPLATE_KEYS } from "./schema.ts";
@@ -160,7 +162,13 @@ describe("the generated CRD", () => {
     const templates = spec.properties.podsWithCapabilities;
     assert.deepEqual(templates["x-kubernetes-validations"], [uniqueCapabilitySets.cel]);
     assert.equal(templates.maxItems, LIMITS.podsWithCapabilities);
-    assert.deepEqual(templates.items["x-kubernetes-validations"], [minCountAtMostMaxCount.cel]);
+    assert.deepEqual(templates.items["x-kubernetes-validations"], [
+      minCountAtMostMaxCount.cel,
+      standbyAtMostMaxCount.cel,
+    ]);
+    assert.deepEqual(templates.items.properties.standby.properties.schedules.items["x-kubernetes-validations"], [
+      standbyWindowNotEmpty.cel,
+    ]);
     assert.deepEqual(templates.items.properties.podTemplateSpec["x-kubernetes-validations"], [atLeastOneContainer.cel]);
     assert.deepEqual(spec.properties.entraIdAuthentication["x-kubernetes-validations"], [
       exactlyOneEntraCredential.cel,
@@ -169,7 +177,7 @@ describe("the generated CRD", () => {
     walk(buildCrd(), (n) => {
       if (n["x-kubernetes-validations"]) count += (n["x-kubernetes-validations"] as unknown[]).length;
     });
-    assert.equal(count, 5);
+    assert.equal(count, 7);
   });
 
   test("int-or-string quantities carry their pattern beside the anyOf", () => {

@@ -70,8 +70,14 @@ export type {
   ObjectMeta,
   PodCounts,
   PodsWithCapabilities,
+  PredictiveStandby,
   ReusableCacheVolume,
+  Standby,
+  StandbyReason,
+  StandbySchedule,
+  StandbyStatus,
   TemplateStatus,
+  Weekday,
 } from "./schema.ts";
 export {
   AutoScaledAgentSchema,
@@ -88,6 +94,9 @@ export {
   PodsWithCapabilitiesSchema,
   PREPULL_MAX_EXTRA_IMAGES,
   ReusableCacheVolumeSchema,
+  StandbyReasonValues,
+  StandbySchema,
+  WEEKDAYS,
 } from "./schema.ts";
 export type { ValidateOptions, ValidationResult } from "./validate.ts";
-export { applyDefaults, validateAutoScaledAgent, validatePodTemplateSpec } from "./validate.ts";
+export { applyDefaults, isKnownTimeZone, validateAutoScaledAgent, validatePodTemplateSpec } from "./validate.ts";

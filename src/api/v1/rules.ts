@@ -136,3 +136,41 @@ export const exactlyOneEntraCredential: Rule<{ clientSecretRef?: unknown; worklo
       ? []
       : [{ field: "", message: ONE_CREDENTIAL_MESSAGE }],
 };
+
+export const STANDBY_WINDOW_MESSAGE =
+  "must differ from `from`: a window needs a length (the whole day is from 00:00 to 24:00)";
+
+/** On each standby schedule: the window is not empty. */
+export const standbyWindowNotEmpty: Rule<{ from: string; to: string }> = {
+  cel: {
+    rule: "self.from != self.to",
+    message: STANDBY_WINDOW_MESSAGE,
+    fieldPath: ".to",
+    reason: "FieldValueInvalid",
+  },
+  check: (schedule) => (schedule.from !== schedule.to ? [] : [{ field: ".to", message: STANDBY_WINDOW_MESSAGE }]),
+};
+
+export const STANDBY_MAX_COUNT_MESSAGE = "the minCount of every standby schedule must be <= maxCount";
+
+/** On each podsWithCapabilities entry: every standby schedule's minCount <= maxCount. */
+export const standbyAtMostMaxCount: Rule<{ maxCount: number; standby?: { schedules?: { minCount: number }[] } }> = {
+  cel: {
+    // The schedules list is bounded (LIMITS.standbySchedules), so this stays cheap.
+    rule: "!has(self.standby) || !has(self.standby.schedules) || self.standby.schedules.all(s, s.minCount <= self.maxCount)",
+    message: STANDBY_MAX_COUNT_MESSAGE,
+    fieldPath: ".standby.schedules",
+    reason: "FieldValueInvalid",
+  },
+  check: (entry) =>
+    (entry.standby?.schedules ?? []).flatMap((s, i) =>
+      s.minCount <= entry.maxCount
+        ? []
+        : [
+            {
+              field: `.standby.schedules[${i}].minCount`,
+              message: `must be <= maxCount (${s.minCount} > ${entry.maxCount})`,
+            },
+          ],
+    ),
+};

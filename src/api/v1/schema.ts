@@ -20,6 +20,8 @@ import {
   authenticationRequired,
   exactlyOneEntraCredential,
   minCountAtMostMaxCount,
+  standbyAtMostMaxCount,
+  standbyWindowNotEmpty,
   uniqueCapabilitySets,
 } from "./rules.ts";
 import { QUANTITY_PATTERN } from "./structural.ts";
@@ -43,6 +45,7 @@ export const LIMITS = {
   capabilityValueLength: 1024,
   reusableCacheVolumes: 32,
   allowedImages: 64,
+  standbySchedules: 16,
 } as const;
 
 /** Every default of the spec, in one place (the schema below uses these). */
@@ -55,7 +58,21 @@ export const DEFAULTS = {
   minCount: 0,
   capabilities: {} as Record<string, string>,
   clientSecretKey: CLIENT_SECRET_KEY,
+  timeZone: "UTC",
+  predictivePercentile: 75,
+  predictiveLookaheadMinutes: 10,
+  predictiveHistoryWeeks: 4,
 } as const;
+
+/** Days of the week as standby schedules name them (ISO order, Monday first). */
+export const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"] as const;
+export type Weekday = (typeof WEEKDAYS)[number];
+/** "HH:MM", 00:00 to 23:59. */
+export const TIME_OF_DAY_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$";
+/** "HH:MM", 00:00 to 24:00 (the end of a window). */
+export const END_TIME_OF_DAY_PATTERN = "^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$";
+/** The shape of an IANA time zone name ("UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5"). */
+export const TIME_ZONE_PATTERN = "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$";
 
 const int32 = (options: Record<string, unknown> = {}) =>
   Type.Integer({ format: "int32", minimum: 0, maximum: INT32_MAX, ...options });
@@ -110,6 +127,112 @@ export const ReusableCacheVolumeSchema = Type.Object(
   { description: "A reusable cache volume: PersistentVolumeClaims handed to one pod at a time." },
 );
 
+const timeZone = (description: string) =>
+  Type.String({
+    minLength: 1,
+    maxLength: 64,
+    pattern: TIME_ZONE_PATTERN,
+    default: DEFAULTS.timeZone,
+    description: `${description} An IANA time zone name such as "Europe/Berlin", "America/New_York" or "UTC".`,
+    "x-azp-expected": 'an IANA time zone name such as "Europe/Berlin", "America/New_York" or "UTC"',
+  });
+
+export const StandbyScheduleSchema = Type.Object(
+  {
+    days: Type.Optional(
+      Type.Array(Type.Unsafe<Weekday>(Type.String({ enum: [...WEEKDAYS] })), {
+        minItems: 1,
+        maxItems: 7,
+        "x-kubernetes-list-type": "set",
+        description:
+          "Days on which the window starts (Mon, Tue, Wed, Thu, Fri, Sat, Sun), in the schedule's time zone. A window that crosses midnight (from 22:00 to 06:00) belongs to the day it starts on. Omitted: every day.",
+      }),
+    ),
+    from: Type.String({
+      maxLength: 5,
+      pattern: TIME_OF_DAY_PATTERN,
+      description: 'Local start of the window, "HH:MM" (00:00 to 23:59), inclusive.',
+      "x-azp-expected": 'a time of day "HH:MM" from 00:00 to 23:59',
+    }),
+    to: Type.String({
+      maxLength: 5,
+      pattern: END_TIME_OF_DAY_PATTERN,
+      description:
+        'Local end of the window, "HH:MM" (00:00 to 24:00), exclusive. Earlier than `from`: the window ends on the next day.',
+      "x-azp-expected": 'a time of day "HH:MM" from 00:00 to 24:00',
+    }),
+    timeZone: Type.Optional(timeZone("Time zone of `days`, `from` and `to` (daylight saving time is followed).")),
+    minCount: int32({
+      description:
+        "Standby agents (idle, ready for a job) kept while the window is open, instead of the entry's minCount.",
+    }),
+  },
+  {
+    description: "A weekly window during which a different number of standby agents is kept.",
+    "x-kubernetes-validations": [standbyWindowNotEmpty.cel],
+  },
+);
+
+export const PredictiveStandbySchema = Type.Object(
+  {
+    percentile: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100,
+        default: DEFAULTS.predictivePercentile,
+        description:
+          "Which percentile of the past weeks' demand to keep ready: 50 follows a typical week, 90 covers all but the busiest.",
+      }),
+    ),
+    max: Type.Optional(
+      int32({ description: "Upper bound of the standby agents the prediction may ask for. Omitted: maxCount." }),
+    ),
+    lookaheadMinutes: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1440,
+        default: DEFAULTS.predictiveLookaheadMinutes,
+        description:
+          "How far ahead the prediction looks: standby agents are kept for the busiest 5 minutes of this coming window, as the same window of past weeks saw it. At least the time a pod needs to start.",
+      }),
+    ),
+    historyWeeks: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 12,
+        default: DEFAULTS.predictiveHistoryWeeks,
+        description: "How many past weeks of this entry's jobs the prediction reads (and the history keeps).",
+      }),
+    ),
+    timeZone: Type.Optional(
+      timeZone(
+        'Time zone in which "the same time last week" is taken, so that a rhythm of local office hours survives daylight saving time changes.',
+      ),
+    ),
+  },
+  {
+    description:
+      "Predictive standby: keep the number of standby agents that this entry's jobs of past weeks (counted per 5 minutes of the week) say the coming minutes will need. The history is kept in a ConfigMap owned by the resource.",
+  },
+);
+
+export const StandbySchema = Type.Object(
+  {
+    schedules: Type.Optional(
+      Type.Array(StandbyScheduleSchema, {
+        maxItems: LIMITS.standbySchedules,
+        description:
+          "Weekly windows with their own number of standby agents; where windows overlap, the largest minCount wins. Outside every window, the entry's minCount applies.",
+      }),
+    ),
+    predictive: Type.Optional(PredictiveStandbySchema),
+  },
+  {
+    description:
+      "Standby agents: with this block, minCount and the schedules' minCount count idle agents ready for a job, kept in addition to busy ones (a job that takes a standby agent gets it replaced at once). Without it, minCount counts agent pods, busy ones included, as in the original operator.",
+  },
+);
+
 export const PodsWithCapabilitiesSchema = Type.Object(
   {
     capabilities: Type.Optional(
@@ -124,9 +247,14 @@ export const PodsWithCapabilitiesSchema = Type.Object(
       ),
     ),
     minCount: Type.Optional(
-      int32({ default: DEFAULTS.minCount, description: "Agent pods kept running (idle) even without jobs." }),
+      int32({
+        default: DEFAULTS.minCount,
+        description:
+          "Agent pods kept running (idle) even without jobs. With a standby block: standby agents (idle, ready for a job) kept in addition to busy ones, outside the standby schedules.",
+      }),
     ),
     maxCount: int32({ description: "Upper bound of agent pods of this template, busy or not." }),
+    standby: Type.Optional(StandbySchema),
     podLabels: Type.Optional(stringMap({ description: "Labels added to the agent pods." })),
     podAnnotations: Type.Optional(stringMap({ description: "Annotations added to the agent pods." })),
     podTemplateSpec: podTemplateSpecSchema({
@@ -137,7 +265,7 @@ export const PodsWithCapabilitiesSchema = Type.Object(
   },
   {
     description: "A kind of agent pod: its capabilities, how many, and its pod template.",
-    "x-kubernetes-validations": [minCountAtMostMaxCount.cel],
+    "x-kubernetes-validations": [minCountAtMostMaxCount.cel, standbyAtMostMaxCount.cel],
   },
 );
 
@@ -370,11 +498,34 @@ export const ConditionSchema = Type.Object({
   message: Type.String({ maxLength: 32768 }),
 });
 
+export const StandbyReasonValues = ["Baseline", "Schedule", "Prediction"] as const;
+export type StandbyReason = (typeof StandbyReasonValues)[number];
+
+export const StandbyStatusSchema = Type.Object(
+  {
+    minCount: int32({ description: "Standby agents (idle, ready for a job) the operator keeps now." }),
+    reason: Type.Unsafe<StandbyReason>(
+      Type.String({
+        enum: [...StandbyReasonValues],
+        description:
+          "Why: Baseline (the entry's minCount, no schedule in force), Schedule (the schedule at index `schedule`), Prediction (the history asks for more).",
+      }),
+    ),
+    schedule: Type.Optional(int32({ description: "Index of the schedule in force, if any." })),
+    predicted: Type.Optional(
+      int32({ description: "What the history predicts for the coming window (predictive standby only)." }),
+    ),
+    message: Type.String({ maxLength: 1024, description: "The reason in words." }),
+  },
+  { description: "The standby agents in force (entries with a standby block)." },
+);
+
 export const TemplateStatusSchema = Type.Object({
   index: int32({ description: "Position of the template in spec.podsWithCapabilities." }),
   capabilities: Type.Optional(stringMap({ description: "The template's capabilities." })),
   pendingJobs: int32({ description: "Queued jobs this template is the best fit for." }),
   pods: PodCountsSchema,
+  standby: Type.Optional(StandbyStatusSchema),
 });
 
 export const CacheVolumeStatusSchema = Type.Object({
@@ -456,6 +607,10 @@ export const AutoScaledAgentSchema = Type.Object(
 
 export type ReusableCacheVolume = Static<typeof ReusableCacheVolumeSchema>;
 export type PodsWithCapabilities = Static<typeof PodsWithCapabilitiesSchema>;
+export type StandbySchedule = Static<typeof StandbyScheduleSchema>;
+export type PredictiveStandby = Static<typeof PredictiveStandbySchema>;
+export type Standby = Static<typeof StandbySchema>;
+export type StandbyStatus = Static<typeof StandbyStatusSchema>;
 export type ExtraAgentContainersPolicy = Static<typeof ExtraAgentContainersPolicySchema>;
 export type EntraIdAuthentication = Static<typeof EntraIdAuthenticationSchema>;
 export type ImagePrePull = Static<typeof ImagePrePullSchema>;

@@ -19,11 +19,13 @@ import {
   exactlyOneEntraCredential,
   minCountAtMostMaxCount,
   type Rule,
+  standbyAtMostMaxCount,
+  standbyWindowNotEmpty,
   UNIQUE_CAPABILITIES_MESSAGE,
   uniqueCapabilitySets,
   type Violation,
 } from "./rules.ts";
-import { AutoScaledAgentSchema, type DefaultedAutoScaledAgent } from "./schema.ts";
+import { AutoScaledAgentSchema, type DefaultedAutoScaledAgent, TIME_ZONE_PATTERN } from "./schema.ts";
 
 export type ValidationResult<T> = { ok: true; value: T } | { ok: false; errors: string[] };
 
@@ -213,6 +215,49 @@ function formatViolation(path: string, v: Violation): string {
   return `${where}: ${v.message}`;
 }
 
+/** Whether this runtime knows the IANA time zone (the API server cannot check that; the operator does). */
+export function isKnownTimeZone(name: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: name });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function timeZoneErrors(value: unknown, path: string, out: string[]): void {
+  if (typeof value !== "string" || !new RegExp(TIME_ZONE_PATTERN).test(value) || isKnownTimeZone(value)) return;
+  out.push(
+    `${path}: unknown time zone ${JSON.stringify(value)} (an IANA time zone name such as "Europe/Berlin", "America/New_York" or "UTC")`,
+  );
+}
+
+/** Standby: the CEL rules' TypeScript side, and time zones the runtime must know. */
+function standbyErrors(entry: Json, at: string, out: string[]): void {
+  const standby = entry.standby;
+  if (!isObject(standby)) return;
+  const schedules = Array.isArray(standby.schedules) ? standby.schedules : [];
+  schedules.forEach((schedule, j) => {
+    if (!isObject(schedule)) return;
+    const where = `${at}.standby.schedules[${j}]`;
+    if (typeof schedule.from === "string" && typeof schedule.to === "string") {
+      applyRule(standbyWindowNotEmpty, { from: schedule.from, to: schedule.to }, where, out);
+    }
+    timeZoneErrors(schedule.timeZone, `${where}.timeZone`, out);
+  });
+  const comparable = schedules.every((s) => isObject(s) && Number.isInteger(s.minCount));
+  if (Number.isInteger(entry.maxCount) && comparable) {
+    applyRule(
+      standbyAtMostMaxCount,
+      { maxCount: entry.maxCount as number, standby: { schedules: schedules as { minCount: number }[] } },
+      at,
+      out,
+    );
+  }
+  if (isObject(standby.predictive))
+    timeZoneErrors(standby.predictive.timeZone, `${at}.standby.predictive.timeZone`, out);
+}
+
 const isStringMap = (v: unknown): v is Record<string, string> =>
   isObject(v) && Object.values(v).every((x) => typeof x === "string");
 
@@ -280,6 +325,7 @@ function ruleErrors(obj: Json): string[] {
     if (Number.isInteger(min) && Number.isInteger(entry.maxCount)) {
       applyRule(minCountAtMostMaxCount, { minCount: min as number, maxCount: entry.maxCount as number }, at, out);
     }
+    standbyErrors(entry, at, out);
     const template = entry.podTemplateSpec;
     if (!isObject(template)) return;
     const podSpec = template.spec;
