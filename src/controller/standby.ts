@@ -10,8 +10,11 @@
  * standby last announced per template (seeded from the status, so a restart does not announce again).
  *
  * Rules:
- * 1. A template without a standby block keeps its minCount as the original operator did (pods, busy ones included).
- * 2. With one, the plan's minCount is busy + the standby in force (at most maxCount).
+ * 1. Every template keeps its standby agents ready beside its busy ones: the plan's minCount is busy + the standby in
+ *    force (at most maxCount), so a job that takes a warm agent has it replaced within one poll. (The original
+ *    operator counted busy pods toward minCount: its warm agent came back only when the job had ended.)
+ * 2. Without a standby block the standby in force is the template's minCount; with one, the baseline, schedules and
+ *    prediction decide (`decideStandby`).
  * 3. The history is only read and written for resources with a predictive template; a resource without one never
  *    gets a ConfigMap.
  * 4. The history is read once per resource (again after a write conflict). A history that cannot be read leaves the
@@ -307,7 +310,7 @@ export class StandbyWork {
     templates.forEach((t, i) => {
       const d = decisions[i];
       if (d === undefined) {
-        minCounts.push(t.minCount);
+        minCounts.push(planMinCount(t.minCount, busy[i] ?? 0, t.maxCount));
         status.push(undefined);
         return;
       }
