@@ -17,14 +17,14 @@ import { type ControlPlane, startControlPlane } from "../../sim/control-plane/in
 import { clientCertificate } from "../../sim/control-plane/pki.ts";
 import { TcpProxy } from "../../sim/tcp-proxy/index.ts";
 import { labels, MANAGED_BY_VALUE } from "../../src/api/v1/index.ts";
-import type { KubeClient } from "../../src/kube/client.ts";
+import { isAlreadyExists, isNotFound, type KubeClient } from "../../src/kube/client.ts";
 import { Informer } from "../../src/kube/informer.ts";
 import { kubeconfigYaml } from "../../src/kube/kubeconfig.ts";
 import { listWatchFor } from "../../src/kube/listwatch.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
 import { capabilitySetKey } from "../../src/scaling/naming.ts";
 import { createNamespace, ensureCrd } from "../support/cluster.ts";
-import { type BenchResult, gitRevision, machineInfo, type Table } from "../support/stats.ts";
+import { type BenchResult, gitRevision, machineInfo, rounded, secs, summarize, type Table } from "../support/stats.ts";
 import { type AuditRecord, AuditTail, auditPolicyYaml } from "./audit.ts";
 import {
   checkJobs,
@@ -541,9 +541,33 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
         },
       ]),
     );
+    /**
+     * Writes a change, as someone who means it: retried (the API server may be restarting) until it is done or a
+     * minute has passed; then recorded with when it was sent and acknowledged.
+     */
     const record = async (r: ResourceState, write: () => Promise<unknown>) => {
       const at = Date.now();
-      const answer = (await write()) as { metadata?: { uid?: string } } | undefined;
+      let answer: { metadata?: { uid?: string } } | undefined;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          answer = (await write()) as typeof answer;
+          break;
+        } catch (err) {
+          // A retried create or delete that the first attempt did after all.
+          if (attempt > 1 && (isAlreadyExists(err) || isNotFound(err))) {
+            if (r.exists) {
+              const got = await client.request<{ metadata?: { uid?: string } }>({
+                path: asaPath(r.namespace, r.def.name),
+              });
+              answer = got;
+            }
+            break;
+          }
+          if (Date.now() - at > 60_000) throw err;
+          log(`write to ${r.def.name} failed (${(err as Error).message}); retrying`);
+          await sleep(1000);
+        }
+      }
       if (r.exists && answer?.metadata?.uid) r.uid = answer.metadata.uid;
       specRecords.push({
         at,
@@ -701,7 +725,12 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
             const total = proxy.stats().frozenTotal;
             log(`watch stall window over: ${total} connection(s) frozen so far; they stay silent until dropped`);
             // The stall goes on for the clients until they drop the frozen connections (their watchdog).
-            const aftermath = actions.push({ at: Date.now(), label: "watch-stall (frozen connections left)" }) - 1;
+            const aftermath =
+              actions.push({
+                at: Date.now(),
+                until: Number.POSITIVE_INFINITY,
+                label: "watch-stall (frozen connections left)",
+              }) - 1;
             const poll = setInterval(() => {
               const left = proxy.stats().frozen;
               if (left > 0 && Date.now() - rec.at < e.durationMs + 300_000) return;
@@ -988,7 +1017,28 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
         : (h.result ?? "unfinished");
       byResult[key] = (byResult[key] ?? 0) + 1;
     }
+    // How long jobs waited: queued → running (first time), for the jobs that ran.
+    const waits = finals.flatMap((h) => {
+      const queued = h.changes[0]?.at;
+      const running = h.changes.find((c) => c.state === "running")?.at;
+      return queued !== undefined && running !== undefined ? [{ h, ms: running - queued }] : [];
+    });
+    const waitSummary = rounded(summarize(waits.map((w) => w.ms)));
+    const slowest = [...waits]
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 5)
+      .map((w) => ({
+        requestId: w.h.requestId,
+        resource: w.h.resource,
+        template: w.h.template,
+        waitedS: Math.round(w.ms / 100) / 10,
+        queuedAt: iso(w.h.changes[0]?.at ?? 0),
+        history: w.h.changes.map((c) => `${iso(c.at).slice(11, 23)} ${c.state}${c.agent ? ` ${c.agent}` : ""}`),
+        context: context(w.h.changes[0]?.at ?? 0),
+      }));
     const stats = {
+      jobWaitMs: waitSummary,
+      slowestJobs: slowest,
       jobsQueued: finals.length,
       jobsByResult: byResult,
       harnessCancellations: harnessCancelled.size,
@@ -1059,6 +1109,10 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
               .map(([k, n]) => `${k} ${n}`)
               .join("; "),
           ],
+          [
+            "queued → running, median / p90 / max (s)",
+            `${secs(waitSummary.median, 1)} / ${secs(waitSummary.p90, 1)} / ${secs(waitSummary.max, 1)}`,
+          ],
           ["pods created / peak live", `${stats.podsCreated} / ${stats.peakLivePods}`],
           [
             "replicas started / exited on lease loss / crashed / leader changes",
@@ -1081,7 +1135,7 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
         columns: ["at", "until", "what", "detail"],
         rows: actions.map((a) => [
           ((a.at - t0) / 1000).toFixed(1),
-          a.until ? ((a.until - t0) / 1000).toFixed(1) : "",
+          a.until === undefined ? "" : Number.isFinite(a.until) ? ((a.until - t0) / 1000).toFixed(1) : "not over",
           a.label,
           a.detail ?? "",
         ]),
