@@ -42,7 +42,7 @@ import { startChaosNode } from "./node-process.ts";
 import { mulberry32 } from "./prng.ts";
 import { type Replica, ReplicaSet, replicaPrefix } from "./replicas.ts";
 import {
-  type AdoFault,
+  adoFaultRules,
   type ChaosEvent,
   generateSchedule,
   type JobPlan,
@@ -79,27 +79,6 @@ const operatorTiming = {
   resyncInterval: "10s",
   offlineAgentGrace: "30s",
 };
-
-/** The fault rules of an Azure DevOps disturbance: only requests whose failure cannot break a running job. */
-export function adoFaultRules(fault: AdoFault): FaultRule[] {
-  const lists = [
-    { path: "**/jobrequests", method: "GET" },
-    { path: "**/agents", method: "GET" },
-  ];
-  switch (fault) {
-    case "errors":
-      return lists.map((l, i) => ({ ...l, errorRate: 0.8, status: i === 0 ? 500 : 503 }));
-    case "drops":
-      return lists.map((l) => ({ ...l, dropRate: 0.6 }));
-    case "slow":
-      return [
-        ...lists.map((l) => ({ ...l, latencyMs: 4000 })),
-        { path: "**/agents/*", method: "DELETE", latencyMs: 3000 },
-      ];
-    case "throttle":
-      return lists.map((l) => ({ ...l, rateLimit: "block" as const }));
-  }
-}
 
 interface ResourceState {
   def: ResourceDef;
@@ -1036,7 +1015,25 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
         history: w.h.changes.map((c) => `${iso(c.at).slice(11, 23)} ${c.state}${c.agent ? ` ${c.agent}` : ""}`),
         context: context(w.h.changes[0]?.at ?? 0),
       }));
+    // The operator's writes to the API server by replica, verb, resource and answer (refusals show stale caches).
+    const writeMix: Record<string, Record<string, number>> = {};
+    for (const r of audit) {
+      if (!r.user.startsWith(replicaPrefix)) continue;
+      const m = writeMix[r.user] ?? {};
+      writeMix[r.user] = m;
+      const key = `${r.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ""} ${r.code}`;
+      m[key] = (m[key] ?? 0) + 1;
+    }
+    const writeTotals = { ok: 0, notFound: 0, conflict: 0, other: 0 };
+    for (const r of audit) {
+      if (!r.user.startsWith(replicaPrefix)) continue;
+      if (r.code < 300) writeTotals.ok++;
+      else if (r.code === 404) writeTotals.notFound++;
+      else if (r.code === 409) writeTotals.conflict++;
+      else writeTotals.other++;
+    }
     const stats = {
+      operatorWrites: { ...writeTotals, byReplica: writeMix },
       jobWaitMs: waitSummary,
       slowestJobs: slowest,
       jobsQueued: finals.length,
@@ -1114,6 +1111,10 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
             `${secs(waitSummary.median, 1)} / ${secs(waitSummary.p90, 1)} / ${secs(waitSummary.max, 1)}`,
           ],
           ["pods created / peak live", `${stats.podsCreated} / ${stats.peakLivePods}`],
+          [
+            "operator writes to the API: ok / 404 / 409 / other",
+            `${writeTotals.ok} / ${writeTotals.notFound} / ${writeTotals.conflict} / ${writeTotals.other}`,
+          ],
           [
             "replicas started / exited on lease loss / crashed / leader changes",
             `${stats.replicasStarted} / ${stats.replicaExitsLeaseLost} / ${stats.replicaCrashes} / ${stats.leaderChanges}`,

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { decideFaults, validateFaultRule } from "../../sim/azure-devops/faults.ts";
 import { mulberry32, rng } from "./prng.ts";
 import {
+  adoFaultRules,
   availableAt,
   type ChaosEvent,
   chaosWorld,
@@ -206,5 +208,25 @@ describe("templateFits", () => {
   for (const [caps, demands, expected] of cases) {
     test(`${JSON.stringify(caps)} ${JSON.stringify(demands)} → ${expected}`, () =>
       assert.equal(templateFits(caps, demands), expected));
+  }
+});
+
+describe("adoFaultRules", () => {
+  const agentJobCalls: [string, string][] = [
+    ["POST", "/sim-org/_apis/distributedtask/pools/10/sessions"],
+    ["GET", "/sim-org/_apis/distributedtask/pools/10/messages"],
+    ["DELETE", "/sim-org/_apis/distributedtask/pools/10/messages/5"],
+    ["PATCH", "/sim-org/_apis/distributedtask/pools/10/jobrequests/77"],
+    ["DELETE", "/sim-org/_apis/distributedtask/pools/10/sessions/abc"],
+  ];
+  for (const fault of ["errors", "drops", "slow", "throttle"] as const) {
+    test(`${fault}: valid rules that hit the lists and never an agent's job calls`, () => {
+      const rules = adoFaultRules(fault);
+      for (const r of rules) assert.equal(validateFaultRule(r), undefined);
+      const hits = (method: string, path: string) => decideFaults(rules, method, path, () => 0).matched.length > 0;
+      assert.ok(hits("GET", "/sim-org/_apis/distributedtask/pools/10/jobrequests"));
+      assert.ok(hits("GET", "/sim-org/_apis/distributedtask/pools/10/agents"));
+      for (const [method, path] of agentJobCalls) assert.equal(hits(method, path), false, `${method} ${path}`);
+    });
   }
 });

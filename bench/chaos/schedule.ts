@@ -4,6 +4,7 @@
  * Azure DevOps faults, an API-server restart, a silently stalled watch, resources edited, deleted and recreated).
  * Pure: the same seed and options give the same schedule.
  */
+import type { FaultRule } from "../../sim/azure-devops/faults.ts";
 import { type Rng, rng } from "./prng.ts";
 
 export type NamespaceRef = "a" | "b";
@@ -462,4 +463,25 @@ export function templateFits(capabilities: Record<string, string>, demands: read
     if (m[2] === undefined) return true;
     return m[2].toLowerCase() === "-equals" && have === (m[3] ?? "").trim().toLowerCase();
   });
+}
+
+/** The fault rules of an Azure DevOps disturbance: only requests whose failure cannot break a running job. */
+export function adoFaultRules(fault: AdoFault): FaultRule[] {
+  const lists = [
+    { path: "**/jobrequests", method: "GET" },
+    { path: "**/agents", method: "GET" },
+  ];
+  switch (fault) {
+    case "errors":
+      return lists.map((l, i) => ({ ...l, errorRate: 0.8, status: i === 0 ? 500 : 503 }));
+    case "drops":
+      return lists.map((l) => ({ ...l, dropRate: 0.6 }));
+    case "slow":
+      return [
+        ...lists.map((l) => ({ ...l, latencyMs: 4000 })),
+        { path: "**/agents/*", method: "DELETE", latencyMs: 3000 },
+      ];
+    case "throttle":
+      return lists.map((l) => ({ ...l, rateLimit: "block" as const }));
+  }
 }
