@@ -358,6 +358,12 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     cleanups.push({ what: "pod watch", fn: () => podInformer.stop() });
     await podInformer.waitForSync();
 
+    // When each agent registration (placeholders included) first appeared, and when it went away.
+    const agentSeen = new Map<string, { first: number; gone?: number }>();
+    ado.control.on("agent", (a) => {
+      if (!agentSeen.has(a.name)) agentSeen.set(a.name, { first: Date.now() });
+    });
+
     // Jobs: their history from the emulator's events; cancellations as planned.
     const histories = new Map<number, JobHistory>();
     const plans = new Map<number, JobPlan>();
@@ -914,6 +920,29 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     );
     // Who created and who deleted the pods named in violations (from the audit log).
     const withPodHistory = (v: Violation): Violation => {
+      if (v.kind === "failed-no-agent") {
+        // When the placeholder of the job's template was registered, and when the template appeared.
+        const h = histories.get(v.details.requestId as number);
+        const r = h ? states.get(h.resource.split("/")[1] ?? "") : undefined;
+        const t = r ? [...r.def.templates, ...r.def.extraTemplates].find((x) => x.id === h?.template) : undefined;
+        if (!t || !r) return v;
+        const placeholder = `dummy-agent-${templateKey(t)}`;
+        const seen = agentSeen.get(placeholder);
+        const added = actions.filter(
+          (a) => a.label.includes(`${r.def.name}/${t.id} added`) || a.label.includes(`resource ${r.def.name} created`),
+        );
+        return {
+          ...v,
+          details: {
+            ...v.details,
+            template: `${r.def.name}/${t.id}`,
+            placeholder,
+            placeholderRegisteredAt: seen ? iso(seen.first) : "never",
+            templateAddedAt: added.map((a) => iso(a.at)),
+            queuedAt: iso(h?.changes[0]?.at ?? 0),
+          },
+        };
+      }
       const name = (v.details.pod ?? v.details.agent) as string | undefined;
       if (!name) return v;
       const created = podCreates.get(name);

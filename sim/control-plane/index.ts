@@ -132,8 +132,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const procs: ManagedProcess[] = [];
   /** How each component was started, so that it can be started again the same way. */
   const launches = new Map<string, { bin: string; args: string[]; logFile: string }>();
+  /** Every process ever started (a component started again leaves its old entry here): stop() stops them all. */
+  const everStarted: ManagedProcess[] = [];
   const launch = (name: string, bin: string, args: string[], logFile: string): ManagedProcess => {
     const p = startProcess(name, bin, args, logFile, { detached });
+    everStarted.push(p);
     launches.set(name, { bin, args, logFile });
     const i = procs.findIndex((q) => q.name === name);
     if (i >= 0) procs[i] = p;
@@ -143,7 +146,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
   const deadline = Date.now() + (options.readyTimeoutMs ?? 180_000);
   const stopAll = async () => {
-    for (const p of [...procs].reverse()) await stopProcess(p);
+    for (const p of [...everStarted].reverse()) await stopProcess(p);
   };
 
   try {
@@ -269,15 +272,40 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       if (!spec) throw new Error(`unknown component ${name}`);
       return launch(name, spec.bin, spec.args, spec.logFile);
     };
+    /** Components being restarted on purpose: restartExited() leaves them alone. */
+    const restarting = new Set<string>();
     const onExit = () => {
       if (detached) return;
-      for (const p of procs) {
+      for (const p of everStarted) {
         try {
           process.kill(p.pid, "SIGKILL");
         } catch {
           // gone already
         }
       }
+    };
+    const restartApiServerNow = async (restartOptions: { kill?: boolean; downMs?: number }): Promise<void> => {
+      if (restartOptions.kill) {
+        try {
+          process.kill(apiserver.pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+        await apiserver.exited;
+      } else {
+        await stopProcess(apiserver);
+      }
+      if (restartOptions.downMs) await sleep(restartOptions.downMs);
+      apiserver = relaunch("kube-apiserver");
+      await waitFor(
+        "kube-apiserver /readyz after a restart",
+        apiserver,
+        [apiserver],
+        Date.now() + 180_000,
+        async () => {
+          return (await client.requestText({ path: "/readyz" })).trim() === "ok";
+        },
+      );
     };
     process.once("exit", onExit);
     return {
@@ -288,35 +316,23 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       env: { ...process.env, KUBECONFIG: kubeconfig, PATH: `${binaries.dir}:${process.env.PATH ?? ""}` },
       async restartApiServer(restartOptions = {}) {
         if (stopped) throw new Error("the control plane is stopped");
-        if (restartOptions.kill) {
-          try {
-            process.kill(apiserver.pid, "SIGKILL");
-          } catch {
-            // gone already
-          }
-          await apiserver.exited;
-        } else {
-          await stopProcess(apiserver);
+        if (restarting.has("kube-apiserver")) throw new Error("kube-apiserver is being restarted already");
+        restarting.add("kube-apiserver");
+        try {
+          await restartApiServerNow(restartOptions);
+        } finally {
+          restarting.delete("kube-apiserver");
         }
-        if (restartOptions.downMs) await sleep(restartOptions.downMs);
-        apiserver = relaunch("kube-apiserver");
-        await waitFor(
-          "kube-apiserver /readyz after a restart",
-          apiserver,
-          [apiserver],
-          Date.now() + 180_000,
-          async () => {
-            return (await client.requestText({ path: "/readyz" })).trim() === "ok";
-          },
-        );
       },
       async restartExited() {
         if (stopped) return [];
         const restarted: string[] = [];
         for (const p of [...procs]) {
+          if (restarting.has(p.name)) continue;
           if (p.child && p.child.exitCode === null && p.child.signalCode === null) continue;
           if (!p.child && isSameProcess(p.pid, p.command)) continue;
-          relaunch(p.name);
+          const again = relaunch(p.name);
+          if (p.name === "kube-apiserver") apiserver = again;
           restarted.push(p.name);
         }
         return restarted;
