@@ -845,6 +845,19 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     const staleAfterSettle = staleAgents().map((a) => ({ name: a.name, pool: a.poolName, since: a.statusChangedOn }));
     log(`settle: ${staleAfterSettle.length} agent registration(s) of gone pods still there`);
 
+    // ---- idle: nothing happens for a while; what does the operator still write?
+    const idleFrom = Date.now();
+    await sleep(30_000);
+    const idleTo = Date.now();
+    audit.push(...auditTail.read());
+    const idleWrites: Record<string, number> = {};
+    for (const r of audit) {
+      if (!r.user.startsWith(replicaPrefix) || r.at < idleFrom || r.at >= idleTo) continue;
+      const key = `${r.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ""} ${r.code}`;
+      idleWrites[key] = (idleWrites[key] ?? 0) + 1;
+    }
+    log(`idle for 30 s: the operator wrote ${JSON.stringify(idleWrites)}`);
+
     // ---- teardown: every resource deleted; everything must go
     for (const r of states.values()) if (r.exists) await deleteResource(r).catch(() => {});
     const teardownAt = Date.now();
@@ -928,8 +941,11 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
         if (!t || !r) return v;
         const placeholder = `dummy-agent-${templateKey(t)}`;
         const seen = agentSeen.get(placeholder);
+        const queuedAt = h?.changes[0]?.at ?? 0;
         const added = actions.filter(
-          (a) => a.label.includes(`${r.def.name}/${t.id} added`) || a.label.includes(`resource ${r.def.name} created`),
+          (a) =>
+            a.at <= queuedAt &&
+            (a.label.includes(`${r.def.name}/${t.id} added`) || a.label.includes(`resource ${r.def.name} created`)),
         );
         return {
           ...v,
@@ -938,8 +954,8 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
             template: `${r.def.name}/${t.id}`,
             placeholder,
             placeholderRegisteredAt: seen ? iso(seen.first) : "never",
-            templateAddedAt: added.map((a) => iso(a.at)),
-            queuedAt: iso(h?.changes[0]?.at ?? 0),
+            templateAddedAt: added.map((a) => iso(a.at)).at(-1) ?? "at the start",
+            queuedAt: iso(queuedAt),
           },
         };
       }
@@ -1061,8 +1077,20 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
       else if (r.code === 409) writeTotals.conflict++;
       else writeTotals.other++;
     }
+    // Waits by when the job was queued (per minute of the schedule): the disturbances' effect on latency.
+    const waitByMinute = new Map<number, number[]>();
+    for (const w of waits) {
+      const minute = Math.floor(((w.h.changes[0]?.at ?? t0) - t0) / 60_000);
+      const list = waitByMinute.get(minute) ?? [];
+      list.push(w.ms);
+      waitByMinute.set(minute, list);
+    }
     const stats = {
       operatorWrites: { ...writeTotals, byReplica: writeMix },
+      operatorWritesWhileIdle30s: idleWrites,
+      jobWaitByMinute: [...waitByMinute.entries()]
+        .sort((a, b) => a[0] - b[0])
+        .map(([minute, list]) => ({ minute, jobs: list.length, ...rounded(summarize(list)) })),
       jobWaitMs: waitSummary,
       slowestJobs: slowest,
       jobsQueued: finals.length,
@@ -1140,6 +1168,19 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
             `${secs(waitSummary.median, 1)} / ${secs(waitSummary.p90, 1)} / ${secs(waitSummary.max, 1)}`,
           ],
           ["pods created / peak live", `${stats.podsCreated} / ${stats.peakLivePods}`],
+          [
+            "operator writes in 30 s of idleness (resources untouched, no jobs)",
+            Object.entries(idleWrites)
+              .map(([k, n]) => `${k}: ${n}`)
+              .join(", ") || "none",
+          ],
+          [
+            "queued → running by minute of the schedule, median (s)",
+            [...waitByMinute.entries()]
+              .sort((a, b) => a[0] - b[0])
+              .map(([m, list]) => `${m}: ${secs(summarize(list).median, 0)}`)
+              .join(", "),
+          ],
           [
             "operator writes to the API: ok / 404 / 409 / other",
             `${writeTotals.ok} / ${writeTotals.notFound} / ${writeTotals.conflict} / ${writeTotals.other}`,

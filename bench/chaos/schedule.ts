@@ -375,7 +375,7 @@ function planJob(
     resource: chosen.resource,
     template: t.id,
     demands,
-    durationMs: r.chance(0.15) ? r.int(20_000, 40_000) : r.int(1000, 12_000),
+    durationMs: r.chance(0.12) ? r.int(15_000, 30_000) : r.int(1000, 8000),
     startDelayMs: r.chance(0.1) ? r.int(500, 3000) : 0,
     finishDelayMs: r.chance(0.1) ? r.int(1000, 4000) : 0,
   };
@@ -425,7 +425,7 @@ export function summarizeSchedule(s: Schedule) {
     if (j.cancel) cancels[j.cancel.stage]++;
     if (j.extraAgentContainers) extra++;
     if (templateOf(s.world, j.resource, j.template)?.cacheVolume) cache++;
-    if (j.durationMs >= 20_000) long++;
+    if (j.durationMs >= 15_000) long++;
   }
   const events: Record<string, number> = {};
   for (const e of s.events) {
