@@ -100,6 +100,14 @@ describe("LiveChecker: maxCount", () => {
     );
   });
 
+  test("a batch (a relist) is applied whole before judging: pods that finished meanwhile do not count", () => {
+    const c = checker();
+    c.onPod(1000, pod("p1", { phase: "Running" }));
+    c.onPod(1001, pod("p2", { phase: "Running" }));
+    const v = c.onPods(5000, [pod("p3"), pod("p1", { phase: "Succeeded" })], [{ namespace: "ns", name: "p2" }]);
+    assert.deepEqual(v, []);
+  });
+
   test("the creation time is creationTimestamp + 1 s when the watch delivers late", () => {
     const changing: SpecRecord[] = [
       { at: 0, ackAt: 0, resource: "ns/r", uid: "u1", maxCounts: { t: 3 } },

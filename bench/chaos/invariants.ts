@@ -174,16 +174,40 @@ export class LiveChecker {
 
   /** A pod added or changed; returns the violations it revealed. */
   onPod(t: number, pod: PodObservation): Violation[] {
-    const key = `${pod.namespace}/${pod.name}`;
-    this.#pods.set(key, pod);
-    const found: Violation[] = [];
-    if (!this.#firstSeen.has(key)) {
-      this.#firstSeen.add(key);
-      found.push(...this.#checkMaxCount(t, pod));
+    return this.onPods(t, [pod]);
+  }
+
+  /**
+   * Pods added or changed together (e.g. by one relist, whose changes arrive in no particular order): every change
+   * is applied first, then each pod is judged against the state after all of them.
+   */
+  onPods(
+    t: number,
+    pods: readonly PodObservation[],
+    gone: readonly { namespace: string; name: string }[] = [],
+  ): Violation[] {
+    const fresh: PodObservation[] = [];
+    for (const pod of pods) {
+      const key = `${pod.namespace}/${pod.name}`;
+      this.#pods.set(key, pod);
+      if (!this.#firstSeen.has(key)) {
+        this.#firstSeen.add(key);
+        fresh.push(pod);
+      }
     }
-    found.push(...this.#checkClaims(t, pod));
-    this.#trackHeld(t, pod);
-    this.#checks++;
+    for (const g of gone) this.#pods.delete(`${g.namespace}/${g.name}`);
+    const found: Violation[] = [];
+    const latest = new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p]));
+    for (const pod of fresh) {
+      const now = latest.get(`${pod.namespace}/${pod.name}`) ?? pod;
+      if (this.#pods.get(`${pod.namespace}/${pod.name}`) === now) found.push(...this.#checkMaxCount(t, now));
+    }
+    for (const pod of latest.values()) {
+      if (this.#pods.get(`${pod.namespace}/${pod.name}`) !== pod) continue;
+      found.push(...this.#checkClaims(t, pod));
+      this.#trackHeld(t, pod);
+      this.#checks++;
+    }
     this.violations.push(...found);
     return found;
   }

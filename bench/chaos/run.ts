@@ -333,8 +333,28 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     });
     const podsSeen = new Map<string, { resource?: string; ownerUid?: string; namespace: string; createdAt: number }>();
     let peakLive = 0;
+    // Changes are judged in batches, one per turn of the event loop: a relist delivers its changes together, in no
+    // particular order, and they must all be applied before any pod is judged.
+    let batch: PodObservation[] = [];
+    let gone: { namespace: string; name: string }[] = [];
+    let flushing = false;
+    const flush = () => {
+      flushing = false;
+      const now = Date.now();
+      const [pods, left] = [batch, gone];
+      batch = [];
+      gone = [];
+      for (const v of checker.onPods(now, pods, left)) report(v);
+    };
+    const later = () => {
+      if (flushing) return;
+      flushing = true;
+      setImmediate(flush);
+    };
     const onPod = (p: PodLike) => {
       const obs = podObservation(p);
+      later();
+      batch.push(obs);
       if (!podsSeen.has(obs.name)) {
         podsSeen.set(obs.name, {
           namespace: obs.namespace,
@@ -343,7 +363,6 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
           createdAt: obs.createdAt,
         });
       }
-      for (const v of checker.onPod(Date.now(), obs)) report(v);
       const live = podInformer.store
         .list()
         .filter((q) => !["Succeeded", "Failed"].includes(q.status?.phase ?? "") && !q.metadata.deletionTimestamp);
@@ -352,7 +371,10 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     podInformer.addHandler({
       onAdd: onPod,
       onUpdate: (_o, p) => onPod(p),
-      onDelete: (p) => checker.onPodGone(p.metadata.namespace, p.metadata.name),
+      onDelete: (p) => {
+        later();
+        gone.push({ namespace: p.metadata.namespace, name: p.metadata.name });
+      },
     });
     podInformer.start();
     cleanups.push({ what: "pod watch", fn: () => podInformer.stop() });
@@ -847,7 +869,27 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
 
     // ---- idle: nothing happens for a while; what does the operator still write?
     const idleFrom = Date.now();
-    await sleep(30_000);
+    // Which status fields change while nothing happens (read every second, transition times left out).
+    const statusChanges: Record<string, number> = {};
+    const lastStatus = new Map<string, Map<string, string>>();
+    while (Date.now() - idleFrom < 30_000) {
+      for (const r of states.values()) {
+        if (!r.exists) continue;
+        const got = await client
+          .request<{ status?: unknown }>({ path: asaPath(r.namespace, r.def.name) })
+          .catch(() => undefined);
+        if (!got) continue;
+        const flat = flatten(got.status ?? {});
+        const before = lastStatus.get(r.def.name);
+        if (before) {
+          for (const [path, value] of flat) {
+            if (before.get(path) !== value) statusChanges[path] = (statusChanges[path] ?? 0) + 1;
+          }
+        }
+        lastStatus.set(r.def.name, flat);
+      }
+      await sleep(1000);
+    }
     const idleTo = Date.now();
     audit.push(...auditTail.read());
     const idleWrites: Record<string, number> = {};
@@ -856,7 +898,9 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
       const key = `${r.verb} ${r.resource}${r.subresource ? `/${r.subresource}` : ""} ${r.code}`;
       idleWrites[key] = (idleWrites[key] ?? 0) + 1;
     }
-    log(`idle for 30 s: the operator wrote ${JSON.stringify(idleWrites)}`);
+    log(
+      `idle for 30 s: the operator wrote ${JSON.stringify(idleWrites)}; status fields that changed: ${JSON.stringify(statusChanges)}`,
+    );
 
     // ---- teardown: every resource deleted; everything must go
     for (const r of states.values()) if (r.exists) await deleteResource(r).catch(() => {});
@@ -1088,6 +1132,7 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     const stats = {
       operatorWrites: { ...writeTotals, byReplica: writeMix },
       operatorWritesWhileIdle30s: idleWrites,
+      statusFieldsChangedWhileIdle: statusChanges,
       jobWaitByMinute: [...waitByMinute.entries()]
         .sort((a, b) => a[0] - b[0])
         .map(([minute, list]) => ({ minute, jobs: list.length, ...rounded(summarize(list)) })),
@@ -1171,6 +1216,12 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
           [
             "operator writes in 30 s of idleness (resources untouched, no jobs)",
             Object.entries(idleWrites)
+              .map(([k, n]) => `${k}: ${n}`)
+              .join(", ") || "none",
+          ],
+          [
+            "status fields that changed in those 30 s (reads every second)",
+            Object.entries(statusChanges)
               .map(([k, n]) => `${k}: ${n}`)
               .join(", ") || "none",
           ],
@@ -1266,6 +1317,22 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
   }
+}
+
+/** JSON paths to values (transition times left out: they may change without anything else changing). */
+function flatten(value: unknown, prefix = "", out = new Map<string, string>()): Map<string, string> {
+  if (value !== null && typeof value === "object") {
+    const entries = Array.isArray(value)
+      ? value.map((v, i) => [String((v as { type?: string }).type ?? (v as { index?: number }).index ?? i), v] as const)
+      : Object.entries(value);
+    for (const [k, v] of entries) {
+      if (k === "lastTransitionTime") continue;
+      flatten(v, prefix ? `${prefix}.${k}` : k, out);
+    }
+  } else {
+    out.set(prefix, JSON.stringify(value));
+  }
+  return out;
 }
 
 /** Examples spread over the kinds: the first of each kind, then more in order. */
