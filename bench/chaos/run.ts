@@ -867,7 +867,9 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     const staleAfterSettle = staleAgents().map((a) => ({ name: a.name, pool: a.poolName, since: a.statusChangedOn }));
     log(`settle: ${staleAfterSettle.length} agent registration(s) of gone pods still there`);
 
-    // ---- idle: nothing happens for a while; what does the operator still write?
+    // ---- idle: nothing happens for a while; what does the operator still write? (After a pause: the last jobs'
+    // pods finish, warm pods are replaced.)
+    await sleep(20_000);
     const idleFrom = Date.now();
     // Which status fields change while nothing happens (read every second, transition times left out).
     const statusChanges: Record<string, number> = {};
@@ -1322,9 +1324,13 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
 /** JSON paths to values (transition times left out: they may change without anything else changing). */
 function flatten(value: unknown, prefix = "", out = new Map<string, string>()): Map<string, string> {
   if (value !== null && typeof value === "object") {
-    const entries = Array.isArray(value)
-      ? value.map((v, i) => [String((v as { type?: string }).type ?? (v as { index?: number }).index ?? i), v] as const)
-      : Object.entries(value);
+    const key = (v: unknown, i: number) => {
+      const o = (v ?? {}) as { type?: string; claimName?: string; index?: number };
+      return String(o.type ?? o.claimName ?? o.index ?? i);
+    };
+    const entries = Array.isArray(value) ? value.map((v, i) => [key(v, i), v] as const) : Object.entries(value);
+    // The order of a list is a change of its own (a list rewritten in another order is a write too).
+    if (Array.isArray(value)) out.set(`${prefix}.(order)`, entries.map(([k]) => k).join(","));
     for (const [k, v] of entries) {
       if (k === "lastTransitionTime") continue;
       flatten(v, prefix ? `${prefix}.${k}` : k, out);
