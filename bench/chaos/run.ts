@@ -23,7 +23,8 @@ import { kubeconfigYaml } from "../../src/kube/kubeconfig.ts";
 import { listWatchFor } from "../../src/kube/listwatch.ts";
 import type { KubeObject } from "../../src/kube/types.ts";
 import { capabilitySetKey } from "../../src/scaling/naming.ts";
-import { createNamespace, ensureCrd } from "../support/cluster.ts";
+import { createNamespace, ensureCrd } from "../../test/support/cluster.ts";
+import { benchLabels } from "../support/cluster.ts";
 import { type BenchResult, gitRevision, machineInfo, rounded, secs, summarize, type Table } from "../support/stats.ts";
 import { type AuditRecord, AuditTail, auditPolicyYaml } from "./audit.ts";
 import {
@@ -241,9 +242,9 @@ export async function runChaos(o: ChaosOptions): Promise<{ result: BenchResult; 
     cleanups.push({ what: "control plane", fn: () => cp.stop() });
     const client: KubeClient = cp.client;
     await ensureCrd(client);
-    const nsA = await createNamespace(client, "chaos-a");
-    const nsB = await createNamespace(client, "chaos-b");
-    const nsSys = await createNamespace(client, "chaos-sys");
+    const nsA = await createNamespace(client, "chaos-a", { labels: benchLabels });
+    const nsB = await createNamespace(client, "chaos-b", { labels: benchLabels });
+    const nsSys = await createNamespace(client, "chaos-sys", { labels: benchLabels });
     const nsOf = (ref: "a" | "b") => (ref === "a" ? nsA : nsB);
 
     // ---- Azure DevOps
