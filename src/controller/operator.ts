@@ -247,9 +247,19 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   logger.info("caches synced", { namespaces: config.namespaces.length ? config.namespaces : "all" });
 
   let running: Promise<void> | undefined;
-  const startReconciling = () => {
+  /**
+   * A new leader acts only on caches it knows are current: their watches may have stalled silently while this
+   * replica stood by (the watchdog notices only after minutes), so every informer lists again first (bounded: a
+   * list that cannot finish in 30 s is waited for no longer; the watchdog and expectations still apply).
+   */
+  const startReconciling = async () => {
     metrics.leader.set(1);
-    logger.info("reconciling", { workers: config.workers });
+    const fresh = await Promise.race([
+      Promise.all(informers.map((inf) => inf.relist())).then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000).unref()),
+    ]);
+    if (stopping) return;
+    logger.info("reconciling", { workers: config.workers, cachesRelisted: fresh });
     running = queue.run(
       async (key, signal) => {
         const started = performance.now();
@@ -285,7 +295,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       logger: logger.child({ component: "leader-election" }),
       onStartedLeading: () => {
         leading = true;
-        startReconciling();
+        void startReconciling();
       },
       onStoppedLeading: () => {
         metrics.leader.set(0);
@@ -298,7 +308,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     });
     elector.start();
   } else {
-    startReconciling();
+    void startReconciling();
   }
 
   return {

@@ -143,6 +143,8 @@ interface World {
   /** What changes before the second reconcile. */
   afterwards?: { pool?: PoolState };
   agentDeletion?: AgentDeletion | "hang";
+  /** The API server no longer has the resource (the cache is behind). */
+  resourceGone?: boolean;
   /** The outcome of pod POSTs (default created). */
   createOutcome?: "created" | "unknown";
   /** Answers of PVC claim patches, in order (then "done"). */
@@ -204,6 +206,9 @@ function harness(world: World) {
     },
     async setFinalizers() {
       return "done";
+    },
+    async liveResource() {
+      return world.resourceGone ? undefined : { uid: UID, deleting: false };
     },
   };
   const azureDevOps: AzureDevOpsPort = {
@@ -305,6 +310,11 @@ const cases: Case[] = [
     // The second reconcile knows the pod it created for the job.
     calls: [["createPod"], []],
     events: ["CapabilityOverridden", "PodCreated", "CapabilityOverridden"],
+  },
+  {
+    name: "job, but the API server no longer has the cached resource -> nothing created",
+    world: { resource: resource(), pool: { jobRequests: [queued(1)] }, resourceGone: true },
+    calls: [[]],
   },
   {
     name: "job -> create, claiming the free cache PVC",
