@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { parse } from "yaml";
 import { DURATION_PATTERN } from "../../src/api/v1/duration.ts";
 import { flags, type OperatorConfig, parseConfig } from "../../src/cli/config.ts";
@@ -445,11 +445,14 @@ describe("helm template with imagePrePull.enabled", async () => {
   });
 });
 
-describe("helm template with metrics.grafanaDashboard.enabled", async () => {
-  const objs = await helmTemplate({ values: { metrics: { grafanaDashboard: { enabled: true } } } });
-  const configMap = find(objs, "ConfigMap", `${fullname}-dashboard`, "operators");
-  const text = configMap.data["azure-pipelines-k8s-agent-scaler.json"] as string;
-  const dashboard = JSON.parse(text) as Dashboard;
+describe("helm template with metrics.grafanaDashboard.enabled", () => {
+  let configMap: Obj;
+  let dashboard: Dashboard;
+  before(async () => {
+    const objs = await helmTemplate({ values: { metrics: { grafanaDashboard: { enabled: true } } } });
+    configMap = find(objs, "ConfigMap", `${fullname}-dashboard`, "operators");
+    dashboard = JSON.parse(configMap.data["azure-pipelines-k8s-agent-scaler.json"]) as Dashboard;
+  });
 
   test("a ConfigMap with the sidecar's label holds the dashboard file as it is", () => {
     assert.equal(configMap.metadata.labels.grafana_dashboard, "1");
