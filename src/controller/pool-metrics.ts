@@ -153,6 +153,8 @@ export interface PlannedPool {
 interface PoolRecord {
   pool: string;
   labels: { organization: string; pool: string };
+  /** The resource generation `placeholders.wanted` was computed for. */
+  generation: number | undefined;
   unserved: Map<number, UnservedReason>;
   placeholders: { wanted: Set<string>; registered: Set<string> };
 }
@@ -160,6 +162,8 @@ interface PoolRecord {
 export class PoolMetrics {
   readonly #metrics: Metrics;
   readonly #records = new Map<string, PoolRecord>();
+  /** Keys of the resources recorded on each pool. */
+  readonly #onPool = new Map<string, Set<string>>();
   /** Jobs queued in the latest poll seen of each pool. */
   readonly #queued = new Map<string, Set<number>>();
   /** The labels each pool's series were last written with. */
@@ -186,16 +190,29 @@ export class PoolMetrics {
 
     const pool = JSON.stringify([p.organization, p.resource.spec.poolName.toLowerCase()]);
     const previous = this.#records.get(p.key);
-    const wanted = wantedPlaceholders([{ key: p.key, ...p.resource.spec }]).map((w) => w.name);
+    const generation = p.resource.metadata.generation;
+    // The wanted names change only with the spec.
+    const wanted =
+      previous !== undefined && previous.generation !== undefined && previous.generation === generation
+        ? [...previous.placeholders.wanted]
+        : wantedPlaceholders([{ key: p.key, ...p.resource.spec }]).map((w) => w.name);
+    if (previous && previous.pool !== pool) this.#unrecord(p.key, previous.pool);
     this.#records.set(p.key, {
       pool,
       labels: { organization: p.organization, pool: p.resource.spec.poolName },
+      generation,
       unserved: unservedJobs(p.plan),
       placeholders: placeholderNames(
         wanted,
         p.snapshot.agents.map((a) => a.name),
       ),
     });
+    let keys = this.#onPool.get(pool);
+    if (!keys) {
+      keys = new Set();
+      this.#onPool.set(pool, keys);
+    }
+    keys.add(p.key);
     this.#queued.set(pool, queuedRequestIds(p.snapshot.jobRequests));
     this.#publish(pool);
     if (previous && previous.pool !== pool) this.#publish(previous.pool);
@@ -206,7 +223,14 @@ export class PoolMetrics {
     const record = this.#records.get(key);
     if (!record) return;
     this.#records.delete(key);
+    this.#unrecord(key, record.pool);
     this.#publish(record.pool);
+  }
+
+  #unrecord(key: string, pool: string): void {
+    const keys = this.#onPool.get(pool);
+    keys?.delete(key);
+    if (keys?.size === 0) this.#onPool.delete(pool);
   }
 
   /** The resource is gone. */
@@ -216,10 +240,9 @@ export class PoolMetrics {
   }
 
   #publish(pool: string): void {
-    const records = [...this.#records.entries()]
-      .filter(([, r]) => r.pool === pool)
-      .sort(([a], [b]) => compareStrings(a, b))
-      .map(([, r]) => r);
+    const records = [...(this.#onPool.get(pool) ?? [])]
+      .sort(compareStrings)
+      .flatMap((key) => this.#records.get(key) ?? []);
     const old = this.#published.get(pool);
     const labels = records[0]?.labels;
     if (old && (!labels || old.pool !== labels.pool || old.organization !== labels.organization)) {
