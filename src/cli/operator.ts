@@ -10,6 +10,7 @@ import { describeAuth } from "../kube/auth.ts";
 import { KubeClient } from "../kube/client.ts";
 import { type ClusterConnection, loadConnection } from "../kube/kubeconfig.ts";
 import { createLogger } from "../observability/logger.ts";
+import { createMetrics } from "../observability/metrics.ts";
 import { ConfigError, helpText, parseConfig } from "./config.ts";
 
 let config: ReturnType<typeof parseConfig>;
@@ -42,13 +43,16 @@ logger.info("kubernetes connection", {
   ...(connection.proxyUrl ? { proxy: connection.proxyUrl.replace(/\/\/[^@/]*@/, "//***@") } : {}),
 });
 const client = new KubeClient(connection, { userAgent: "azure-pipelines-k8s-agent-scaler" });
+const metrics = createMetrics();
 const azureDevOps = createAzureDevOpsPort({
+  metrics,
   logger: logger.child({ component: "azure-devops" }),
   timeoutMs: cfg.azureDevOpsTimeoutMs,
   pollIntervalMs: cfg.pollIntervalMs,
   idlePollIntervalMs: cfg.idlePollIntervalMs,
 });
 const operator = await startOperator({
+  metrics,
   config: cfg,
   client,
   logger,

@@ -7,9 +7,11 @@ import { credentialKey, identityKey } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient, normalizeOrganizationUrl } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
+import type { Metrics } from "../observability/metrics.ts";
 import { PlaceholderManager } from "../placeholders/manager.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { AgentDeletion, AzureDevOpsPort, PoolSnapshot, PoolTarget } from "./ports.ts";
+import { requestRecorder } from "./request-metrics.ts";
 
 export interface AzureDevOpsPortOptions {
   logger: Logger;
@@ -17,6 +19,8 @@ export interface AzureDevOpsPortOptions {
   pollIntervalMs: number;
   idlePollIntervalMs: number;
   fetch?: typeof fetch;
+  /** Where every HTTP attempt of every client is counted (request and rate-limit metrics). */
+  metrics?: Metrics;
 }
 
 function toSnapshot(s: PolledSnapshot): PoolSnapshot {
@@ -24,7 +28,12 @@ function toSnapshot(s: PolledSnapshot): PoolSnapshot {
 }
 
 export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDevOpsPort & { close(): void } {
-  const clientOptions = { timeoutMs: options.timeoutMs, ...(options.fetch ? { fetch: options.fetch } : {}) };
+  const metrics = options.metrics;
+  const clientOptions = {
+    timeoutMs: options.timeoutMs,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(metrics ? { onRequest: requestRecorder(metrics) } : {}),
+  };
   const registry = new PollerRegistry({
     logger: options.logger,
     client: clientOptions,

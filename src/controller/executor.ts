@@ -51,6 +51,8 @@ export interface ExecutionContext {
   pvcs: ReadonlyMap<string, PvcObject>;
   /** Aborted on shutdown: no further action starts. */
   signal?: AbortSignal;
+  /** A pending job's queueTime (epoch ms), for the wait metrics; undefined when unknown. */
+  queueTimeOf?(requestId: number): number | undefined;
 }
 
 export interface ExecutionReport {
@@ -203,6 +205,12 @@ export async function execute(
           continue;
         }
         ports.metrics.podsCreated.inc({ ...labels, reason: create.reason });
+        for (const id of create.forRequestIds) {
+          const queued = ctx.queueTimeOf?.(id);
+          if (queued === undefined) continue;
+          const waited = Math.max(0, ports.now() - queued) / 1000;
+          ports.metrics.jobWaitPodCreated.observe({ ...labels, template: String(create.templateIndex) }, waited);
+        }
         ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
         break;
       }

@@ -24,7 +24,7 @@ import { listWatchFor } from "../kube/listwatch.ts";
 import type { KubeObject } from "../kube/types.ts";
 import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
-import { createMetrics } from "../observability/metrics.ts";
+import { createMetrics, type Metrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
 import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
 import { podNameSuffix } from "../scaling/naming.ts";
@@ -37,6 +37,7 @@ import type { CredentialPolicy } from "./policy.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { PrePullController, type PrePullSettings } from "./prepull.ts";
 import { Reconciler } from "./reconciler.ts";
+import { recordTokenRequest } from "./request-metrics.ts";
 import { configMapHistoryStore, StandbyWork, standbyClock } from "./standby.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
@@ -81,6 +82,8 @@ export interface OperatorDeps {
   logger: StructuredLogger;
   azureDevOps: AzureDevOpsPort;
   pods: PodFactory;
+  /** The metrics registry (the Azure DevOps port's request observer writes to it too); default: a new one. */
+  metrics?: Metrics;
   now?: () => number;
   /** Called when leadership is lost (default: exit the process so it restarts clean). */
   onLeadershipLost?: () => void;
@@ -98,7 +101,7 @@ const ownerUids = (o: KubeObject) =>
 export async function startOperator(deps: OperatorDeps): Promise<RunningOperator> {
   const { config, client, logger } = deps;
   const now = deps.now ?? Date.now;
-  const metrics = createMetrics();
+  const metrics = deps.metrics ?? createMetrics();
   const namespaces = config.namespaces.length > 0 ? config.namespaces : [""];
   const managed = `${labels.managedBy}=${MANAGED_BY_VALUE}`;
   const informersOf = <T extends KubeObject>(resource: string, apiVersion: string, labelSelector?: string) =>
@@ -155,6 +158,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       client,
       logger: logger.child({ component: "credentials" }),
       ...(config.credentialPolicy ? { policy: config.credentialPolicy } : {}),
+      onTokenRequest: (observation) => recordTokenRequest(metrics, observation),
     }),
     pods: deps.pods,
     events,
