@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { createAzureDevOpsPort } from "../controller/azure-devops-port.ts";
 import { startOperator } from "../controller/operator.ts";
 import { createPodFactory } from "../controller/pod-factory.ts";
+import { credentialSource } from "../hooks/credentials.ts";
 import { describeAuth } from "../kube/auth.ts";
 import { KubeClient } from "../kube/client.ts";
 import { type ClusterConnection, loadConnection } from "../kube/kubeconfig.ts";
@@ -51,6 +52,16 @@ const azureDevOps = createAzureDevOpsPort({
   pollIntervalMs: cfg.pollIntervalMs,
   idlePollIntervalMs: cfg.idlePollIntervalMs,
 });
+// Service hooks: the credentials are read on every delivery; once now, so that a missing file stops the start.
+const hookCredentials = cfg.serviceHooks ? credentialSource(cfg.serviceHooks.credentials) : undefined;
+if (hookCredentials) {
+  try {
+    await hookCredentials();
+  } catch (err) {
+    logger.error("service hook credentials cannot be read", { error: err });
+    process.exit(2);
+  }
+}
 const operator = await startOperator({
   metrics,
   config: cfg,
@@ -61,6 +72,7 @@ const operator = await startOperator({
     terminatorImage: cfg.terminatorImage,
     defaultExtraAgentContainersPolicy: cfg.extraAgentContainersPolicy,
   }),
+  ...(hookCredentials ? { serviceHooks: { credentials: hookCredentials, target: azureDevOps } } : {}),
 });
 logger.info("operator started", { port: operator.port, identity: cfg.identity });
 

@@ -7,6 +7,7 @@ import { credentialKey, identityKey } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient, normalizeOrganizationUrl } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
+import type { OrganizationPolls } from "../hooks/server.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { PlaceholderManager } from "../placeholders/manager.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -27,7 +28,10 @@ function toSnapshot(s: PolledSnapshot): PoolSnapshot {
   return { poolId: s.poolId, jobRequests: s.jobRequests, agents: s.agents, fetchedAt: s.fetchedAt };
 }
 
-export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDevOpsPort & { close(): void } {
+/** The port, plus what the service hook endpoint asks of the pollers, and `close`. */
+export function createAzureDevOpsPort(
+  options: AzureDevOpsPortOptions,
+): AzureDevOpsPort & OrganizationPolls & { close(): void } {
   const metrics = options.metrics;
   const clientOptions = {
     timeoutMs: options.timeoutMs,
@@ -110,6 +114,8 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
     },
     organizationKey,
     credentialKey,
+    organizationUrls: () => registry.organizationUrls(),
+    pollOrganization: (organizationUrl, reason) => registry.pollOrganization(organizationUrl, reason),
     close() {
       void registry.close();
     },

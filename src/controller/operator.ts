@@ -16,6 +16,7 @@ import {
   PLURAL,
   REPORTING_CONTROLLER,
 } from "../api/v1/index.ts";
+import { type CredentialSource, HOOK_OUTCOMES, type OrganizationPolls, startHookServer } from "../hooks/server.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { controllerOwnerKeys, enqueueHandler, Informer } from "../kube/informer.ts";
@@ -74,6 +75,8 @@ export interface OperatorSettings {
   standbyHistoryWriteIntervalMs?: number;
   /** For tests only: the clock standby schedules and histories are read in starts here and runs at this rate. */
   standbyClock?: { startMs: number; rate: number };
+  /** The service hook endpoint (src/hooks) on `bindAddress`; omitted: off. */
+  serviceHooks?: { port: number; debounceMs: number };
 }
 
 export interface OperatorDeps {
@@ -87,10 +90,14 @@ export interface OperatorDeps {
   now?: () => number;
   /** Called when leadership is lost (default: exit the process so it restarts clean). */
   onLeadershipLost?: () => void;
+  /** What the service hook endpoint needs, when `config.serviceHooks` is set: its credentials and the pollers. */
+  serviceHooks?: { credentials: CredentialSource; target: OrganizationPolls };
 }
 
 export interface RunningOperator {
   port: number;
+  /** Port of the service hook endpoint, when it is on. */
+  serviceHookPort?: number;
   stop(): Promise<void>;
 }
 
@@ -243,6 +250,25 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     liveness,
     readiness,
   });
+  // Service hooks: a port of its own, so that only it is exposed to Azure DevOps (never /metrics).
+  let hookServer: Awaited<ReturnType<typeof startHookServer>> | undefined;
+  if (config.serviceHooks) {
+    if (!deps.serviceHooks) throw new Error("the service hook endpoint needs its credentials and pollers");
+    for (const outcome of HOOK_OUTCOMES) metrics.serviceHookDeliveries.inc({ outcome }, 0);
+    hookServer = await startHookServer({
+      host: config.bindAddress,
+      port: config.serviceHooks.port,
+      debounceMs: config.serviceHooks.debounceMs,
+      credentials: deps.serviceHooks.credentials,
+      target: deps.serviceHooks.target,
+      onOutcome: (outcome) => metrics.serviceHookDeliveries.inc({ outcome }),
+      logger: logger.child({ component: "service-hooks" }),
+    });
+    logger.info("service hook endpoint listening", {
+      port: hookServer.port,
+      path: "/hooks/azure-devops/<organization>",
+    });
+  }
   const queueGauge = setInterval(() => metrics.workQueueDepth.set(queue.length), 5000);
   queueGauge.unref();
 
@@ -317,9 +343,11 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
 
   return {
     port: server.port,
+    ...(hookServer ? { serviceHookPort: hookServer.port } : {}),
     async stop() {
       stopping = true;
       clearInterval(queueGauge);
+      await hookServer?.close();
       // Workers first: abort in-flight reconciles and wait for them, then give the lease up.
       await queue.shutdown({ drain: false });
       await running;

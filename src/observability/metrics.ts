@@ -130,6 +130,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       labelNames: ["informer"],
       registers,
     }),
+    // Service hooks (src/hooks): every delivery to the endpoint, by what became of it.
+    serviceHookDeliveries: new Counter({
+      name: "azp_scaler_service_hook_deliveries_total",
+      help: "Service hook deliveries, by outcome (triggered, coalesced, ignored, no-poller, unauthorized, bad-request, too-large, not-found, unavailable).",
+      labelNames: ["outcome"],
+      registers,
+    }),
   };
 }
 

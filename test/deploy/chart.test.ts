@@ -539,3 +539,150 @@ describe("helm template with metrics.grafanaDashboard.enabled", () => {
     for (const n of names) assert.ok(docs.includes(`\`${base(n)}\``), `${base(n)} is not in docs/metrics.md`);
   });
 });
+
+describe("helm template with serviceHooks", () => {
+  let plain: Obj[];
+  let objs: Obj[];
+  let withIngress: Obj[];
+  const hooksValues = {
+    serviceHooks: {
+      enabled: true,
+      debounce: "1s",
+      credentialsSecret: { name: "azp-service-hook", passwordKey: "hook-password" },
+    },
+  };
+  before(async () => {
+    plain = await helmTemplate({});
+    objs = await helmTemplate({ values: hooksValues });
+    withIngress = await helmTemplate({
+      values: {
+        serviceHooks: {
+          ...hooksValues.serviceHooks,
+          service: { port: 80, annotations: { "example.com/a": "b" } },
+          ingress: {
+            enabled: true,
+            className: "nginx",
+            host: "azp-hooks.example.com",
+            annotations: { "cert-manager.io/cluster-issuer": "letsencrypt" },
+            tls: [{ secretName: "azp-hooks-tls", hosts: ["azp-hooks.example.com"] }],
+          },
+        },
+      },
+    });
+  });
+  const manager = (deployment: Obj) =>
+    (deployment.spec.template.spec.containers as Obj[]).find((c) => c.name === "manager") as Obj;
+
+  test("off by default: no hooks Service or Ingress, no port, no credentials volume, the operator without it", () => {
+    assert.ok(!kindsAndNames(plain).some((n) => n.includes("-hooks")));
+    const deployment = find(plain, "Deployment", fullname);
+    assert.deepEqual(
+      (manager(deployment).ports as Obj[]).map((p) => p.name),
+      ["http-metrics"],
+    );
+    assert.deepEqual(
+      (deployment.spec.template.spec.volumes as Obj[]).map((v) => v.name),
+      ["tmp"],
+    );
+    assert.equal(operatorConfig(deployment).serviceHooks, undefined);
+  });
+
+  test("on: a Service for the endpoint only, the port, the Secret mounted read-only as the operator's files", () => {
+    assert.deepEqual(
+      kindsAndNames(objs).filter((n) => !kindsAndNames(plain).includes(n)),
+      [`Service operators/${fullname}-hooks`],
+    );
+    const deployment = find(objs, "Deployment", fullname);
+    const container = manager(deployment);
+    assert.deepEqual(container.ports, [
+      { name: "http-metrics", containerPort: 8080, protocol: "TCP" },
+      { name: "http-hooks", containerPort: 8081, protocol: "TCP" },
+    ]);
+    const volume = (deployment.spec.template.spec.volumes as Obj[]).find((v) => v.name === "service-hook-credentials");
+    assert.deepEqual(volume?.secret, {
+      secretName: "azp-service-hook",
+      defaultMode: 0o444,
+      items: [
+        { key: "username", path: "username" },
+        { key: "hook-password", path: "password" },
+      ],
+    });
+    const mount = (container.volumeMounts as Obj[]).find((m) => m.name === "service-hook-credentials");
+    assert.equal(mount?.readOnly, true);
+    const config = operatorConfig(deployment);
+    assert.deepEqual(config.serviceHooks, {
+      port: 8081,
+      debounceMs: 1000,
+      credentials: {
+        username: { file: `${mount?.mountPath}/username` },
+        password: { file: `${mount?.mountPath}/password` },
+      },
+    });
+    const service = find(objs, "Service", `${fullname}-hooks`);
+    assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+    assert.deepEqual(service.spec.ports, [
+      { name: "http-hooks", port: 8081, targetPort: "http-hooks", protocol: "TCP" },
+    ]);
+    assert.equal(service.spec.type, "ClusterIP");
+    // The metrics Service stays as it was: metrics are never exposed with the hooks.
+    assert.deepEqual(find(objs, "Service", `${fullname}-metrics`), find(plain, "Service", `${fullname}-metrics`));
+  });
+
+  test("the Ingress: class, host, the hooks path to the hooks Service, TLS, annotations", () => {
+    const ingress = find(withIngress, "Ingress", `${fullname}-hooks`, "operators");
+    assert.equal(ingress.apiVersion, "networking.k8s.io/v1");
+    assert.equal(ingress.metadata.annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+    assert.deepEqual(ingress.spec, {
+      ingressClassName: "nginx",
+      tls: [{ secretName: "azp-hooks-tls", hosts: ["azp-hooks.example.com"] }],
+      rules: [
+        {
+          host: "azp-hooks.example.com",
+          http: {
+            paths: [
+              {
+                path: "/hooks/azure-devops",
+                pathType: "Prefix",
+                backend: { service: { name: `${fullname}-hooks`, port: { name: "http-hooks" } } },
+              },
+            ],
+          },
+        },
+      ],
+    });
+    const service = find(withIngress, "Service", `${fullname}-hooks`);
+    assert.equal(service.spec.ports[0].port, 80);
+    assert.equal(service.metadata.annotations["example.com/a"], "b");
+    assert.deepEqual(invalidNames(withIngress), []);
+  });
+
+  test("an Ingress without a host serves every host", async () => {
+    const any = await helmTemplate({
+      values: { serviceHooks: { ...hooksValues.serviceHooks, ingress: { enabled: true } } },
+    });
+    const ingress = find(any, "Ingress", `${fullname}-hooks`);
+    assert.equal(ingress.spec.ingressClassName, undefined);
+    assert.equal(ingress.spec.tls, undefined);
+    assert.deepEqual(Object.keys(ingress.spec.rules[0]), ["http"]);
+  });
+
+  test("refused: no credentials Secret, the metrics port, values outside the schema", async () => {
+    const cases: [Obj, RegExp][] = [
+      [{ serviceHooks: { enabled: true } }, /serviceHooks\.credentialsSecret\.name/],
+      [
+        { serviceHooks: { ...hooksValues.serviceHooks, port: 8080 } },
+        /serviceHooks\.port must differ from metrics\.port/,
+      ],
+      [{ serviceHooks: { debounce: "half a second" } }, /debounce/],
+      [{ serviceHooks: { ingress: { pathType: "Regex" } } }, /pathType/],
+      [{ serviceHooks: { ingress: { host: "https://hooks.example.com" } } }, /host/],
+      [{ serviceHooks: { ingress: { path: "hooks" } } }, /path/],
+      [{ serviceHooks: { credentialsSecret: { name: "Not_A_Name" } } }, /name/],
+      [{ serviceHooks: { secretName: "x" } }, /secretName/],
+    ];
+    for (const [values, message] of cases) {
+      const stderr = await helmTemplateFails({ values });
+      assert.match(stderr, message, JSON.stringify(values));
+    }
+  });
+});
