@@ -30,7 +30,10 @@ export interface PlaceholderRunInput {
   key: string;
   resource: Resource;
   target: PoolTarget;
-  snapshot: PoolSnapshot;
+  /** The pool's id (from the last successful poll). */
+  poolId: number;
+  /** A fresh snapshot, when the last poll succeeded: collection needs one, registration only saves requests with it. */
+  snapshot?: PoolSnapshot | undefined;
   /** Every valid resource on the same pool (its placeholders are kept), this one included. */
   samePool: readonly (Resource["spec"] & { key: string })[];
   /** Live agent pods of every resource, or undefined before the pod cache synced (nothing is collected then). */
@@ -68,7 +71,7 @@ export class PlaceholderWork {
 
   /** Runs what is due; keeps its problems for `problems(key)`. */
   async run(input: PlaceholderRunInput): Promise<void> {
-    const { key, resource, snapshot } = input;
+    const { key, resource, snapshot, poolId } = input;
     const problems: Problem[] = [];
     const settings = placeholderSettings(resource.spec);
     const runs = this.#runs.get(key) ?? {};
@@ -80,9 +83,12 @@ export class PlaceholderWork {
     const ref = resourceRef(resource as AutoScaledAgent);
     if (due.ensure) {
       const at = this.#o.now();
-      const r = await manager.ensure(snapshot.poolId, wanted, {
-        existingAgentNames: snapshot.agents.map((a) => a.name),
-      });
+      // Without a fresh agent list every wanted placeholder is POSTed (a 409 for an existing name is success).
+      const r = await manager.ensure(
+        poolId,
+        wanted,
+        snapshot ? { existingAgentNames: snapshot.agents.map((a) => a.name) } : {},
+      );
       runs.lastEnsure = {
         at,
         wantedKey,
@@ -106,9 +112,9 @@ export class PlaceholderWork {
           "cannot register placeholder agents: the credential needs Agent Pools (Read & manage); scaling continues",
       });
     }
-    if (due.collect) {
+    if (due.collect && snapshot) {
       const at = this.#o.now();
-      const r = await manager.collectGarbage(snapshot.poolId, {
+      const r = await manager.collectGarbage(poolId, {
         wantedNames: wantedPlaceholders(input.samePool).map((w) => w.name),
         podNames: input.liveAgentPodNames,
         resourcePodNamePrefixes: [podNamePrefix(resource.metadata.name)],

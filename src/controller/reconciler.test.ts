@@ -153,6 +153,8 @@ interface World {
 
 function harness(world: World) {
   const calls: string[] = [];
+  /** The capability sets of each placeholder registration run. */
+  const ensured: string[][] = [];
   const events: string[] = [];
   const pvcPatches = [...(world.pvcPatches ?? [])];
   const snapshot = (): PoolSnapshot | undefined =>
@@ -224,7 +226,10 @@ function harness(world: World) {
       return world.agentDeletion ?? "deleted";
     },
     placeholders: () => ({
-      ensure: async () => ({ status: "ok", registered: [] }),
+      ensure: async (_poolId, wanted) => {
+        ensured.push(wanted.map((w) => Object.keys(w.capabilities).sort().join("+")));
+        return { status: "ok", registered: [] };
+      },
       collectGarbage: async () => ({ deleted: [] }),
       removeAgents: async () => ({ deleted: [] }),
     }),
@@ -263,7 +268,16 @@ function harness(world: World) {
     await reconciler.reconcile("ci/agents");
     await lanes.idle();
   };
-  return { calls, events, metrics, next, reconcile, reconcileOnly: () => reconciler.reconcile("ci/agents") };
+  return {
+    calls,
+    ensured,
+    events,
+    metrics,
+    next,
+    reconcile,
+    reconcileOnly: () => reconciler.reconcile("ci/agents"),
+    lanes,
+  };
 }
 
 interface Case {
@@ -507,4 +521,30 @@ test("metrics: the wait until a job's pod was created; the pool's queued and uns
   assert.match(text, new RegExp(`azp_scaler_queued_jobs\\{${pool}\\} 2\n`));
   assert.match(text, new RegExp(`azp_scaler_unserved_jobs\\{${pool},reason="no-matching-template"\\} 1\n`));
   assert.match(text, new RegExp(`azp_scaler_unserved_jobs\\{${pool},reason="max-count"\\} 0\n`));
+});
+
+test("a template added while polls fail still gets its placeholder (jobs for it queue instead of failing)", async () => {
+  const world: World = { resource: resource(), pool: {} };
+  const h = harness(world);
+  await h.reconcile();
+  assert.equal(h.ensured.length, 1, "the first placeholder registration");
+  const spec = world.resource.spec as { podsWithCapabilities: Record<string, unknown>[] };
+  world.resource = {
+    ...world.resource,
+    metadata: { ...world.resource.metadata, generation: 2 },
+    spec: {
+      ...world.resource.spec,
+      podsWithCapabilities: [
+        ...spec.podsWithCapabilities,
+        { ...(spec.podsWithCapabilities[0] as object), capabilities: { buildkit: "1", gpu: "1" } },
+      ],
+    },
+  } as AutoScaledAgent;
+  world.pool = { error: "HTTP 429" };
+  await h.reconcile();
+  assert.equal(h.ensured.length, 2, "registered again for the new set, without a fresh poll");
+  assert.ok(
+    (h.ensured[1] ?? []).some((set) => set.includes("gpu")),
+    JSON.stringify(h.ensured[1]),
+  );
 });

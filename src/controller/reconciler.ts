@@ -90,6 +90,8 @@ interface Memory {
   failures: FailureMemory;
   /** The cleanup of a deletion under way. */
   deletion: DeletionState;
+  /** The pool's id from the last successful poll. */
+  poolId?: number;
   /** Jobs of pods that ended their run, until a newer poll (see `jobsOfEndedPods`). */
   endedJobs: Map<number, number>;
 }
@@ -262,16 +264,21 @@ export class Reconciler {
     if (executed.changed) subscription.pollNow();
     if (signal?.aborted) return undefined;
 
-    // 6. Placeholders, when due (they need the pool's agent list), in the organization's lane.
+    // 6. Placeholders, when due, in the organization's lane. Registering them needs only the pool's id, so a new
+    // template gets its placeholder while polls fail (jobs for it then queue instead of failing); garbage
+    // collection waits for a fresh agent list.
     let nextPlaceholderRun = o.now() + o.resyncIntervalMs;
-    if (snapshot) {
+    if (snapshot) memory.poolId = snapshot.poolId;
+    const poolId = memory.poolId;
+    if (poolId !== undefined) {
       const taskKey = `placeholders:${key}`;
       const due = o.placeholders.schedule(key, resource);
-      if ((due.ensure || due.collect) && !o.lanes.has(taskKey)) {
+      if ((due.ensure || (due.collect && snapshot)) && !o.lanes.has(taskKey)) {
         const input = {
           key,
           resource,
           target,
+          poolId,
           snapshot,
           samePool: resourcesOnPool(o.caches.allResources(), resource, o.azureDevOps.organizationKey),
           liveAgentPodNames: o.caches.liveAgentPodNames(),
