@@ -40,6 +40,7 @@ const azureDevOps = createAzureDevOpsPort({
   timeoutMs: cfg.azureDevOpsTimeoutMs,
   pollIntervalMs: cfg.pollIntervalMs,
   idlePollIntervalMs: cfg.idlePollIntervalMs,
+  pollBudgetPerMinute: cfg.pollBudgetPerMinute,
 });
 const operator = await startOperator({
   config: cfg,

@@ -16,6 +16,8 @@ export interface AzureDevOpsPortOptions {
   timeoutMs: number;
   pollIntervalMs: number;
   idlePollIntervalMs: number;
+  /** Requests a minute per identity for polling quiet pools, shared by its pools (default 20). */
+  pollBudgetPerMinute?: number;
   fetch?: typeof fetch;
 }
 
@@ -28,11 +30,11 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
   const registry = new PollerRegistry({
     logger: options.logger,
     client: clientOptions,
+    ...(options.pollBudgetPerMinute === undefined ? {} : { budgetPerMinute: options.pollBudgetPerMinute }),
     poller: {
       fastIntervalMs: options.pollIntervalMs,
       idleIntervalMs: options.idlePollIntervalMs,
       minIntervalMs: Math.min(1000, options.pollIntervalMs),
-      agentsMaxAgeMs: Math.max(options.pollIntervalMs, options.idlePollIntervalMs),
     },
   });
   const writers = new Map<string, AzureDevOpsClient>();
@@ -63,19 +65,24 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
       }
       return manager;
     },
-    subscribe(target, onChange) {
+    subscribe(target, onChange, hints) {
       let lastError: AzureDevOpsError | undefined;
+      let agentsSeenAt: number | undefined;
       const handle = registry.acquire(
         { organizationUrl: target.organizationUrl, poolName: target.poolName, credential: target.credential },
         {
-          onSnapshot: () => {
+          onSnapshot: (s) => {
+            // A poll that saw nothing new needs no reconcile (the resync interval still runs them).
+            const news = s.changed || s.agentsFetchedAt !== agentsSeenAt || lastError !== undefined;
+            agentsSeenAt = s.agentsFetchedAt;
             lastError = undefined;
-            onChange();
+            if (news) onChange();
           },
           onError: (err) => {
             lastError = err;
             onChange();
           },
+          ...(hints?.hasLivePods ? { hasLivePods: hints.hasLivePods } : {}),
         },
       );
       return {
