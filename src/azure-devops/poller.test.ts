@@ -8,6 +8,7 @@ import { AzureDevOpsError, PoolNotFoundError } from "./errors.ts";
 import { RateLimitGovernor } from "./governor.ts";
 import {
   budgetIntervalMs,
+  correctAgentsByJobs,
   decideAgentRefresh,
   decidePollInterval,
   defaultPollerOptions,
@@ -206,6 +207,48 @@ describe("jobRequestsFingerprint and reconcileWithAgents", () => {
   });
 });
 
+describe("correctAgentsByJobs", () => {
+  const seenAt = Date.parse("2025-01-01T00:01:00Z");
+  const agent = (id: number, assigned?: TaskAgentJobRequest, last?: TaskAgentJobRequest): TaskAgent => ({
+    id,
+    name: `agent-${id}`,
+    status: "online",
+    ...(assigned ? { assignedRequest: assigned } : {}),
+    ...(last ? { lastCompletedRequest: last } : {}),
+  });
+  const earlier: TaskAgentJobRequest = { requestId: 9, finishTime: "2024-12-31T23:00:00Z", result: "succeeded" };
+  const cases: Array<[string, TaskAgent, TaskAgentJobRequest[], TaskAgent]> = [
+    ["an idle agent stays as it is", agent(7, undefined, earlier), [queued], agent(7, undefined, earlier)],
+    [
+      "1. its job is gone: finished, seen now",
+      agent(7, assigned, earlier),
+      [queued],
+      agent(7, undefined, { ...assigned, finishTime: "2025-01-01T00:01:00.000Z" }),
+    ],
+    [
+      "1. its job is gone, with a finish time already: kept",
+      agent(7, { ...running, finishTime: "2025-01-01T00:00:30Z" }),
+      [],
+      agent(7, undefined, { ...running, finishTime: "2025-01-01T00:00:30Z" }),
+    ],
+    [
+      "2. its job now reserved by another agent: holds nothing",
+      agent(7, assigned, earlier),
+      [{ ...assigned, reservedAgent: { id: 8, name: "b" } }],
+      agent(7, undefined, earlier),
+    ],
+    [
+      "3. its job still its own: the newer view",
+      agent(7, assigned),
+      [running.requestId === assigned.requestId ? running : { ...assigned, receiveTime: "2025-01-01T00:00:02Z" }],
+      agent(7, { ...assigned, receiveTime: "2025-01-01T00:00:02Z" }),
+    ],
+  ];
+  for (const [name, input, jobs, want] of cases) {
+    test(name, () => assert.deepEqual(correctAgentsByJobs([input], jobs, seenAt), [want]));
+  }
+});
+
 describe("pollerKey", () => {
   const pat = "keypat0123456789abcdefghijklmnopqrstuvwxyz0123456";
   test("case-insensitive organization and pool, identity by hash", () => {
@@ -398,6 +441,24 @@ describe("JobRequestPoller on a manual clock", () => {
     assert.deepEqual(reader.take(), ["jobs", "agents"], "live pods: agents every 5 s at the latest");
     assert.equal(poller.status().lastAgentRefresh, "live");
     assert.equal(recorder.snapshots.at(-1)?.jobRequests[0]?.reservedAgent?.id, 7);
+    await poller.stop();
+  });
+
+  test("a reused agent list never shows an agent holding a job that is gone", async () => {
+    const { clock, reader, poller, recorder } = setup();
+    reader.jobs = [assigned];
+    reader.agents = [{ id: 7, name: "a", status: "online", assignedRequest: assigned }];
+    poller.start();
+    await clock.tick(0);
+    reader.take();
+    reader.jobs = [];
+    poller.pollNow();
+    await clock.tick(100);
+    assert.deepEqual(reader.take(), ["jobs"], "the agents were read 100 ms ago: reused");
+    const agent = recorder.snapshots.at(-1)?.agents[0];
+    assert.equal(agent?.assignedRequest, undefined);
+    assert.equal(agent?.lastCompletedRequest?.requestId, assigned.requestId);
+    assert.equal(agent?.lastCompletedRequest?.finishTime, new Date(clock.now()).toISOString());
     await poller.stop();
   });
 

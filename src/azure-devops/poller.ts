@@ -266,6 +266,39 @@ export function reconcileWithAgents(
   });
 }
 
+/**
+ * An agent list read before the job requests (a reused one), corrected by them, so that it never shows an agent
+ * holding a job that the newer job requests say it no longer holds (which would count a finished agent as busy and
+ * make room for one pod too many):
+ * 1. the agent's assigned request is no longer unfinished: it finished; the agent holds nothing and that request
+ *    becomes its last completed one, finished when it was first seen gone (`seenAt`) unless the list said so;
+ * 2. the assigned request is now reserved by another agent (requeued after a lost lock): the agent holds nothing;
+ * 3. otherwise the assigned request takes the job request's newer view.
+ * Agents that hold nothing are returned as they are (a job an idle agent took shows in the job requests'
+ * `reservedAgent`, which the scaling core reads too).
+ */
+export function correctAgentsByJobs(
+  agents: readonly TaskAgent[],
+  jobRequests: readonly TaskAgentJobRequest[],
+  seenAt: number,
+): TaskAgent[] {
+  const byId = new Map(jobRequests.map((j) => [j.requestId, j]));
+  return agents.map((agent) => {
+    const held = agent.assignedRequest;
+    if (held === undefined || held === null) return agent;
+    const { assignedRequest: _, ...rest } = agent;
+    const now = byId.get(held.requestId);
+    if (now === undefined) {
+      return {
+        ...rest,
+        lastCompletedRequest: { ...held, finishTime: held.finishTime ?? new Date(seenAt).toISOString() },
+      };
+    }
+    if (now.reservedAgent !== undefined && now.reservedAgent.id !== agent.id) return rest;
+    return { ...agent, assignedRequest: { ...held, ...now } };
+  });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // One poll loop
 
@@ -608,6 +641,11 @@ export class JobRequestPoller {
         this.#agentsPending = false;
         this.#lastAgentRefresh = refresh;
         jobRequests = reconcileWithAgents(jobRequests, agents);
+      }
+      if (refresh === undefined && agents !== undefined) {
+        // A reused list: the job requests just read are newer; an agent whose job is gone no longer holds it.
+        this.#agents = correctAgentsByJobs(agents, jobRequests, fetchedAt);
+        agents = this.#agents;
       }
       const fingerprint = jobRequestsFingerprint(jobRequests);
       changed = fingerprint !== this.#fingerprint;
