@@ -130,6 +130,13 @@ describe("decidePollInterval", () => {
     ["3. a change 9.9 s ago: fast", { sinceActivityMs: 9_999 }, 1_000, "fast", true],
     ["3. a change 10 s ago: quiet", { sinceActivityMs: 10_000 }, 3_000, "idle", false],
     ["3. moving, allowance spent: idle pace", { sinceActivityMs: 0, fastTokens: 0.99 }, 3_000, "idle", false],
+    [
+      "3. moving, no budget: no allowance either",
+      { sinceActivityMs: 0, fastTokens: 0, budgetMs: 0 },
+      1_000,
+      "fast",
+      true,
+    ],
     ["4. quiet", {}, 3_000, "idle", false],
     ["4. quiet, budget pays for more than the interval", { budgetMs: 1_000 }, 3_000, "idle", false],
     ["2. quiet, budget shared by 4 pools", { budgetMs: 12_000 }, 12_000, "budget", false],
@@ -513,7 +520,7 @@ describe("JobRequestPoller on a manual clock", () => {
     await poller.stop();
   });
 
-  test("pollNow with the allowance spent waits for the regular poll", async () => {
+  test("pollNow with the allowance spent still polls; the fast window then keeps the quiet pace", async () => {
     const { clock, reader, poller } = setup({ fastPollsPerMinute: 1 });
     poller.start();
     await clock.tick(0);
@@ -521,10 +528,10 @@ describe("JobRequestPoller on a manual clock", () => {
     poller.pollNow();
     await clock.tick(100);
     assert.deepEqual(reader.take(), ["jobs"]);
+    assert.ok(poller.status().fastTokens < 1);
     assert.equal(poller.status().lastDelayReason, "idle", "moving, but the one fast poll is spent");
-    const due = poller.status().nextPollAt;
     poller.pollNow();
-    assert.equal(poller.status().nextPollAt, due, "not brought forward");
+    assert.equal(poller.status().nextPollAt, clock.now() + 100, "the operator's own actions still poll at once");
     await poller.stop();
   });
 

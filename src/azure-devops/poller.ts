@@ -195,8 +195,8 @@ export interface PollIntervalDecision {
  * 1. after a failed poll: exponential backoff with jitter by consecutive failures;
  * 2. the identity's budget: when its share does not pay for `idleIntervalMs` (`budgetMs` longer), every interval of
  *    this pool, fast ones too, stretches by `budgetMs / idleIntervalMs` (all of the identity's pools slow evenly);
- * 3. work moves (a change or `pollNow()` within `fastWindowMs`) and the fast-poll allowance has a poll left:
- *    `fastIntervalMs` (stretched; never slower than `idleIntervalMs`);
+ * 3. work moves (a change or `pollNow()` within `fastWindowMs`) and the fast-poll allowance has a poll left (or
+ *    the identity has no budget, `budgetMs` 0): `fastIntervalMs` (stretched; never slower than `idleIntervalMs`);
  * 4. otherwise: `idleIntervalMs`, or `budgetMs` when longer.
  */
 export function decidePollInterval(
@@ -218,7 +218,7 @@ export function decidePollInterval(
     };
   }
   const stretch = Math.max(1, input.budgetMs / Math.max(1, options.idleIntervalMs));
-  if (input.sinceActivityMs < options.fastWindowMs && input.fastTokens >= 1) {
+  if (input.sinceActivityMs < options.fastWindowMs && (input.fastTokens >= 1 || input.budgetMs === 0)) {
     const fastMs = Math.min(options.fastIntervalMs, options.idleIntervalMs);
     return { baseMs: Math.round(fastMs * stretch), reason: "fast", fast: true };
   }
@@ -452,10 +452,12 @@ export class JobRequestPoller {
 
   /**
    * Something happened that the poll should see (a webhook, the operator's own action): polls as soon as allowed,
-   * at least `minIntervalMs` after the last poll started and never before a Retry-After, when the fast-poll
-   * allowance has a poll left; either way the next poll reads the agents again (once `agentsMinAgeMs` old) and work
-   * counts as moving (`fastWindowMs`). While polls fail, the error backoff is kept. A poll in flight is followed by
-   * another one.
+   * at least `minIntervalMs` after the last poll started and never before a Retry-After; the poll reads the agents
+   * again (once `agentsMinAgeMs` old) and work counts as moving (`fastWindowMs`). It takes a poll from the fast-poll
+   * allowance when there is one, but does not wait for it: after its own actions the operator must not act again on
+   * a job list older than what its pods have done meanwhile (a pod that ran its job within one quiet interval would
+   * otherwise look like a job still waiting). While polls fail, the error backoff is kept. A poll in flight is
+   * followed by another one.
    */
   pollNow(): void {
     if (this.#stopped) return;
@@ -465,13 +467,12 @@ export class JobRequestPoller {
     this.#bringForward();
   }
 
-  /** Moves the next poll to the earliest forced poll when that is sooner and the allowance pays for it. */
+  /** Moves the next poll to the earliest forced poll when that is sooner (taking a poll from the allowance if any). */
   #bringForward(): boolean {
     const earliest = this.#earliestForcedPoll();
     if (earliest >= this.#due) return false;
     this.#refillTokens();
-    if (this.#fastTokens < 1) return false;
-    this.#fastTokens -= 1;
+    if (this.#fastTokens >= 1) this.#fastTokens -= 1;
     this.#due = earliest;
     if (this.#wake !== undefined) this.#arm();
     return true;
