@@ -79,8 +79,8 @@ export const operatorConfigs: OperatorConfigUnderTest[] = [
     args: [],
     singles: 20,
     bursts: [
-      { jobs: 20, reps: 3 },
-      { jobs: 50, reps: 2 },
+      { jobs: 20, reps: 7 },
+      { jobs: 50, reps: 3 },
     ],
     idleWith: [1, 3],
   },
@@ -146,6 +146,16 @@ function seeded(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** 0..n-1 in a random order (Fisher-Yates). */
+function shuffled(n: number, random: () => number): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [a[i], a[j]] = [a[j] as number, a[i] as number];
+  }
+  return a;
 }
 
 type Category = "jobRequests" | "agents" | "pools" | "other";
@@ -361,8 +371,12 @@ async function runConfig(
   await until("the operator's first job-request poll", () => (jobListTimes().length > 0 ? true : undefined), 60_000);
   log(`operator up and polling (quiet interval ${secs(idleMs, 2)} s expected)`);
 
-  /** Until the poll loop is back at its quiet pace: the last two gaps between job-request lists are quiet ones. */
+  /**
+   * Until the poll loop is back at its quiet pace (the last two gaps between job-request lists are quiet ones),
+   * returning just after a poll (within 20 ms of this process seeing its request).
+   */
   const quiet = async () => {
+    const enteredAt = Date.now();
     await until(
       "the poll loop back at its quiet pace",
       () => {
@@ -370,10 +384,10 @@ async function runConfig(
         if (t.length < 3) return undefined;
         const [a, b, c] = t.slice(-3) as [number, number, number];
         const q = 0.8 * idleMs;
-        return b - a >= q && c - b >= q && Date.now() - c < idleMs * 1.5 ? true : undefined;
+        return b - a >= q && c - b >= q && c > enteredAt && Date.now() - c < 200 ? true : undefined;
       },
       180_000,
-      100,
+      20,
     );
   };
 
@@ -400,12 +414,15 @@ async function runConfig(
   let lastActivity = Date.now();
   /**
    * Queues `count` jobs at a random moment of a quiet poll cycle (the fast window over, the loop back at its quiet
-   * pace), waits until they are done and their pods gone.
+   * pace), waits until they are done and their pods gone. `stratum` (k of n) spreads the moments of a series evenly
+   * over the cycle: the k-th sample falls at a random point of the k-th n-th of it (stratified sampling: the same
+   * distribution as plain random moments, without a series that happens to land in one part of the cycle).
    */
-  const batch = async (count: number, durationMs: number) => {
+  const batch = async (count: number, durationMs: number, stratum: { k: number; n: number }) => {
     await sleep(Math.max(0, lastActivity + defaultPollerOptions.fastWindowMs + 2_000 - Date.now()));
     await quiet();
-    await sleep(Math.round(random() * idleMs));
+    // quiet() returns just after a poll: the delay is the moment in the cycle.
+    await sleep(Math.round(((stratum.k + random()) / stratum.n) * idleMs));
     const queuedAt = Date.now();
     const jobs = Array.from({ length: count }, () =>
       ado.control.queueJob({ pool, demands: [names[0] as string], durationMs }),
@@ -435,8 +452,9 @@ async function runConfig(
 
   const singles: JobSample[] = [];
   const singleRequests: number[] = [];
+  const order = shuffled(config.singles, random);
   for (let i = 1; i <= config.singles; i++) {
-    const r = await batch(1, o.singleJobMs);
+    const r = await batch(1, o.singleJobMs, { k: order[i - 1] as number, n: config.singles });
     const s = r.samples[0] as JobSample;
     singles.push(s);
     await sleep(Math.max(0, lastActivity + defaultPollerOptions.fastWindowMs + 2_000 - Date.now()));
@@ -449,8 +467,9 @@ async function runConfig(
 
   const bursts: BurstResult[] = [];
   for (const b of config.bursts) {
+    const strata = shuffled(b.reps, random);
     for (let rep = 1; rep <= b.reps; rep++) {
-      const r = await batch(b.jobs, o.burstJobMs);
+      const r = await batch(b.jobs, o.burstJobMs, { k: strata[rep - 1] as number, n: b.reps });
       const goneAt = Date.now();
       const starts = r.done.map((j) => (j.receiveTime ? Date.parse(j.receiveTime) : Number.NaN));
       const result: BurstResult = {
@@ -627,6 +646,7 @@ export async function runScaleBench(
           reps: bs.length,
           allRunningMs: bs.map((b) => b.allRunningMs),
           allRunningMedianMs: median(bs.map((b) => b.allRunningMs)),
+          afterPollMedianMs: median(bs.map((b) => b.allRunningMs - b.firstPollMs)),
           firstPollMs: bs.map((b) => b.firstPollMs),
           podsCreated: bs.map((b) => b.podsCreated),
           failedJobs: bs.reduce((a, b) => a + b.failedJobs, 0),
@@ -666,6 +686,7 @@ export async function runScaleBench(
         "reps",
         "all running (s)",
         "first poll (s)",
+        "first poll -> all running (s)",
         "pods created",
         "failed",
         "requests",
@@ -677,6 +698,7 @@ export async function runScaleBench(
         String(b.reps),
         `${secs(b.allRunningMedianMs)} (${b.allRunningMs.map((v) => secs(v)).join(", ")})`,
         b.firstPollMs.map((v) => secs(v)).join(", "),
+        secs(b.afterPollMedianMs),
         b.podsCreated.join(", "),
         String(b.failedJobs),
         b.requests.join(", "),
@@ -684,6 +706,7 @@ export async function runScaleBench(
       ]),
       notes: [
         "all running: from the queue time until the last job's receiveTime; median (each repetition)",
+        "first poll -> all running: median over the repetitions; what the random moment of the poll cycle does not explain",
         "requests, req/min: the operator's Azure DevOps requests from the queue time until every pod was gone",
       ],
     },
@@ -781,6 +804,7 @@ export async function runScaleBench(
         ...b,
         allRunningMs: b.allRunningMs.map(Math.round),
         allRunningMedianMs: Math.round(b.allRunningMedianMs),
+        afterPollMedianMs: Math.round(b.afterPollMedianMs),
         firstPollMs: b.firstPollMs.map(Math.round),
         requestsPerMin: Math.round(b.requestsPerMin),
       })),
