@@ -92,7 +92,8 @@ export interface PollerOptions {
   readonly agentsIdleMaxAgeMs: number;
   /**
    * When no subscriber can tell whether it has live pods: a change or `pollNow()` within this long counts as live
-   * pods (the operator may just have created some). Default 60 s.
+   * pods (the operator may just have created some). A little longer than `agentsMaxAgeMs`, so that one more agent
+   * list, 30 s after, sees the agents that registered meanwhile. Default 35 s.
    */
   readonly liveMemoryMs: number;
   /** Backoff after failed polls (by consecutive failures). */
@@ -112,7 +113,7 @@ export const defaultPollerOptions: PollerOptions = {
   agentsMinAgeMs: 5_000,
   agentsMaxAgeMs: 30_000,
   agentsIdleMaxAgeMs: 5 * 60_000,
-  liveMemoryMs: 60_000,
+  liveMemoryMs: 35_000,
   errorBackoff: { initialMs: 2_000, maxMs: 60_000, jitter: 0.3 },
   poolRecheckIntervalMs: 10 * 60_000,
   includeAgentCapabilities: false,
