@@ -7,8 +7,10 @@ import { type Credential, patCredential, type TokenCredential } from "./auth.ts"
 import {
   AzureDevOpsClient,
   type AzureDevOpsClientOptions,
+  decideNextPage,
   decideRetry,
   defaultRetryPolicy,
+  type NextPageDecision,
   normalizeOrganizationUrl,
 } from "./client.ts";
 import {
@@ -83,6 +85,36 @@ describe("decideRetry", () => {
     const jittered = decideRetry({ method: "GET", error: err("server"), attempt: 2 }, policy, () => 1).delayMs;
     assert.equal(jittered, 200);
   });
+});
+
+describe("decideNextPage", () => {
+  const cases: Array<{
+    name: string;
+    token: string | null | undefined;
+    followed?: string[];
+    pagesRead: number;
+    maxPages?: number;
+    want: NextPageDecision["kind"];
+  }> = [
+    { name: "no header: complete", token: null, pagesRead: 1, want: "done" },
+    { name: "empty header: complete", token: " ", pagesRead: 1, want: "done" },
+    { name: "a token: next page", token: "5200", pagesRead: 1, want: "next" },
+    { name: "a token on the last allowed page: too big", token: "5200", pagesRead: 3, maxPages: 3, want: "error" },
+    { name: "a token followed before: a loop", token: "5200", followed: ["5200"], pagesRead: 2, want: "error" },
+    { name: "complete on the last allowed page", token: undefined, pagesRead: 3, maxPages: 3, want: "done" },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const d = decideNextPage({
+        token: c.token,
+        followed: new Set(c.followed ?? []),
+        pagesRead: c.pagesRead,
+        maxPages: c.maxPages ?? 50,
+      });
+      assert.equal(d.kind, c.want);
+      if (d.kind === "next") assert.equal(d.token, c.token?.trim());
+    });
+  }
 });
 
 describe("normalizeOrganizationUrl", () => {
@@ -340,6 +372,82 @@ describe("job requests", () => {
     } finally {
       await sim.stop();
     }
+  });
+});
+
+describe("job-request paging", () => {
+  /**
+   * The emulator cuts a job-request list only when asked with `$top`; this fetch adds `$top` to every job-request
+   * list, as a service cutting big answers by itself would, so the client meets real continuation tokens.
+   */
+  function cuttingFetch(pageSize: number, seen: string[]): typeof fetch {
+    return (input, init) => {
+      const url = new URL(String(input));
+      if (url.pathname.endsWith("/jobrequests")) {
+        url.searchParams.set("$top", String(pageSize));
+        seen.push(url.search);
+      }
+      return fetch(url, init);
+    };
+  }
+
+  async function poolWithJobs(queued: number, finished: number): Promise<{ poolId: number; ids: number[] }> {
+    const c = client();
+    const { id: poolId } = await c.findPoolByName("sim-pool");
+    await c.registerAgent(poolId, { name: "placeholder", version: "4.258.1", systemCapabilities: { java: "17" } });
+    const ids: number[] = [];
+    for (let i = 0; i < queued + finished; i++) {
+      // Every third job nobody can serve fails at once: finished requests between the unfinished ones.
+      const serveable = i % 3 !== 2 ? ids.length < queued : finished === 0;
+      const job = emu.control.queueJob({ pool: "sim-pool", demands: [serveable ? "java" : "cobol"] });
+      if (serveable) ids.push(job.requestId);
+    }
+    return { poolId, ids };
+  }
+
+  test("a cut answer is read page by page with continuationToken; only unfinished requests are asked for", async () => {
+    const { poolId, ids } = await poolWithJobs(7, 4);
+    const seen: string[] = [];
+    const c = client({ fetch: cuttingFetch(3, seen) });
+    const jobs = await c.listJobRequests(poolId, { completedRequestCount: 0 });
+    assert.deepEqual(
+      jobs.map((j) => j.requestId),
+      ids,
+    );
+    assert.equal(seen.length, 3, "7 requests in pages of 3");
+    assert.ok(seen.every((q) => q.includes("completedRequestCount=0")));
+    assert.ok(!seen[0]?.includes("continuationToken"));
+    assert.match(seen[1] ?? "", /continuationToken=\d+/);
+    assert.match(seen[2] ?? "", /continuationToken=\d+/);
+  });
+
+  test("an answer that does not end within maxPages is a clear error", async () => {
+    const { poolId } = await poolWithJobs(5, 0);
+    const seen: string[] = [];
+    const err = await rejects(
+      client({ fetch: cuttingFetch(1, seen) }).listJobRequests(poolId, { completedRequestCount: 0, maxPages: 3 }),
+    );
+    assert.equal(err.kind, "invalid-response");
+    assert.match(err.message, /did not end after 3 pages/);
+    assert.match(err.message, /3 job requests read so far/);
+    assert.equal(seen.length, 3);
+  });
+
+  test("a continuation token that comes back again is an error, not a loop", async () => {
+    const { poolId } = await poolWithJobs(2, 0);
+    let calls = 0;
+    const looping: typeof fetch = async (input, init) => {
+      const answer = await fetch(input, init);
+      if (!String(input).includes("/jobrequests")) return answer;
+      calls++;
+      const headers = new Headers(answer.headers);
+      headers.set("X-MS-ContinuationToken", "1");
+      return new Response(await answer.text(), { status: answer.status, headers });
+    };
+    const err = await rejects(client({ fetch: looping }).listJobRequests(poolId, { completedRequestCount: 0 }));
+    assert.equal(err.kind, "invalid-response");
+    assert.match(err.message, /repeats an earlier continuation token/);
+    assert.equal(calls, 2);
   });
 });
 

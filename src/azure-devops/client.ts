@@ -183,10 +183,53 @@ export interface ListJobRequestsOptions extends CallOptions {
    * service's default mix. (`$top` is deliberately not offered: it changes the answer's shape.)
    */
   completedRequestCount?: number;
+  /** Pages followed at most when the service cuts the answer (`X-MS-ContinuationToken`). Default 50. */
+  maxPages?: number;
+}
+
+/** Pages of one job-request list followed at most (about 200 requests a page: 10,000 unfinished requests). */
+export const defaultMaxJobRequestPages = 50;
+
+export type NextPageDecision =
+  | { readonly kind: "done" }
+  | { readonly kind: "next"; readonly token: string }
+  | { readonly kind: "error"; readonly problem: string };
+
+/**
+ * After a page of a list, whether to ask for the next one:
+ * 1. no (or an empty) `X-MS-ContinuationToken`: the list is complete;
+ * 2. a token already followed: the service is going round in circles, stop with an error rather than loop;
+ * 3. `maxPages` pages read and the service still has more: stop with an error (the list is too big to act on);
+ * 4. otherwise ask for the next page with that token.
+ */
+export function decideNextPage(input: {
+  token: string | null | undefined;
+  followed: ReadonlySet<string>;
+  pagesRead: number;
+  maxPages: number;
+}): NextPageDecision {
+  const token = input.token?.trim();
+  if (token === undefined || token === "") return { kind: "done" };
+  if (input.followed.has(token)) {
+    return { kind: "error", problem: `page ${input.pagesRead} repeats an earlier continuation token` };
+  }
+  if (input.pagesRead >= input.maxPages) {
+    return {
+      kind: "error",
+      problem: `the list did not end after ${input.pagesRead} pages (the most this client reads)`,
+    };
+  }
+  return { kind: "next", token };
 }
 
 /** What `deleteAgent` did: deleted it, or found it already gone (404). */
 export type DeleteAgentResult = "deleted" | "not-found";
+
+/** A successful answer: its JSON body and its headers. */
+interface Answer {
+  body: unknown;
+  header(name: string): string | null;
+}
 
 interface RequestSpec {
   method: HttpMethod;
@@ -406,17 +449,47 @@ export class AzureDevOpsClient {
 
   // ---- job requests
 
-  /** The pool's job requests; `completedRequestCount: 0` gives only unfinished ones. */
+  /**
+   * The pool's job requests; `completedRequestCount: 0` gives only unfinished ones. When the service cuts the
+   * answer (`X-MS-ContinuationToken` header), the next pages are read with `continuationToken=`, up to `maxPages`
+   * (`decideNextPage`); a request listed on two pages (it moved while paging) is kept once, from the later page.
+   */
   async listJobRequests(poolId: number, options: ListJobRequestsOptions = {}): Promise<TaskAgentJobRequest[]> {
     const operation = `list the job requests of pool ${poolId}`;
-    const body = await this.#request({
-      method: "GET",
-      path: `_apis/distributedtask/pools/${poolId}/jobrequests`,
-      query: { completedRequestCount: options.completedRequestCount },
-      operation,
-      signal: options.signal,
-    });
-    return this.#list(body, operation, (v) => this.#jobRequest(v, operation));
+    const maxPages = Math.max(1, options.maxPages ?? defaultMaxJobRequestPages);
+    const byId = new Map<number, TaskAgentJobRequest>();
+    const followed = new Set<string>();
+    let token: string | undefined;
+    for (let pagesRead = 1; ; pagesRead++) {
+      const answer = await this.#send({
+        method: "GET",
+        path: `_apis/distributedtask/pools/${poolId}/jobrequests`,
+        query: { completedRequestCount: options.completedRequestCount, continuationToken: token },
+        operation: pagesRead === 1 ? operation : `${operation} (page ${pagesRead})`,
+        signal: options.signal,
+      });
+      for (const job of this.#list(answer.body, operation, (v) => this.#jobRequest(v, operation))) {
+        byId.delete(job.requestId);
+        byId.set(job.requestId, job);
+      }
+      const next = decideNextPage({
+        token: answer.header("X-MS-ContinuationToken"),
+        followed,
+        pagesRead,
+        maxPages,
+      });
+      if (next.kind === "done") return [...byId.values()];
+      if (next.kind === "error") {
+        throw new AzureDevOpsError(
+          "invalid-response",
+          `Azure DevOps (${this.organizationUrl}) sent an unexpected answer to the request to ${operation}: ` +
+            `${next.problem}; ${byId.size} job requests read so far`,
+          { organizationUrl: this.organizationUrl, method: "GET" },
+        );
+      }
+      followed.add(next.token);
+      token = next.token;
+    }
   }
 
   // ---- shapes
@@ -496,6 +569,10 @@ export class AzureDevOpsClient {
   }
 
   async #request(spec: RequestSpec): Promise<unknown> {
+    return (await this.#send(spec)).body;
+  }
+
+  async #send(spec: RequestSpec): Promise<Answer> {
     const facts: RequestFacts = {
       method: spec.method,
       url: this.#url(spec),
@@ -553,7 +630,7 @@ export class AzureDevOpsClient {
     if (!(await delay(this.#clock, waitMs, signal))) throw signal?.reason;
   }
 
-  async #attempt(spec: RequestSpec, facts: RequestFacts): Promise<unknown> {
+  async #attempt(spec: RequestSpec, facts: RequestFacts): Promise<Answer> {
     let auth: { value: string; secrets: readonly string[] };
     try {
       auth = await authorizationHeader(this.#credential);
@@ -586,6 +663,7 @@ export class AzureDevOpsClient {
     let contentType: string | null;
     let bodyText: string;
     let retryAfter: string | null;
+    let responseHeaders: Headers;
     try {
       const response = await this.#fetch(facts.url, {
         method: spec.method,
@@ -594,6 +672,7 @@ export class AzureDevOpsClient {
         signal,
       });
       status = response.status;
+      responseHeaders = response.headers;
       contentType = response.headers.get("content-type");
       retryAfter = response.headers.get("retry-after");
       rateLimit = readRateLimitHeaders(status, (name) => response.headers.get(name), this.#clock.now());
@@ -625,6 +704,6 @@ export class AzureDevOpsClient {
       identity: this.identity,
     });
     if (!result.ok) throw result.error;
-    return result.body;
+    return { body: result.body, header: (name) => responseHeaders.get(name) };
   }
 }

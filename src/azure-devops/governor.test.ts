@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import { ManualClock } from "../runtime/clock.ts";
 import {
   applyObservation,
+  budgetShare,
   decidePollDelay,
   defaultGovernorPolicy,
   GovernorRegistry,
@@ -306,6 +307,31 @@ describe("RateLimitGovernor", () => {
     assert.equal(governor.consumers, 1);
     b();
     assert.equal(governor.consumers, 0);
+  });
+
+  test("the identity's polling budget is shared evenly by its pollers", () => {
+    const governor = new RateLimitGovernor("pat:x", { policy: { pollBudgetPerMinute: 30 } });
+    assert.equal(governor.budgetShare(), 30, "no poller yet: the whole budget");
+    const a = governor.attach();
+    const b = governor.attach();
+    const c = governor.attach();
+    assert.equal(governor.budgetShare(), 10);
+    c();
+    assert.equal(governor.budgetShare(), 15);
+    a();
+    b();
+  });
+
+  test("budgetShare: a budget of 0 (or none) is no budget of our own", () => {
+    for (const [budget, pollers, share] of [
+      [20, 1, 20],
+      [20, 4, 5],
+      [20, 0, 20],
+      [0, 3, Number.POSITIVE_INFINITY],
+      [Number.POSITIVE_INFINITY, 3, Number.POSITIVE_INFINITY],
+    ] as const) {
+      assert.equal(budgetShare(budget, pollers), share, `${budget} over ${pollers}`);
+    }
   });
 
   test("the registry shares one governor per identity", () => {

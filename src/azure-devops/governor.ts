@@ -5,7 +5,9 @@
  * It reads every answer's `Retry-After` (also on 200), `X-RateLimit-Limit/Remaining/Reset/Delay` and 429s, and says
  * - how long a request must wait before it may be sent (`requestWaitMs`): until any Retry-After has elapsed;
  * - how long a poller should wait before its next poll (`pollDelay`): its base interval, stretched as
- *   Remaining/Limit drops, as the service starts delaying requests, and never shorter than a Retry-After.
+ *   Remaining/Limit drops, as the service starts delaying requests, and never shorter than a Retry-After;
+ * - what share of the identity's own polling budget (`pollBudgetPerMinute`, requests a minute) each of its pollers
+ *   may spend (`budgetShare`): the budget divided evenly by the pollers attached.
  *
  * The decisions are pure functions of a small state, the observation and `now` (`applyObservation`,
  * `requestWaitMs`, `decidePollDelay`), table-tested; the class only holds the state and reads the clock.
@@ -104,6 +106,11 @@ export interface GovernorPolicy {
   readonly blockBackoff: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
   /** Upper bound of the pacing delay (a Retry-After may be longer: it is always honoured). */
   readonly maxPollDelayMs: number;
+  /**
+   * Requests a minute that the pollers of this identity spend on quiet pools (job-request and agent lists together),
+   * divided evenly by its pollers (`budgetShare`). Infinity: no budget of our own (only the service's headers).
+   */
+  readonly pollBudgetPerMinute: number;
 }
 
 export const defaultGovernorPolicy: GovernorPolicy = {
@@ -118,7 +125,14 @@ export const defaultGovernorPolicy: GovernorPolicy = {
   budgetMemoryMs: 5 * 60_000,
   blockBackoff: { initialMs: 2_000, maxMs: 5 * 60_000, jitter: 0.2 },
   maxPollDelayMs: 5 * 60_000,
+  pollBudgetPerMinute: 20,
 };
+
+/** Requests a minute one poller may spend: the identity's budget shared evenly by its pollers. */
+export function budgetShare(budgetPerMinute: number, pollers: number): number {
+  if (!(budgetPerMinute > 0)) return Number.POSITIVE_INFINITY;
+  return budgetPerMinute / Math.max(1, pollers);
+}
 
 /**
  * The state after an answer:
@@ -286,6 +300,11 @@ export class RateLimitGovernor {
   /** Milliseconds until a request may be sent (0: now). */
   requestWaitMs(): number {
     return requestWaitMs(this.#state, this.#clock.now());
+  }
+
+  /** Requests a minute each poller of this identity may spend while its pool is quiet. */
+  budgetShare(): number {
+    return budgetShare(this.policy.pollBudgetPerMinute, this.#consumers);
   }
 
   /** The next poll's delay for a poller with this base interval. */

@@ -7,6 +7,9 @@ import { patCredential } from "./auth.ts";
 import { AzureDevOpsError, PoolNotFoundError } from "./errors.ts";
 import { RateLimitGovernor } from "./governor.ts";
 import {
+  budgetIntervalMs,
+  correctAgentsByJobs,
+  decideAgentRefresh,
   decidePollInterval,
   defaultPollerOptions,
   JobRequestPoller,
@@ -17,8 +20,9 @@ import {
   type PoolReader,
   type PoolSnapshot,
   pollerKey,
+  poolLooksLive,
   reconcileWithAgents,
-  workIsMoving,
+  refillFastTokens,
 } from "./poller.ts";
 import type { TaskAgent, TaskAgentJobRequest, TaskAgentPool } from "./types.ts";
 
@@ -34,45 +38,151 @@ const running: TaskAgentJobRequest = { ...assigned, requestId: 3, receiveTime: "
 // ---------------------------------------------------------------------------------------------------------------
 // Pure decisions
 
-describe("workIsMoving", () => {
-  const table: Array<[string, TaskAgentJobRequest[], boolean, boolean]> = [
-    ["nothing", [], false, false],
-    ["a change", [], true, true],
-    ["a queued job", [queued], false, true],
-    ["an assigned job not yet received", [assigned], false, true],
-    ["only running jobs", [running], false, false],
+describe("poolLooksLive", () => {
+  const online: TaskAgent = { id: 7, name: "a", status: "online" };
+  const offline: TaskAgent = { id: 8, name: "placeholder", status: "offline" };
+  const options = { liveMemoryMs: 60_000 };
+  type Input = Parameters<typeof poolLooksLive>[0];
+  const quiet: Input = { hints: [], agents: [offline], jobRequests: [], sinceActivityMs: Number.POSITIVE_INFINITY };
+  const table: Array<[string, Partial<Input>, boolean]> = [
+    ["1. a subscriber has live pods", { hints: [false, true] }, true],
+    ["1. a subscriber has live pods, whatever the data says", { hints: [true], agents: [] }, true],
+    ["2. every subscriber says none, though an agent is online", { hints: [false, false], agents: [online] }, false],
+    ["3. no hints, nothing seen", {}, false],
+    ["3. no hints: an online agent", { agents: [offline, online] }, true],
+    ["3. some cannot tell: an online agent", { hints: [false, undefined], agents: [online] }, true],
+    ["3. no agent list yet", { agents: undefined }, false],
+    ["3. a job held by an agent (assigned)", { jobRequests: [assigned] }, true],
+    ["3. a job held by an agent (running)", { jobRequests: [running] }, true],
+    ["3. only a queued job", { jobRequests: [queued] }, false],
+    ["3. activity within the memory", { sinceActivityMs: 59_999 }, true],
+    ["3. activity longer ago", { sinceActivityMs: 60_000 }, false],
   ];
-  for (const [name, jobs, changed, moving] of table) {
-    test(name, () => assert.equal(workIsMoving(jobs, changed), moving));
+  for (const [name, input, live] of table) {
+    test(name, () => assert.equal(poolLooksLive({ ...quiet, ...input }, options), live));
+  }
+});
+
+describe("decideAgentRefresh", () => {
+  const options = { agentsMinAgeMs: 5_000, agentsMaxAgeMs: 30_000, agentsIdleMaxAgeMs: 300_000 };
+  type Input = Parameters<typeof decideAgentRefresh>[0];
+  const base: Input = { hasList: true, pending: false, live: false, ageMs: 1_000 };
+  const table: Array<[string, Partial<Input>, ReturnType<typeof decideAgentRefresh>]> = [
+    ["1. no list yet", { hasList: false }, "initial"],
+    ["1. no list yet, even just after another", { hasList: false, ageMs: 0 }, "initial"],
+    ["quiet, fresh list: reused", {}, undefined],
+    ["2. a change, list old enough", { pending: true, ageMs: 5_000 }, "changed"],
+    ["2. a change, list too young: later", { pending: true, ageMs: 4_999 }, undefined],
+    ["2. a change without live pods still reads them", { pending: true, live: false, ageMs: 6_000 }, "changed"],
+    ["3. live pods, list 30 s old", { live: true, ageMs: 30_000 }, "live"],
+    ["3. live pods, list younger", { live: true, ageMs: 29_999 }, undefined],
+    ["4. no live pods, list 30 s old: reused", { ageMs: 30_000 }, undefined],
+    ["4. no live pods, list 5 min old", { ageMs: 300_000 }, "idle"],
+    ["4. live pods, list 5 min old", { live: true, ageMs: 300_000 }, "live"],
+  ];
+  for (const [name, input, reason] of table) {
+    test(name, () => assert.equal(decideAgentRefresh({ ...base, ...input }, options), reason));
+  }
+});
+
+describe("budgetIntervalMs", () => {
+  const options: PollerOptions = { ...defaultPollerOptions, agentsMaxAgeMs: 30_000, agentsIdleMaxAgeMs: 300_000 };
+  const table: Array<[string, number, boolean, number]> = [
+    ["20 a minute, no live pods: 19.8 job lists", 20, false, Math.round(60_000 / 19.8)],
+    ["20 a minute, live pods: 18 job lists", 20, true, Math.round(60_000 / 18)],
+    ["a share of 5: 4.8 job lists", 5, false, Math.round(60_000 / 4.8)],
+    ["a share of 2, live pods: job lists keep half", 2, true, 60_000],
+    ["no budget", Number.POSITIVE_INFINITY, false, 0],
+    ["a budget of 0 is none", 0, true, 0],
+  ];
+  for (const [name, requestsPerMinute, live, ms] of table) {
+    test(name, () => assert.equal(budgetIntervalMs({ requestsPerMinute, live }, options), ms));
   }
 });
 
 describe("decidePollInterval", () => {
   const options: PollerOptions = {
     ...defaultPollerOptions,
-    fastIntervalMs: 5_000,
-    idleIntervalMs: 30_000,
+    fastIntervalMs: 1_000,
+    idleIntervalMs: 3_000,
+    fastWindowMs: 10_000,
     errorBackoff: { initialMs: 2_000, maxMs: 60_000, jitter: 0.3 },
   };
-  const table: Array<[string, Parameters<typeof decidePollInterval>[0], number, string]> = [
-    ["moving: fast", { outcome: "snapshot", moving: true, consecutiveErrors: 0 }, 5_000, "fast"],
-    ["idle", { outcome: "snapshot", moving: false, consecutiveErrors: 0 }, 30_000, "idle"],
-    ["first error", { outcome: "error", moving: false, consecutiveErrors: 1 }, 2_000, "error-backoff"],
-    ["third error", { outcome: "error", moving: false, consecutiveErrors: 3 }, 8_000, "error-backoff"],
-    ["many errors: capped", { outcome: "error", moving: true, consecutiveErrors: 30 }, 60_000, "error-backoff"],
+  type Input = Parameters<typeof decidePollInterval>[0];
+  const quiet: Input = {
+    outcome: "snapshot",
+    consecutiveErrors: 0,
+    sinceActivityMs: Number.POSITIVE_INFINITY,
+    fastTokens: 10,
+    budgetMs: 3_000,
+  };
+  const table: Array<[string, Partial<Input>, number, string, boolean]> = [
+    ["1. first error", { outcome: "error", consecutiveErrors: 1 }, 2_000, "error-backoff", false],
+    ["1. third error", { outcome: "error", consecutiveErrors: 3 }, 8_000, "error-backoff", false],
+    [
+      "1. many errors, work moving: capped backoff",
+      { outcome: "error", consecutiveErrors: 30, sinceActivityMs: 0 },
+      60_000,
+      "error-backoff",
+      false,
+    ],
+    ["3. a change just now: fast", { sinceActivityMs: 0 }, 1_000, "fast", true],
+    ["3. a change 9.9 s ago: fast", { sinceActivityMs: 9_999 }, 1_000, "fast", true],
+    ["3. a change 10 s ago: quiet", { sinceActivityMs: 10_000 }, 3_000, "idle", false],
+    ["3. moving, allowance spent: idle pace", { sinceActivityMs: 0, fastTokens: 0.99 }, 3_000, "idle", false],
+    [
+      "3. moving, no budget: no allowance either",
+      { sinceActivityMs: 0, fastTokens: 0, budgetMs: 0 },
+      1_000,
+      "fast",
+      true,
+    ],
+    ["4. quiet", {}, 3_000, "idle", false],
+    ["4. quiet, budget pays for more than the interval", { budgetMs: 1_000 }, 3_000, "idle", false],
+    ["2. quiet, budget shared by 4 pools", { budgetMs: 12_000 }, 12_000, "budget", false],
+    [
+      "2. moving, budget shared by 4 pools: fast stretched too",
+      { sinceActivityMs: 0, budgetMs: 12_000 },
+      4_000,
+      "fast",
+      true,
+    ],
+    ["no budget", { budgetMs: 0 }, 3_000, "idle", false],
   ];
-  for (const [name, input, baseMs, reason] of table) {
+  for (const [name, input, baseMs, reason, fast] of table) {
     test(name, () =>
       assert.deepEqual(
-        decidePollInterval(input, options, () => 0),
-        { baseMs, reason },
+        decidePollInterval({ ...quiet, ...input }, options, () => 0),
+        { baseMs, reason, fast },
       ),
     );
   }
+  test("3. a fast interval longer than the idle one is the idle one", () => {
+    const slowFast = { ...options, fastIntervalMs: 5_000, idleIntervalMs: 2_000 };
+    assert.deepEqual(decidePollInterval({ ...quiet, sinceActivityMs: 0, budgetMs: 0 }, slowFast), {
+      baseMs: 2_000,
+      reason: "fast",
+      fast: true,
+    });
+  });
   test("error backoff has jitter", () => {
-    const d = decidePollInterval({ outcome: "error", moving: false, consecutiveErrors: 2 }, options, () => 1);
+    const d = decidePollInterval({ ...quiet, outcome: "error", consecutiveErrors: 2 }, options, () => 1);
     assert.equal(d.baseMs, Math.round(4_000 * 0.7));
   });
+});
+
+describe("refillFastTokens", () => {
+  const table: Array<[string, number, number, number, number]> = [
+    ["full stays full", 10, 60_000, 10, 10],
+    ["one back every 6 s at 10 a minute", 3, 6_000, 10, 4],
+    ["from below zero", -2, 30_000, 10, 3],
+    ["no time, no tokens", 3, 0, 10, 3],
+    ["clock going back adds nothing", 3, -5_000, 10, 3],
+    ["no allowance", 5, 60_000, 0, 0],
+  ];
+  for (const [name, tokens, elapsed, perMinute, want] of table) {
+    test(name, () => assert.equal(refillFastTokens(tokens, elapsed, perMinute), want));
+  }
 });
 
 describe("jobRequestsFingerprint and reconcileWithAgents", () => {
@@ -102,6 +212,48 @@ describe("jobRequestsFingerprint and reconcileWithAgents", () => {
     assert.deepEqual(out[0]?.demands, ["java"], "demands kept from the list");
     assert.equal(out[1], running, "jobs already past queued are left alone");
   });
+});
+
+describe("correctAgentsByJobs", () => {
+  const seenAt = Date.parse("2025-01-01T00:01:00Z");
+  const agent = (id: number, assigned?: TaskAgentJobRequest, last?: TaskAgentJobRequest): TaskAgent => ({
+    id,
+    name: `agent-${id}`,
+    status: "online",
+    ...(assigned ? { assignedRequest: assigned } : {}),
+    ...(last ? { lastCompletedRequest: last } : {}),
+  });
+  const earlier: TaskAgentJobRequest = { requestId: 9, finishTime: "2024-12-31T23:00:00Z", result: "succeeded" };
+  const cases: Array<[string, TaskAgent, TaskAgentJobRequest[], TaskAgent]> = [
+    ["an idle agent stays as it is", agent(7, undefined, earlier), [queued], agent(7, undefined, earlier)],
+    [
+      "1. its job is gone: finished, seen now",
+      agent(7, assigned, earlier),
+      [queued],
+      agent(7, undefined, { ...assigned, finishTime: "2025-01-01T00:01:00.000Z" }),
+    ],
+    [
+      "1. its job is gone, with a finish time already: kept",
+      agent(7, { ...running, finishTime: "2025-01-01T00:00:30Z" }),
+      [],
+      agent(7, undefined, { ...running, finishTime: "2025-01-01T00:00:30Z" }),
+    ],
+    [
+      "2. its job now reserved by another agent: holds nothing",
+      agent(7, assigned, earlier),
+      [{ ...assigned, reservedAgent: { id: 8, name: "b" } }],
+      agent(7, undefined, earlier),
+    ],
+    [
+      "3. its job still its own: the newer view",
+      agent(7, assigned),
+      [running.requestId === assigned.requestId ? running : { ...assigned, receiveTime: "2025-01-01T00:00:02Z" }],
+      agent(7, { ...assigned, receiveTime: "2025-01-01T00:00:02Z" }),
+    ],
+  ];
+  for (const [name, input, jobs, want] of cases) {
+    test(name, () => assert.deepEqual(correctAgentsByJobs([input], jobs, seenAt), [want]));
+  }
 });
 
 describe("pollerKey", () => {
@@ -219,19 +371,24 @@ describe("JobRequestPoller on a manual clock", () => {
   const options: Partial<PollerOptions> = {
     fastIntervalMs: 1_000,
     idleIntervalMs: 10_000,
+    fastWindowMs: 5_000,
+    fastPollsPerMinute: 3,
     minIntervalMs: 100,
+    agentsMinAgeMs: 2_000,
     agentsMaxAgeMs: 5_000,
+    agentsIdleMaxAgeMs: 60_000,
+    liveMemoryMs: 20_000,
     errorBackoff: { initialMs: 500, maxMs: 4_000, jitter: 0 },
   };
 
-  function setup() {
+  function setup(extra: Partial<PollerOptions> = {}) {
     const clock = new ManualClock(1_000_000);
     const reader = new MemoryReader(clock);
     const poller = new JobRequestPoller({
       organizationUrl: "https://dev.azure.com/org",
       poolName: "pool",
       reader,
-      options,
+      options: { ...options, ...extra },
       clock,
       random: () => 0,
     });
@@ -240,43 +397,111 @@ describe("JobRequestPoller on a manual clock", () => {
     return { clock, reader, poller, recorder, t0: clock.now() };
   }
 
-  test("fast while moving, idle when quiet; agents when changed, forced or old", async () => {
+  test("a quiet pool: job requests every idle interval, agents only when their list is old", async () => {
     const { clock, reader, poller, recorder, t0 } = setup();
+    reader.agents = [{ id: 5, name: "placeholder", status: "offline" }];
     poller.start();
     await clock.tick(0);
     assert.deepEqual(reader.take(), ["pool", "jobs", "agents"]);
-    assert.equal(recorder.snapshots.length, 1);
     assert.equal(recorder.snapshots[0]?.changed, true);
-    assert.equal(poller.status().nextPollAt, t0 + 1_000, "the first snapshot is a change: fast");
-
-    await clock.tick(1_000);
-    assert.deepEqual(reader.take(), ["jobs"], "unchanged and agents still fresh");
-    assert.equal(recorder.snapshots[1]?.changed, false);
-    assert.equal(recorder.snapshots[1]?.agentsFetchedAt, t0);
-    assert.equal(poller.status().nextPollAt, t0 + 1_000 + 10_000, "quiet: idle interval");
+    assert.equal(poller.status().lastAgentRefresh, "initial");
+    assert.equal(poller.status().nextPollAt, t0 + 10_000, "the first snapshot is no activity: idle");
     assert.equal(poller.status().lastDelayReason, "idle");
+    assert.equal(poller.status().live, false);
 
-    await clock.tick(9_999);
-    assert.deepEqual(reader.take(), []);
-    reader.jobs = [queued];
-    poller.pollNow();
-    assert.equal(poller.status().nextPollAt, clock.now(), "pollNow: at once (min interval long passed)");
-    await clock.tick(0);
-    assert.deepEqual(reader.take(), ["jobs", "agents"]);
-    assert.equal(recorder.snapshots.at(-1)?.jobRequests.length, 1);
-    assert.equal(poller.status().lastDelayReason, "fast");
-
-    await clock.tick(1_000);
-    assert.deepEqual(reader.take(), ["jobs"], "queued job: still fast, agents fresh");
-    await clock.tick(1_000);
-    await clock.tick(1_000);
-    await clock.tick(1_000);
-    await clock.tick(1_000);
-    assert.deepEqual(reader.take(), ["jobs", "jobs", "jobs", "jobs", "agents"], "agents re-read when 5 s old");
+    for (let i = 1; i <= 5; i++) await clock.tick(10_000);
+    assert.deepEqual(reader.take(), ["jobs", "jobs", "jobs", "jobs", "jobs"], "no live pods: the agents wait");
+    await clock.tick(10_000);
+    assert.deepEqual(reader.take(), ["jobs", "agents"], "60 s old: read again");
+    assert.equal(poller.status().lastAgentRefresh, "idle");
+    assert.equal(recorder.snapshots.length, 7);
     await poller.stop();
   });
 
-  test("pollNow keeps the minimum interval and coalesces", async () => {
+  test("a change: fast polls for the window, from the allowance; one agent list for the burst", async () => {
+    const { clock, reader, poller, recorder } = setup();
+    poller.start();
+    await clock.tick(0);
+    await clock.tick(10_000);
+    reader.take();
+    reader.jobs = [queued];
+    await clock.tick(10_000);
+    assert.deepEqual(reader.take(), ["jobs", "agents"], "a change: the agents too");
+    assert.equal(poller.status().lastAgentRefresh, "changed");
+    assert.equal(poller.status().lastDelayReason, "fast");
+    assert.equal(poller.status().lastDelayMs, 1_000);
+
+    reader.jobs = [{ ...queued, assignTime: "2025-01-01T00:00:01Z", reservedAgent: { id: 7, name: "a" } }];
+    await clock.tick(1_000);
+    assert.deepEqual(reader.take(), ["jobs"], "another change, agents read 1 s ago: later");
+    await clock.tick(1_000);
+    assert.deepEqual(reader.take(), ["jobs", "agents"], "the pending change, now that the list is 2 s old");
+    assert.equal(poller.status().lastDelayReason, "fast", "the third fast poll");
+    await clock.tick(1_000);
+    assert.deepEqual(reader.take(), ["jobs"]);
+    assert.ok(poller.status().fastTokens < 1, "three fast polls: the allowance is spent");
+    assert.equal(poller.status().lastDelayReason, "idle", "still moving, but no fast poll left");
+    assert.equal(poller.status().live, true, "a job held by an agent");
+    await clock.tick(9_999);
+    assert.deepEqual(reader.take(), []);
+    await clock.tick(1);
+    assert.deepEqual(reader.take(), ["jobs", "agents"], "live pods: agents every 5 s at the latest");
+    assert.equal(poller.status().lastAgentRefresh, "live");
+    assert.equal(recorder.snapshots.at(-1)?.jobRequests[0]?.reservedAgent?.id, 7);
+    await poller.stop();
+  });
+
+  test("a reused agent list never shows an agent holding a job that is gone", async () => {
+    const { clock, reader, poller, recorder } = setup();
+    reader.jobs = [assigned];
+    reader.agents = [{ id: 7, name: "a", status: "online", assignedRequest: assigned }];
+    poller.start();
+    await clock.tick(0);
+    reader.take();
+    reader.jobs = [];
+    poller.pollNow();
+    await clock.tick(100);
+    assert.deepEqual(reader.take(), ["jobs"], "the agents were read 100 ms ago: reused");
+    const agent = recorder.snapshots.at(-1)?.agents[0];
+    assert.equal(agent?.assignedRequest, undefined);
+    assert.equal(agent?.lastCompletedRequest?.requestId, assigned.requestId);
+    assert.equal(agent?.lastCompletedRequest?.finishTime, new Date(clock.now()).toISOString());
+    await poller.stop();
+  });
+
+  test("whether the pool has live pods: the subscribers' word, else the data", async () => {
+    const clock = new ManualClock(1_000_000);
+    const reader = new MemoryReader(clock);
+    reader.agents = [{ id: 9, name: "static", status: "online" }];
+    const poller = new JobRequestPoller({
+      organizationUrl: "https://dev.azure.com/org",
+      poolName: "pool",
+      reader,
+      options,
+      clock,
+      random: () => 0,
+    });
+    const quiet = { onSnapshot: () => undefined, onError: () => undefined };
+    let a: boolean | undefined = false;
+    poller.subscribe({ ...quiet, hasLivePods: () => a });
+    poller.subscribe({ ...quiet, hasLivePods: () => false });
+    poller.start();
+    await clock.tick(0);
+    await clock.tick(10_000);
+    assert.equal(poller.status().live, false, "both say no, though an agent is online");
+    assert.deepEqual(reader.take(), ["pool", "jobs", "agents", "jobs"], "the 10 s old list is kept");
+    a = undefined;
+    await clock.tick(10_000);
+    assert.equal(poller.status().live, true, "one cannot tell: the online agent decides");
+    assert.deepEqual(reader.take(), ["jobs", "agents"]);
+    a = true;
+    reader.agents = [];
+    await clock.tick(10_000);
+    assert.equal(poller.status().live, true, "one says yes");
+    await poller.stop();
+  });
+
+  test("pollNow polls at once from the allowance, keeps the minimum interval and coalesces", async () => {
     const { clock, reader, poller } = setup();
     poller.start();
     await clock.tick(0);
@@ -287,7 +512,26 @@ describe("JobRequestPoller on a manual clock", () => {
     await clock.tick(99);
     assert.deepEqual(reader.take(), []);
     await clock.tick(1);
-    assert.deepEqual(reader.take(), ["jobs", "agents"], "one forced poll, agents refreshed");
+    assert.deepEqual(reader.take(), ["jobs"], "one forced poll; the agents were read 100 ms ago");
+    assert.equal(poller.status().lastDelayReason, "fast", "pollNow opens the fast window");
+    await clock.tick(1_000);
+    await clock.tick(1_000);
+    assert.deepEqual(reader.take(), ["jobs", "jobs", "agents"], "the agents once their list is 2 s old");
+    await poller.stop();
+  });
+
+  test("pollNow with the allowance spent still polls; the fast window then keeps the quiet pace", async () => {
+    const { clock, reader, poller } = setup({ fastPollsPerMinute: 1 });
+    poller.start();
+    await clock.tick(0);
+    reader.take();
+    poller.pollNow();
+    await clock.tick(100);
+    assert.deepEqual(reader.take(), ["jobs"]);
+    assert.ok(poller.status().fastTokens < 1);
+    assert.equal(poller.status().lastDelayReason, "idle", "moving, but the one fast poll is spent");
+    poller.pollNow();
+    assert.equal(poller.status().nextPollAt, clock.now() + 100, "the operator's own actions still poll at once");
     await poller.stop();
   });
 
@@ -349,7 +593,7 @@ describe("JobRequestPoller on a manual clock", () => {
     });
     poller.start();
     await clock.tick(0);
-    await clock.tick(1_000);
+    await clock.tick(10_000);
     assert.equal(recorder.snapshots.length, 2);
     await poller.stop();
   });
@@ -385,14 +629,19 @@ const emu = useEmulator({
 const fast: Partial<PollerOptions> = {
   fastIntervalMs: 100,
   idleIntervalMs: 300,
+  fastWindowMs: 1_000,
+  fastPollsPerMinute: 1_000,
   minIntervalMs: 20,
+  agentsMinAgeMs: 50,
   agentsMaxAgeMs: 1_000,
+  agentsIdleMaxAgeMs: 5_000,
   errorBackoff: { initialMs: 50, maxMs: 200, jitter: 0.2 },
 };
 
-function newRegistry(poller: Partial<PollerOptions> = fast): PollerRegistry {
+function newRegistry(poller: Partial<PollerOptions> = fast, budgetPerMinute = 0): PollerRegistry {
   registry = new PollerRegistry({
     poller,
+    budgetPerMinute,
     client: { timeoutMs: 5_000, retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 20 } },
   });
   return registry;
@@ -465,6 +714,31 @@ describe("PollerRegistry with the emulator", () => {
     await new Promise((resolve) => setTimeout(resolve, 3 * (fast.idleIntervalMs ?? 300)));
     assert.deepEqual(emu.control.requests({ since: last }), [], "no request after the last release");
     assert.equal(b.snapshots.length, snapshots);
+  });
+
+  test("one identity's budget is shared evenly by its pools; another identity has its own", async () => {
+    // 300 requests a minute: one pool could poll every 208 ms (its agent lists, every 5 s, take 12), so the
+    // 300 ms interval applies; two pools get 150 each, which pays for one poll every 435 ms.
+    const reg = newRegistry(fast, 300);
+    const a = new Recorder();
+    const ha = reg.acquire(target("sim-pool"), a);
+    await a.until(() => ha.status().polls >= 2 && ha.status().lastDelayReason === "idle", "idle pace");
+    assert.equal(ha.status().lastDelayMs, 300);
+    const b = new Recorder();
+    const hb = reg.acquire(target("Pool With Spaces"), b);
+    await b.until(() => hb.status().polls >= 2, "two polls of the second pool");
+    await a.until(() => ha.status().lastDelayReason === "budget", "the first pool slowed");
+    assert.equal(ha.status().lastDelayMs, Math.round(60_000 / (150 - 12)));
+    assert.equal(hb.status().lastDelayReason, "budget");
+    assert.equal(hb.status().lastDelayMs, ha.status().lastDelayMs, "evenly");
+    const c = new Recorder();
+    const hc = reg.acquire(target("sim-pool", readPat), c);
+    await c.until(() => hc.status().polls >= 2, "two polls with the other identity");
+    assert.equal(hc.status().lastDelayReason, "idle", "its own budget");
+    await hb.release();
+    await a.until(() => ha.status().lastDelayReason === "idle", "the first pool back to its interval");
+    await ha.release();
+    await hc.release();
   });
 
   test("a late subscriber gets the latest snapshot at once", async () => {

@@ -4,12 +4,15 @@
  * starts with the first and stops when the last is released.
  *
  * One poll = the pool's unfinished job requests (`completedRequestCount=0`, never with `$top`), plus the pool's
- * agents with their assigned and last completed requests when they are needed (see `agentsMaxAgeMs`). Subscribers
+ * agents with their assigned and last completed requests when they are needed (`decideAgentRefresh`). Subscribers
  * get every snapshot, or the typed error of a failed poll; the loop keeps going after errors with backoff.
  *
- * Cadence: `fastIntervalMs` while work is moving (a job queued or assigned but not yet running, or any change since
- * the previous poll), `idleIntervalMs` otherwise, stretched by the identity's rate-limit governor, never before a
- * Retry-After. `pollNow()` polls at once (after at least `minIntervalMs` since the last poll started).
+ * Cadence (`decidePollInterval`): the budget goes where it buys latency. A new job is seen one poll after it was
+ * queued, so a quiet pool polls its job requests at `idleIntervalMs` and reads its agents only rarely; the identity's
+ * polling budget (`pollBudgetPerMinute` of its governor, shared evenly by its pools) stretches that interval when it
+ * cannot pay for it. After a change (or `pollNow()`) the pool polls at `fastIntervalMs` for `fastWindowMs`, from an
+ * allowance of `fastPollsPerMinute`. The governor stretches everything when the service's rate-limit headers ask;
+ * nothing is sent before a Retry-After.
  */
 import { backoffDelay } from "../runtime/backoff.ts";
 import { type Clock, type Random, systemClock } from "../runtime/clock.ts";
@@ -58,20 +61,41 @@ export interface PoolSnapshot {
 export interface PollSubscriber {
   onSnapshot(snapshot: PoolSnapshot): void;
   onError(error: AzureDevOpsError): void;
+  /**
+   * Whether this subscriber has live agent pods on the pool (created and not finished), asked before each poll.
+   * Their agents' state (registered, online, idle) is read from the agent list, so a pool with live pods gets a
+   * fresh one every `agentsMaxAgeMs`; without, every `agentsIdleMaxAgeMs`. A subscriber that cannot tell leaves it
+   * out (or answers undefined): the poller then judges from what it sees (`poolLooksLive`).
+   */
+  hasLivePods?(): boolean | undefined;
 }
 
 export interface PollerOptions {
-  /** Interval while work is moving. Default 5 s. */
+  /** Interval while work moves (for `fastWindowMs` after a change or `pollNow()`). Default 1 s. */
   readonly fastIntervalMs: number;
-  /** Interval when nothing is queued or changing. Default 30 s. */
+  /** Interval of a quiet pool, when the identity's budget pays for it (else longer). Default 3 s. */
   readonly idleIntervalMs: number;
+  /** How long after the last change (or `pollNow()`) work counts as moving. Default 10 s. */
+  readonly fastWindowMs: number;
+  /**
+   * Fast polls a pool may make per minute (a bucket holding one minute's worth, refilled continuously), so that a
+   * pool whose jobs keep changing cannot poll at `fastIntervalMs` for ever. Default 10.
+   */
+  readonly fastPollsPerMinute: number;
   /** Least time between the starts of two polls, also for `pollNow()`. Default 1 s. */
   readonly minIntervalMs: number;
-  /**
-   * Agents are re-read when the job requests changed, on `pollNow()`, on the first poll, and whenever the last
-   * agent list is older than this. Default 15 s.
-   */
+  /** After a change or `pollNow()`, the agents are read again once the last list is at least this old. Default 5 s. */
+  readonly agentsMinAgeMs: number;
+  /** Longest age of the agent list while the pool has live agent pods. Default 30 s. */
   readonly agentsMaxAgeMs: number;
+  /** Longest age of the agent list while it has none. Default 5 min. */
+  readonly agentsIdleMaxAgeMs: number;
+  /**
+   * When no subscriber can tell whether it has live pods: a change or `pollNow()` within this long counts as live
+   * pods (the operator may just have created some). A little longer than `agentsMaxAgeMs`, so that one more agent
+   * list, 30 s after, sees the agents that registered meanwhile. Default 35 s.
+   */
+  readonly liveMemoryMs: number;
   /** Backoff after failed polls (by consecutive failures). */
   readonly errorBackoff: { readonly initialMs: number; readonly maxMs: number; readonly jitter: number };
   /** The pool name is resolved to an id again this often (a pool renamed or recreated). Default 10 min. */
@@ -81,10 +105,15 @@ export interface PollerOptions {
 }
 
 export const defaultPollerOptions: PollerOptions = {
-  fastIntervalMs: 5_000,
-  idleIntervalMs: 30_000,
+  fastIntervalMs: 1_000,
+  idleIntervalMs: 3_000,
+  fastWindowMs: 10_000,
+  fastPollsPerMinute: 10,
   minIntervalMs: 1_000,
-  agentsMaxAgeMs: 15_000,
+  agentsMinAgeMs: 5_000,
+  agentsMaxAgeMs: 30_000,
+  agentsIdleMaxAgeMs: 5 * 60_000,
+  liveMemoryMs: 35_000,
   errorBackoff: { initialMs: 2_000, maxMs: 60_000, jitter: 0.3 },
   poolRecheckIntervalMs: 10 * 60_000,
   includeAgentCapabilities: false,
@@ -93,32 +122,119 @@ export const defaultPollerOptions: PollerOptions = {
 // ---------------------------------------------------------------------------------------------------------------
 // Pure decisions
 
-/** Work is moving: something changed, or a job waits for an agent or for its assigned agent to start it. */
-export function workIsMoving(jobRequests: readonly TaskAgentJobRequest[], changed: boolean): boolean {
-  if (changed) return true;
-  return jobRequests.some((j) => {
-    const state = jobRequestState(j);
-    return state === "queued" || state === "assigned";
-  });
+/**
+ * Whether the pool has live agent pods of the operator, from the subscribers' answers and what the poller saw:
+ * 1. a subscriber says it has live pods: yes;
+ * 2. every subscriber can tell and none has: no;
+ * 3. otherwise judge from the data: an online agent in the last agent list (placeholders are offline for ever), a
+ *    job request that an agent holds (assigned or running), or a change or `pollNow()` within `liveMemoryMs`.
+ */
+export function poolLooksLive(
+  input: {
+    hints: readonly (boolean | undefined)[];
+    agents: readonly TaskAgent[] | undefined;
+    jobRequests: readonly TaskAgentJobRequest[];
+    sinceActivityMs: number;
+  },
+  options: Pick<PollerOptions, "liveMemoryMs">,
+): boolean {
+  if (input.hints.some((h) => h === true)) return true;
+  if (input.hints.length > 0 && input.hints.every((h) => h === false)) return false;
+  if (input.agents?.some((a) => a.status === "online")) return true;
+  if (input.jobRequests.some((j) => j.reservedAgent !== undefined && jobRequestState(j) !== "finished")) return true;
+  return input.sinceActivityMs < options.liveMemoryMs;
 }
 
-export type PollIntervalReason = "fast" | "idle" | "error-backoff";
+export type AgentRefreshReason = "initial" | "changed" | "live" | "idle";
 
-/** The base delay before the next poll, before the rate-limit governor stretches it. */
+/**
+ * Whether this poll reads the agents too (after the job requests), and why; undefined: the last list is reused.
+ * The reconciler needs agents for the state of its own pods' agents (registered, online, idle, done). Job requests
+ * already tell which agents hold a job (`reservedAgent`), so a reused list is never unsafe: a busy agent is still
+ * busy by its job request, and deleting an agent's registration is refused while it runs a job.
+ * 1. no agent list for this pool id yet: read it ("initial");
+ * 2. the job requests changed or `pollNow()` was called since the list was read, and it is at least
+ *    `agentsMinAgeMs` old ("changed"; a burst of changes is followed by one list, not one per poll);
+ * 3. the pool has live agent pods and the list is `agentsMaxAgeMs` old: agents registering or going idle change
+ *    no job request ("live");
+ * 4. the list is `agentsIdleMaxAgeMs` old ("idle").
+ */
+export function decideAgentRefresh(
+  input: { hasList: boolean; pending: boolean; live: boolean; ageMs: number },
+  options: Pick<PollerOptions, "agentsMinAgeMs" | "agentsMaxAgeMs" | "agentsIdleMaxAgeMs">,
+): AgentRefreshReason | undefined {
+  if (!input.hasList) return "initial";
+  if (input.pending && input.ageMs >= options.agentsMinAgeMs) return "changed";
+  if (input.live && input.ageMs >= options.agentsMaxAgeMs) return "live";
+  if (input.ageMs >= options.agentsIdleMaxAgeMs) return "idle";
+  return undefined;
+}
+
+/**
+ * The interval of quiet polls that a pool's budget share pays for: job-request lists get what the expected agent
+ * lists leave of `requestsPerMinute` (at least half of it). 0 when there is no budget.
+ */
+export function budgetIntervalMs(input: { requestsPerMinute: number; live: boolean }, options: PollerOptions): number {
+  const share = input.requestsPerMinute;
+  if (!(share > 0) || !Number.isFinite(share)) return 0;
+  const agentLists = 60_000 / (input.live ? options.agentsMaxAgeMs : options.agentsIdleMaxAgeMs);
+  const jobLists = Math.max(share / 2, share - agentLists);
+  return Math.round(60_000 / jobLists);
+}
+
+export type PollIntervalReason = "fast" | "idle" | "budget" | "error-backoff";
+
+export interface PollIntervalDecision {
+  readonly baseMs: number;
+  readonly reason: PollIntervalReason;
+  /** The next poll is a fast one: it takes one from the fast-poll allowance. */
+  readonly fast: boolean;
+}
+
+/**
+ * The base delay before the next poll, before the rate-limit governor stretches it:
+ * 1. after a failed poll: exponential backoff with jitter by consecutive failures;
+ * 2. the identity's budget: when its share does not pay for `idleIntervalMs` (`budgetMs` longer), every interval of
+ *    this pool, fast ones too, stretches by `budgetMs / idleIntervalMs` (all of the identity's pools slow evenly);
+ * 3. work moves (a change or `pollNow()` within `fastWindowMs`) and the fast-poll allowance has a poll left (or
+ *    the identity has no budget, `budgetMs` 0): `fastIntervalMs` (stretched; never slower than `idleIntervalMs`);
+ * 4. otherwise: `idleIntervalMs`, or `budgetMs` when longer.
+ */
 export function decidePollInterval(
-  input: { outcome: "snapshot" | "error"; moving: boolean; consecutiveErrors: number },
+  input: {
+    outcome: "snapshot" | "error";
+    consecutiveErrors: number;
+    sinceActivityMs: number;
+    fastTokens: number;
+    budgetMs: number;
+  },
   options: PollerOptions,
   random: Random = () => 0,
-): { baseMs: number; reason: PollIntervalReason } {
+): PollIntervalDecision {
   if (input.outcome === "error") {
     return {
       baseMs: backoffDelay(Math.max(0, input.consecutiveErrors - 1), options.errorBackoff, random),
       reason: "error-backoff",
+      fast: false,
     };
   }
-  return input.moving
-    ? { baseMs: options.fastIntervalMs, reason: "fast" }
-    : { baseMs: options.idleIntervalMs, reason: "idle" };
+  const stretch = Math.max(1, input.budgetMs / Math.max(1, options.idleIntervalMs));
+  if (input.sinceActivityMs < options.fastWindowMs && (input.fastTokens >= 1 || input.budgetMs === 0)) {
+    const fastMs = Math.min(options.fastIntervalMs, options.idleIntervalMs);
+    return { baseMs: Math.round(fastMs * stretch), reason: "fast", fast: true };
+  }
+  return input.budgetMs > options.idleIntervalMs
+    ? { baseMs: input.budgetMs, reason: "budget", fast: false }
+    : { baseMs: options.idleIntervalMs, reason: "idle", fast: false };
+}
+
+/**
+ * The fast-poll allowance after `elapsedMs`: refilled at `perMinute` a minute up to one minute's worth (never
+ * beyond), from wherever it was (it may be below zero after `pollNow()` calls).
+ */
+export function refillFastTokens(tokens: number, elapsedMs: number, perMinute: number): number {
+  if (!(perMinute > 0)) return 0;
+  return Math.min(perMinute, tokens + (Math.max(0, elapsedMs) * perMinute) / 60_000);
 }
 
 /** A compact fingerprint of what matters in the job requests (state changes, assignments). */
@@ -151,6 +267,39 @@ export function reconcileWithAgents(
   });
 }
 
+/**
+ * An agent list read before the job requests (a reused one), corrected by them, so that it never shows an agent
+ * holding a job that the newer job requests say it no longer holds (which would count a finished agent as busy and
+ * make room for one pod too many):
+ * 1. the agent's assigned request is no longer unfinished: it finished; the agent holds nothing and that request
+ *    becomes its last completed one, finished when it was first seen gone (`seenAt`) unless the list said so;
+ * 2. the assigned request is now reserved by another agent (requeued after a lost lock): the agent holds nothing;
+ * 3. otherwise the assigned request takes the job request's newer view.
+ * Agents that hold nothing are returned as they are (a job an idle agent took shows in the job requests'
+ * `reservedAgent`, which the scaling core reads too).
+ */
+export function correctAgentsByJobs(
+  agents: readonly TaskAgent[],
+  jobRequests: readonly TaskAgentJobRequest[],
+  seenAt: number,
+): TaskAgent[] {
+  const byId = new Map(jobRequests.map((j) => [j.requestId, j]));
+  return agents.map((agent) => {
+    const held = agent.assignedRequest;
+    if (held === undefined || held === null) return agent;
+    const { assignedRequest: _, ...rest } = agent;
+    const now = byId.get(held.requestId);
+    if (now === undefined) {
+      return {
+        ...rest,
+        lastCompletedRequest: { ...held, finishTime: held.finishTime ?? new Date(seenAt).toISOString() },
+      };
+    }
+    if (now.reservedAgent !== undefined && now.reservedAgent.id !== agent.id) return rest;
+    return { ...agent, assignedRequest: { ...held, ...now } };
+  });
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // One poll loop
 
@@ -163,6 +312,13 @@ export interface PollerStatus {
   readonly lastDelayMs: number | undefined;
   readonly lastDelayReason: PollIntervalReason | PollDelayReason | undefined;
   readonly nextPollAt: number | undefined;
+  /** Fast polls left in the allowance (may be below zero after `pollNow()` calls). */
+  readonly fastTokens: number;
+  /** Whether the pool had live agent pods at the last poll (`poolLooksLive`). */
+  readonly live: boolean;
+  /** Why the last agent list was read. */
+  readonly lastAgentRefresh: AgentRefreshReason | undefined;
+  readonly agentsFetchedAt: number | undefined;
 }
 
 export interface JobRequestPollerOptions {
@@ -207,6 +363,14 @@ export class JobRequestPoller {
   #lastDelayMs: number | undefined;
   #lastDelayReason: PollIntervalReason | PollDelayReason | undefined;
   #forced = false;
+  /** A change or `pollNow()` since the agents were read. */
+  #agentsPending = false;
+  #lastAgentRefresh: AgentRefreshReason | undefined;
+  /** The last change of the job requests or `pollNow()` (epoch ms). */
+  #lastActivityAt: number | undefined;
+  #live = false;
+  #fastTokens: number;
+  #tokensAt: number;
   #due = 0;
   #timer: unknown;
   #wake: (() => void) | undefined;
@@ -220,6 +384,8 @@ export class JobRequestPoller {
     this.#random = options.random ?? Math.random;
     this.#log = options.logger ?? silentLogger();
     this.#logFields = { organizationUrl: options.organizationUrl, pool: options.poolName, ...options.logFields };
+    this.#fastTokens = this.options.fastPollsPerMinute;
+    this.#tokensAt = this.#clock.now();
   }
 
   /** Starts the loop (idempotent); the first poll runs at once. */
@@ -278,23 +444,55 @@ export class JobRequestPoller {
       lastDelayMs: this.#lastDelayMs,
       lastDelayReason: this.#lastDelayReason,
       nextPollAt: this.#stopped ? undefined : this.#due,
+      fastTokens: this.#fastTokens,
+      live: this.#live,
+      lastAgentRefresh: this.#lastAgentRefresh,
+      agentsFetchedAt: this.#agents === undefined ? undefined : this.#agentsFetchedAt,
     };
   }
 
   /**
-   * Polls as soon as allowed: at least `minIntervalMs` after the last poll started and never before a Retry-After.
-   * While polls fail, the error backoff is kept (the next poll still refreshes the agents). A poll in flight is
+   * Something happened that the poll should see (a webhook, the operator's own action): polls as soon as allowed,
+   * at least `minIntervalMs` after the last poll started and never before a Retry-After; the poll reads the agents
+   * again (once `agentsMinAgeMs` old) and work counts as moving (`fastWindowMs`). It takes a poll from the fast-poll
+   * allowance when there is one, but does not wait for it: after its own actions the operator must not act again on
+   * a job list older than what its pods have done meanwhile (a pod that ran its job within one quiet interval would
+   * otherwise look like a job still waiting). While polls fail, the error backoff is kept. A poll in flight is
    * followed by another one.
    */
   pollNow(): void {
     if (this.#stopped) return;
     this.#forced = true;
+    this.#lastActivityAt = this.#clock.now();
     if (this.#wake === undefined || this.#consecutiveErrors > 0) return;
+    this.#bringForward();
+  }
+
+  /** Moves the next poll to the earliest forced poll when that is sooner (taking a poll from the allowance if any). */
+  #bringForward(): boolean {
     const earliest = this.#earliestForcedPoll();
-    if (earliest < this.#due) {
-      this.#due = earliest;
-      this.#arm();
-    }
+    if (earliest >= this.#due) return false;
+    this.#refillTokens();
+    if (this.#fastTokens >= 1) this.#fastTokens -= 1;
+    this.#due = earliest;
+    if (this.#wake !== undefined) this.#arm();
+    return true;
+  }
+
+  #refillTokens(): void {
+    const now = this.#clock.now();
+    this.#fastTokens = refillFastTokens(this.#fastTokens, now - this.#tokensAt, this.options.fastPollsPerMinute);
+    this.#tokensAt = now;
+  }
+
+  #hints(): (boolean | undefined)[] {
+    return [...this.#subscribers].map((s) => {
+      try {
+        return s.hasLivePods?.();
+      } catch {
+        return undefined;
+      }
+    });
   }
 
   #earliestForcedPoll(): number {
@@ -343,13 +541,11 @@ export class JobRequestPoller {
       this.#lastStart = this.#clock.now();
       this.#polls++;
       let outcome: "snapshot" | "error";
-      let moving = false;
       try {
         const snapshot = await this.#poll(forced);
         if (this.#stopped) break;
         this.#consecutiveErrors = 0;
         outcome = "snapshot";
-        moving = workIsMoving(snapshot.jobRequests, snapshot.changed);
         this.#latest = { kind: "snapshot", snapshot };
         this.#deliver(this.#latest, [...this.#subscribers]);
       } catch (err) {
@@ -368,17 +564,28 @@ export class JobRequestPoller {
         this.#deliver(this.#latest, [...this.#subscribers]);
       }
       if (this.#stopped) break;
+      this.#refillTokens();
+      const now = this.#clock.now();
       const interval = decidePollInterval(
-        { outcome, moving, consecutiveErrors: this.#consecutiveErrors },
+        {
+          outcome,
+          consecutiveErrors: this.#consecutiveErrors,
+          sinceActivityMs: this.#sinceActivity(now),
+          fastTokens: this.#fastTokens,
+          budgetMs: budgetIntervalMs(
+            { requestsPerMinute: this.#reader.governor.budgetShare(), live: this.#live },
+            this.options,
+          ),
+        },
         this.options,
         this.#random,
       );
+      if (interval.fast) this.#fastTokens -= 1;
       const paced = this.#reader.governor.pollDelay(interval.baseMs, 2);
       this.#lastDelayMs = paced.delayMs;
       this.#lastDelayReason = paced.reason === "base" ? interval.reason : paced.reason;
-      const now = this.#clock.now();
       this.#due = now + paced.delayMs;
-      if (this.#forced && outcome === "snapshot") this.#due = Math.min(this.#due, this.#earliestForcedPoll());
+      if (this.#forced && outcome === "snapshot") this.#bringForward();
       if (paced.reason !== "base") {
         this.#log.debug("job-request polling slowed by the rate limit", {
           ...this.#logFields,
@@ -412,9 +619,19 @@ export class JobRequestPoller {
       jobRequests = await this.#reader.listJobRequests(poolId, { completedRequestCount: 0, signal });
       const fetchedAt = this.#clock.now();
       changed = jobRequestsFingerprint(jobRequests) !== this.#fingerprint;
-      const refreshAgents =
-        agents === undefined || changed || forced || fetchedAt - this.#agentsFetchedAt >= this.options.agentsMaxAgeMs;
-      if (refreshAgents) {
+      const activity = changed && this.#fingerprint !== undefined;
+      if (activity) this.#lastActivityAt = fetchedAt;
+      this.#live = poolLooksLive(
+        { hints: this.#hints(), agents, jobRequests, sinceActivityMs: this.#sinceActivity(fetchedAt) },
+        this.options,
+      );
+      const pending = this.#agentsPending || activity || forced;
+      const refresh = decideAgentRefresh(
+        { hasList: agents !== undefined, pending, live: this.#live, ageMs: fetchedAt - this.#agentsFetchedAt },
+        this.options,
+      );
+      this.#agentsPending = pending;
+      if (refresh !== undefined) {
         agents = await this.#reader.listAgents(poolId, {
           includeAssignedRequest: true,
           includeLastCompletedRequest: true,
@@ -423,7 +640,14 @@ export class JobRequestPoller {
         });
         this.#agents = agents;
         this.#agentsFetchedAt = this.#clock.now();
+        this.#agentsPending = false;
+        this.#lastAgentRefresh = refresh;
         jobRequests = reconcileWithAgents(jobRequests, agents);
+      }
+      if (refresh === undefined && agents !== undefined) {
+        // A reused list: the job requests just read are newer; an agent whose job is gone no longer holds it.
+        this.#agents = correctAgentsByJobs(agents, jobRequests, fetchedAt);
+        agents = this.#agents;
       }
       const fingerprint = jobRequestsFingerprint(jobRequests);
       changed = fingerprint !== this.#fingerprint;
@@ -448,6 +672,10 @@ export class JobRequestPoller {
       }
       throw err;
     }
+  }
+
+  #sinceActivity(now: number): number {
+    return this.#lastActivityAt === undefined ? Number.POSITIVE_INFINITY : now - this.#lastActivityAt;
   }
 
   #deliver(latest: Latest, subscribers: readonly PollSubscriber[]): void {
@@ -516,6 +744,11 @@ export interface PollerRegistryOptions {
   >;
   /** Intervals of every poller of this registry. */
   poller?: Partial<PollerOptions>;
+  /**
+   * Requests a minute each identity's pollers spend on quiet pools, shared evenly by its pools (the governors'
+   * `pollBudgetPerMinute`; default 20). Only used when `governors` is not given.
+   */
+  budgetPerMinute?: number;
   clock?: Clock;
   random?: Random;
   logger?: Logger;
@@ -540,7 +773,13 @@ export class PollerRegistry {
     this.#clock = options.clock ?? systemClock();
     this.#random = options.random ?? Math.random;
     this.#log = options.logger ?? silentLogger();
-    this.governors = options.governors ?? new GovernorRegistry({ clock: this.#clock, random: this.#random });
+    this.governors =
+      options.governors ??
+      new GovernorRegistry({
+        clock: this.#clock,
+        random: this.#random,
+        ...(options.budgetPerMinute === undefined ? {} : { policy: { pollBudgetPerMinute: options.budgetPerMinute } }),
+      });
   }
 
   /**

@@ -8,7 +8,9 @@ describe("parseConfig", () => {
     assert.ok(c !== "help");
     assert.equal(c.identity, "host-1");
     assert.deepEqual(c.namespaces, []);
-    assert.equal(c.pollIntervalMs, 5000);
+    assert.equal(c.pollIntervalMs, 1000);
+    assert.equal(c.idlePollIntervalMs, 3000);
+    assert.equal(c.pollBudgetPerMinute, 20);
     assert.equal(c.leaderElect, true);
     assert.equal(c.leaderElectionNamespace, "default");
     assert.equal(c.port, 8080);
@@ -36,12 +38,20 @@ describe("parseConfig", () => {
   test("flags win over environment variables, which win over defaults", () => {
     const c = parseConfig(
       ["--poll-interval", "250ms", "--namespaces", "a, b"],
-      { POLL_INTERVAL: "9s", IDLE_POLL_INTERVAL: "1m", POD_NAMESPACE: "ops", POD_NAME: "op-0", LEADER_ELECT: "false" },
+      {
+        POLL_INTERVAL: "9s",
+        IDLE_POLL_INTERVAL: "1m",
+        POLL_BUDGET: "0",
+        POD_NAMESPACE: "ops",
+        POD_NAME: "op-0",
+        LEADER_ELECT: "false",
+      },
       "h",
     );
     assert.ok(c !== "help");
     assert.equal(c.pollIntervalMs, 250);
     assert.equal(c.idlePollIntervalMs, 60_000);
+    assert.equal(c.pollBudgetPerMinute, 0, "0: no budget of our own");
     assert.deepEqual(c.namespaces, ["a", "b"]);
     assert.equal(c.leaderElectionNamespace, "ops");
     assert.equal(c.identity, "op-0");
@@ -51,6 +61,7 @@ describe("parseConfig", () => {
   const bad: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
     ["bad duration", ["--poll-interval", "5"], {}, /--poll-interval: "5" is not a valid duration/],
     ["negative-ish int", ["--workers", "0"], {}, /--workers: "0" must be an integer >= 1/],
+    ["bad budget", ["--poll-budget", "2.5"], {}, /--poll-budget: "2.5" must be an integer >= 0/],
     ["bad bool", [], { LEADER_ELECT: "maybe" }, /--leader-elect: "maybe" must be true or false/],
     ["bad level", ["--log-level", "loud"], {}, /--log-level: "loud" must be one of/],
     ["unknown flag", ["--nope"], {}, /Unknown option '--nope'/],
@@ -282,6 +293,7 @@ describe("parseConfig", () => {
     assert.equal(parseConfig(["--help"], {}, "h"), "help");
     const text = helpText();
     assert.match(text, /--poll-interval\s+job-request poll interval/);
-    assert.match(text, /env POLL_INTERVAL; default 5s/);
+    assert.match(text, /env POLL_INTERVAL; default 1s/);
+    assert.match(text, /--poll-budget\s+Azure DevOps requests per minute/);
   });
 });

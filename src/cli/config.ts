@@ -25,10 +25,12 @@ export interface OperatorConfig extends OperatorSettings {
   kubeconfig: string[];
   /** The kubeconfig context to use; undefined: the current context. */
   context: string | undefined;
-  /** Job-request poll interval while work is moving. */
+  /** Job-request poll interval while work is moving (after a change, from an allowance of fast polls). */
   pollIntervalMs: number;
-  /** Poll interval when nothing is pending. */
+  /** Job-request poll interval of a quiet pool, when the identity's poll budget pays for it. */
   idlePollIntervalMs: number;
+  /** Azure DevOps requests a minute one identity spends polling quiet pools, shared by its pools; 0: no limit. */
+  pollBudgetPerMinute: number;
   azureDevOpsTimeoutMs: number;
   /** Image a classic sidecar is switched to so that it exits once the agent has finished. */
   terminatorImage: string;
@@ -124,15 +126,21 @@ export const flags: Record<string, FlagSpec> = {
   workers: { env: "WORKERS", help: "resources reconciled in parallel", default: "4", kind: "int" },
   "poll-interval": {
     env: "POLL_INTERVAL",
-    help: "job-request poll interval while jobs are moving",
-    default: "5s",
+    help: "job-request poll interval while jobs are moving (10 s after a change; at most 10 such polls a minute)",
+    default: "1s",
     kind: "duration",
   },
   "idle-poll-interval": {
     env: "IDLE_POLL_INTERVAL",
-    help: "poll interval when nothing is pending",
-    default: "15s",
+    help: "job-request poll interval of a quiet pool (longer when --poll-budget cannot pay for it)",
+    default: "3s",
     kind: "duration",
+  },
+  "poll-budget": {
+    env: "POLL_BUDGET",
+    help: "Azure DevOps requests per minute one identity spends polling quiet pools (job-request and agent lists), shared evenly by its pools; 0: no limit of our own",
+    default: "20",
+    kind: "int",
   },
   "azure-devops-timeout": {
     env: "AZURE_DEVOPS_TIMEOUT",
@@ -398,6 +406,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     workers: int("workers", 1),
     pollIntervalMs: duration("poll-interval"),
     idlePollIntervalMs: duration("idle-poll-interval"),
+    pollBudgetPerMinute: int("poll-budget", 0),
     azureDevOpsTimeoutMs: duration("azure-devops-timeout"),
     resyncIntervalMs: duration("resync-interval"),
     offlineAgentGraceMs: duration("offline-agent-grace"),

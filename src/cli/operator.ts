@@ -51,6 +51,7 @@ const azureDevOps = createAzureDevOpsPort({
   timeoutMs: cfg.azureDevOpsTimeoutMs,
   pollIntervalMs: cfg.pollIntervalMs,
   idlePollIntervalMs: cfg.idlePollIntervalMs,
+  pollBudgetPerMinute: cfg.pollBudgetPerMinute,
 });
 // Service hooks: the credentials are read on every delivery; once now, so that a missing file stops the start.
 const hookCredentials = cfg.serviceHooks ? credentialSource(cfg.serviceHooks.credentials) : undefined;

@@ -19,6 +19,8 @@ export interface AzureDevOpsPortOptions {
   timeoutMs: number;
   pollIntervalMs: number;
   idlePollIntervalMs: number;
+  /** Requests a minute per identity for polling quiet pools, shared by its pools (default 20). */
+  pollBudgetPerMinute?: number;
   fetch?: typeof fetch;
   /** Where every HTTP attempt of every client is counted (request and rate-limit metrics). */
   metrics?: Metrics;
@@ -41,11 +43,11 @@ export function createAzureDevOpsPort(
   const registry = new PollerRegistry({
     logger: options.logger,
     client: clientOptions,
+    ...(options.pollBudgetPerMinute === undefined ? {} : { budgetPerMinute: options.pollBudgetPerMinute }),
     poller: {
       fastIntervalMs: options.pollIntervalMs,
       idleIntervalMs: options.idlePollIntervalMs,
       minIntervalMs: Math.min(1000, options.pollIntervalMs),
-      agentsMaxAgeMs: Math.max(options.pollIntervalMs, options.idlePollIntervalMs),
     },
   });
   const writers = new Map<string, AzureDevOpsClient>();
@@ -76,19 +78,24 @@ export function createAzureDevOpsPort(
       }
       return manager;
     },
-    subscribe(target, onChange) {
+    subscribe(target, onChange, hints) {
       let lastError: AzureDevOpsError | undefined;
+      let agentsSeenAt: number | undefined;
       const handle = registry.acquire(
         { organizationUrl: target.organizationUrl, poolName: target.poolName, credential: target.credential },
         {
-          onSnapshot: () => {
+          onSnapshot: (s) => {
+            // A poll that saw nothing new needs no reconcile (the resync interval still runs them).
+            const news = s.changed || s.agentsFetchedAt !== agentsSeenAt || lastError !== undefined;
+            agentsSeenAt = s.agentsFetchedAt;
             lastError = undefined;
-            onChange();
+            if (news) onChange();
           },
           onError: (err) => {
             lastError = err;
             onChange();
           },
+          ...(hints?.hasLivePods ? { hasLivePods: hints.hasLivePods } : {}),
         },
       );
       return {

@@ -228,8 +228,17 @@ export interface PlaceholderPort {
 export interface AzureDevOpsPort {
   /** Registers and garbage-collects placeholder agents with the target's credential. */
   placeholders(target: PoolTarget): PlaceholderPort;
-  /** Shares one poll per (organization, pool, credential); `onChange` is called after each poll or failure. */
-  subscribe(target: PoolTarget, onChange: () => void): PoolSubscription;
+  /**
+   * Shares one poll per (organization, pool, credential); `onChange` is called after a poll that brought news (the
+   * job requests changed or the agents were read again) and after each failure. `hints.hasLivePods` (optional)
+   * tells whether the subscriber has live agent pods on the pool: their agents are then read every 30 s, else
+   * every 5 minutes (the poller judges from what it sees when no subscriber can tell).
+   */
+  subscribe(
+    target: PoolTarget,
+    onChange: () => void,
+    hints?: { hasLivePods?: () => boolean | undefined },
+  ): PoolSubscription;
   /** Deletes an agent registration; "refused" while it holds a job (any 4xx), "gone" when it does not exist. */
   deleteAgent(target: PoolTarget, poolId: number, agentId: number): Promise<AgentDeletion>;
   /** A key naming the organization of a URL (URLs with the same key are one organization, as the pollers see it). */

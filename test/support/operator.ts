@@ -60,6 +60,9 @@ const testSettings = [
   "300ms",
   "--idle-poll-interval",
   "1s",
+  // No request budget of our own: the short intervals above are the point (the emulator does not rate-limit).
+  "--poll-budget",
+  "0",
   "--resync-interval",
   "2s",
   "--log-format",
