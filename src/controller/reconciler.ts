@@ -44,7 +44,7 @@ import type {
   PoolTarget,
   Resource,
 } from "./ports.ts";
-import { PoolSharing } from "./sharing.ts";
+import { PoolSharing, podHasEnded } from "./sharing.ts";
 import type { StandbyWork } from "./standby.ts";
 import { azureDevOpsReason, writeStatus } from "./status.ts";
 
@@ -396,7 +396,12 @@ export class Reconciler {
     ]);
     if (memory.attached?.fingerprint === fingerprint) return memory.attached.subscription;
     memory.attached?.subscription.release();
-    const subscription = this.#o.azureDevOps.subscribe(target, () => this.#o.enqueue(key));
+    // The poller reads the pool's agents every 30 s while some resource has live pods there, else rarely.
+    const hasLivePods = () => {
+      const uid = this.#o.caches.resource(key)?.metadata?.uid;
+      return uid === undefined ? undefined : this.#o.caches.podsOf(uid).some((p) => !podHasEnded(p));
+    };
+    const subscription = this.#o.azureDevOps.subscribe(target, () => this.#o.enqueue(key), { hasLivePods });
     memory.attached = { fingerprint, target, subscription };
     return subscription;
   }
