@@ -82,9 +82,16 @@ describe("operator: service hooks trigger an early poll", () => {
         { capabilities: { hooked: "1" }, minCount: 0, maxCount: 2, podTemplateSpec: world.template() },
       ],
     });
-    // Idle: the first poll (a change) and the next (none) have been made; the next is a minute away.
-    await eventually("the operator's first two job-request polls", () => (jobPolls().length >= 2 ? true : undefined));
-    await sleep(1500);
+    // Idle: after the first poll and the fast polls that follow a change (10 s at most), the next is a minute away.
+    await eventually("the operator's first job-request poll", () => (jobPolls().length >= 1 ? true : undefined));
+    await eventually(
+      "a quiet pool (no poll for 11 s)",
+      () => {
+        const last = jobPolls().at(-1);
+        return last && Date.now() - Date.parse(last.time) > 11_000 ? true : undefined;
+      },
+      60_000,
+    );
   });
   after(() => stopWorldAndOperator(world, operator));
 
