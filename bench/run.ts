@@ -2,7 +2,7 @@
  * Runs the benchmarks one after the other on one control plane, prints their tables and writes
  * `bench/results/<name>.json`.
  *
- *   npx node bench/run.ts                 # all of them (about 10 minutes on 2 cores)
+ *   npx node bench/run.ts                 # all of them (about an hour on 2 cores)
  *   npx node bench/run.ts scale-up        # only those named
  *   npx node bench/run.ts --quick         # small variants, results in a temporary folder (a smoke test)
  *   npx node bench/run.ts --list

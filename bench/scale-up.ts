@@ -243,6 +243,8 @@ interface ConfigResult {
   bursts: BurstResult[];
   /** Operator requests per single job: from its queue time until 37 s after its pod was gone. */
   requestsPerSingleJob: number;
+  /** The same minus what the quiet pace would have spent over that window: what a job costs. */
+  extraRequestsPerSingleJob: number;
   operatorRssPeakMiB: number;
 }
 
@@ -464,14 +466,18 @@ async function runConfig(
   };
 
   const singles: JobSample[] = [];
-  const singleRequests: number[] = [];
+  const singleRequests: { total: number; windowMs: number }[] = [];
   const order = shuffled(config.singles, random);
   for (let i = 1; i <= config.singles; i++) {
     const r = await batch(1, o.singleJobMs, { k: order[i - 1] as number, n: config.singles });
     const s = r.samples[0] as JobSample;
     singles.push(s);
     await sleep(Math.max(0, lastActivity + settleMs - Date.now()));
-    singleRequests.push(countRequests(operatorRequests(), r.queuedAt, Date.now()).total);
+    const until = Date.now();
+    singleRequests.push({
+      total: countRequests(operatorRequests(), r.queuedAt, until).total,
+      windowMs: until - r.queuedAt,
+    });
     log(
       `single job ${i}/${config.singles}: first poll ${secs(s.firstPollMs)} s, pod ${secs(s.podCreatedMs)} s, ` +
         `running ${secs(s.jobStartMs)} s after queueing`,
@@ -515,7 +521,10 @@ async function runConfig(
     idle,
     singles,
     bursts,
-    requestsPerSingleJob: median(singleRequests),
+    requestsPerSingleJob: median(singleRequests.map((x) => x.total)),
+    extraRequestsPerSingleJob: median(
+      singleRequests.map((x) => x.total - ((idle.at(-1)?.requests.perMin ?? 0) * x.windowMs) / 60_000),
+    ),
     operatorRssPeakMiB: rssPeak,
   };
 }
@@ -647,6 +656,7 @@ export async function runScaleBench(
     pollToStartMs: summarize(r.singles.map((s) => s.pollToStartMs)),
     idle3PerMin: r.idle.find((i) => i.resources === 3)?.requests.listsPerMin ?? Number.NaN,
     requestsPerSingleJob: r.requestsPerSingleJob,
+    extraRequestsPerSingleJob: r.extraRequestsPerSingleJob,
   }));
   const sizes = [...new Set(results.flatMap((r) => r.bursts.map((b) => b.jobs)))];
   const burst = results.flatMap((r) =>
@@ -763,6 +773,7 @@ export async function runScaleBench(
         "job running p50 / p90 (s)",
         "idle lists/min",
         "requests per single job",
+        "of which above idle",
         "RSS peak (MiB)",
       ],
       rows: single.map((s, i) => [
@@ -771,10 +782,12 @@ export async function runScaleBench(
         `${secs(s.jobStartMs.median)} / ${secs(s.jobStartMs.p90)}`,
         fixed(s.idle3PerMin, 1),
         fixed(s.requestsPerSingleJob, 0),
+        fixed(s.extraRequestsPerSingleJob, 1),
         fixed(results[i]?.operatorRssPeakMiB, 0),
       ]),
       notes: [
         "requests per single job: the operator's requests from the job's queue time until 37 s after its pod was gone (idle again)",
+        "of which above idle: minus what the quiet pace (idle req/min above) spends over the same window: what one job costs",
       ],
     },
   ];
@@ -840,6 +853,7 @@ export async function runScaleBench(
           requests: roundCount(b.requests),
         })),
         requestsPerSingleJob: r.requestsPerSingleJob,
+        extraRequestsPerSingleJob: Math.round(r.extraRequestsPerSingleJob * 10) / 10,
         operatorRssPeakMiB: Math.round(r.operatorRssPeakMiB),
       })),
       ...(huge
