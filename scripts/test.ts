@@ -9,7 +9,13 @@ import { spawn } from "node:child_process";
 import { startControlPlane } from "../sim/control-plane/index.ts";
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
-const defaultGlobs = ["src/**/*.test.ts", "sim/**/*.test.ts", "scripts/**/*.test.ts", "test/**/*.test.ts"];
+const defaultGlobs = [
+  "src/**/*.test.ts",
+  "sim/**/*.test.ts",
+  "scripts/**/*.test.ts",
+  "test/**/*.test.ts",
+  "bench/**/*.test.ts",
+];
 const args = process.argv.slice(2);
 const files = args.some((a) => !a.startsWith("-")) ? [] : defaultGlobs;
 

@@ -11,7 +11,7 @@ import { KubeClient } from "../../src/kube/client.ts";
 import { type ClusterConnection, kubeconfigYaml } from "../../src/kube/kubeconfig.ts";
 import { type Binaries, ensureBinaries, type Log } from "./build.ts";
 import { generatePki } from "./pki.ts";
-import { freePort, logTail, type ManagedProcess, startProcess, stopProcess } from "./processes.ts";
+import { freePort, isSameProcess, logTail, type ManagedProcess, startProcess, stopProcess } from "./processes.ts";
 
 export interface ControlPlaneOptions {
   /** State folder (data, certificates, logs, kubeconfig). Default: a new temporary folder, removed on stop. */
@@ -42,6 +42,17 @@ export interface ControlPlane extends ControlPlaneInfo {
   client: KubeClient;
   /** Environment for child processes: KUBECONFIG set, the binaries first on PATH. */
   env: NodeJS.ProcessEnv;
+  /**
+   * Stops kube-apiserver (SIGTERM, or SIGKILL with `kill`), waits `downMs`, and starts it again with the same
+   * arguments: same port, certificates and etcd (whose data is kept). Resolves when /readyz answers ok again.
+   */
+  restartApiServer(options?: { kill?: boolean; downMs?: number }): Promise<void>;
+  /**
+   * Starts again, with the same arguments, every component that has exited (as a kubelet restarts static pods:
+   * kube-controller-manager and kube-scheduler exit when they cannot renew their leases, e.g. while the API server
+   * is down). Returns the names of the components restarted.
+   */
+  restartExited(): Promise<string[]>;
   stop(options?: { keepData?: boolean }): Promise<void>;
 }
 
@@ -119,13 +130,27 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const server = `https://127.0.0.1:${ports.apiserver}`;
   const detached = options.detached ?? false;
   const procs: ManagedProcess[] = [];
+  /** How each component was started, so that it can be started again the same way. */
+  const launches = new Map<string, { bin: string; args: string[]; logFile: string }>();
+  /** Every process ever started (a component started again leaves its old entry here): stop() stops them all. */
+  const everStarted: ManagedProcess[] = [];
+  const launch = (name: string, bin: string, args: string[], logFile: string): ManagedProcess => {
+    const p = startProcess(name, bin, args, logFile, { detached });
+    everStarted.push(p);
+    launches.set(name, { bin, args, logFile });
+    const i = procs.findIndex((q) => q.name === name);
+    if (i >= 0) procs[i] = p;
+    else procs.push(p);
+    options.onProcess?.(p);
+    return p;
+  };
   const deadline = Date.now() + (options.readyTimeoutMs ?? 180_000);
   const stopAll = async () => {
-    for (const p of [...procs].reverse()) await stopProcess(p);
+    for (const p of [...everStarted].reverse()) await stopProcess(p);
   };
 
   try {
-    const etcd = startProcess(
+    const etcd = launch(
       "etcd",
       binaries.etcd,
       [
@@ -140,16 +165,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         "--log-level=warn",
       ],
       join(logs, "etcd.log"),
-      { detached },
     );
-    procs.push(etcd);
-    options.onProcess?.(etcd);
     await waitFor("etcd /health", etcd, procs, deadline, async () => {
       const res = await fetch(`http://127.0.0.1:${ports.etcdClient}/health`);
       return res.ok;
     });
 
-    const apiserver = startProcess(
+    let apiserver = launch(
       "kube-apiserver",
       binaries["kube-apiserver"],
       [
@@ -174,10 +196,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         ...(options.extraApiServerArgs ?? []),
       ],
       join(logs, "kube-apiserver.log"),
-      { detached },
     );
-    procs.push(apiserver);
-    options.onProcess?.(apiserver);
     const connection: ClusterConnection = {
       server,
       ca: readFileSync(pki.caCert, "utf8"),
@@ -202,7 +221,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     const schedConfig = join(dir, "kube-scheduler.kubeconfig");
     componentKubeconfig(schedConfig, server, pki.caCert, pki.clients.scheduler.cert, pki.clients.scheduler.key);
 
-    const kcm = startProcess(
+    const kcm = launch(
       "kube-controller-manager",
       binaries["kube-controller-manager"],
       [
@@ -218,19 +237,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         "--concurrent-gc-syncs=5",
       ],
       join(logs, "kube-controller-manager.log"),
-      { detached },
     );
-    procs.push(kcm);
-    options.onProcess?.(kcm);
-    const scheduler = startProcess(
+    const scheduler = launch(
       "kube-scheduler",
       binaries["kube-scheduler"],
       [`--kubeconfig=${schedConfig}`, "--secure-port=0", "--leader-elect=true", "-v=2"],
       join(logs, "kube-scheduler.log"),
-      { detached },
     );
-    procs.push(scheduler);
-    options.onProcess?.(scheduler);
 
     const leaseHeld = (name: string) => async () => {
       const lease = await client.request<{ spec?: { holderIdentity?: string } }>({
@@ -254,15 +267,45 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       processes: procs.map(({ name, pid, logFile, command }) => ({ name, pid, logFile, command })),
     };
     let stopped = false;
+    const relaunch = (name: string): ManagedProcess => {
+      const spec = launches.get(name);
+      if (!spec) throw new Error(`unknown component ${name}`);
+      return launch(name, spec.bin, spec.args, spec.logFile);
+    };
+    /** Components being restarted on purpose: restartExited() leaves them alone. */
+    const restarting = new Set<string>();
     const onExit = () => {
       if (detached) return;
-      for (const p of procs) {
+      for (const p of everStarted) {
         try {
           process.kill(p.pid, "SIGKILL");
         } catch {
           // gone already
         }
       }
+    };
+    const restartApiServerNow = async (restartOptions: { kill?: boolean; downMs?: number }): Promise<void> => {
+      if (restartOptions.kill) {
+        try {
+          process.kill(apiserver.pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+        await apiserver.exited;
+      } else {
+        await stopProcess(apiserver);
+      }
+      if (restartOptions.downMs) await sleep(restartOptions.downMs);
+      apiserver = relaunch("kube-apiserver");
+      await waitFor(
+        "kube-apiserver /readyz after a restart",
+        apiserver,
+        [apiserver],
+        Date.now() + 180_000,
+        async () => {
+          return (await client.requestText({ path: "/readyz" })).trim() === "ok";
+        },
+      );
     };
     process.once("exit", onExit);
     return {
@@ -271,6 +314,29 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       binaries,
       client,
       env: { ...process.env, KUBECONFIG: kubeconfig, PATH: `${binaries.dir}:${process.env.PATH ?? ""}` },
+      async restartApiServer(restartOptions = {}) {
+        if (stopped) throw new Error("the control plane is stopped");
+        if (restarting.has("kube-apiserver")) throw new Error("kube-apiserver is being restarted already");
+        restarting.add("kube-apiserver");
+        try {
+          await restartApiServerNow(restartOptions);
+        } finally {
+          restarting.delete("kube-apiserver");
+        }
+      },
+      async restartExited() {
+        if (stopped) return [];
+        const restarted: string[] = [];
+        for (const p of [...procs]) {
+          if (restarting.has(p.name)) continue;
+          if (p.child && p.child.exitCode === null && p.child.signalCode === null) continue;
+          if (!p.child && isSameProcess(p.pid, p.command)) continue;
+          const again = relaunch(p.name);
+          if (p.name === "kube-apiserver") apiserver = again;
+          restarted.push(p.name);
+        }
+        return restarted;
+      },
       async stop(stopOptions = {}) {
         if (stopped) return;
         stopped = true;

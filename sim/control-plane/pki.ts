@@ -78,6 +78,21 @@ async function signed(
   return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
 }
 
+const clientExt = [
+  "basicConstraints=CA:FALSE",
+  "keyUsage=critical,digitalSignature,keyEncipherment",
+  "extendedKeyUsage=clientAuth",
+  "",
+].join("\n");
+
+/**
+ * One more client certificate signed by the CA of `pkiDir` (a folder `generatePki` made), e.g. one per operator
+ * replica so that the API server's audit log tells the replicas apart: `subject` like `/O=system:masters/CN=name`.
+ */
+export function clientCertificate(pkiDir: string, name: string, subject: string): Promise<ClientCert> {
+  return signed(pkiDir, name, subject, clientExt);
+}
+
 export async function generatePki(dir: string): Promise<Pki> {
   mkdirSync(dir, { recursive: true });
   await openssl(
@@ -107,12 +122,6 @@ export async function generatePki(dir: string): Promise<Pki> {
     "keyUsage=critical,digitalSignature,keyEncipherment",
     "extendedKeyUsage=serverAuth",
     "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local",
-    "",
-  ].join("\n");
-  const clientExt = [
-    "basicConstraints=CA:FALSE",
-    "keyUsage=critical,digitalSignature,keyEncipherment",
-    "extendedKeyUsage=clientAuth",
     "",
   ].join("\n");
   const server = await signed(dir, "apiserver", "/CN=kube-apiserver", serverExt);

@@ -21,7 +21,13 @@ import {
   PoolNotFoundError,
   type RequestFacts,
 } from "./errors.ts";
-import { parseRetryAfter, RateLimitGovernor } from "./governor.ts";
+import {
+  parseRetryAfter,
+  RateLimitGovernor,
+  type RateLimitObservation,
+  readRateLimitHeaders,
+  remainingRatio,
+} from "./governor.ts";
 import type { TaskAgent, TaskAgentInput, TaskAgentJobRequest, TaskAgentPool } from "./types.ts";
 
 export type HttpMethod = "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
@@ -104,6 +110,58 @@ export interface AzureDevOpsClientOptions {
   /** Sent on writes (`api-version=` query). Default `7.1`. */
   apiVersion?: string;
   userAgent?: string;
+  /** Told about every HTTP attempt (metrics); must not throw. */
+  onRequest?: (observation: RequestObservation) => void;
+}
+
+/** The operations of this client, as metrics name them (no ids, so the set is bounded). */
+export type RequestOperation =
+  | "find-pool"
+  | "get-pool"
+  | "list-agents"
+  | "get-agent"
+  | "register-agent"
+  | "update-agent"
+  | "delete-agent"
+  | "list-job-requests"
+  | "other";
+
+/** The operation of a request, from its method and its path relative to the organization URL. */
+export function requestOperation(method: string, path: string): RequestOperation {
+  const p = path.replace(/^\/+/, "").replace(/[?#].*$/, "");
+  const m = method.toUpperCase();
+  if (/^_apis\/distributedtask\/pools$/i.test(p)) return m === "GET" ? "find-pool" : "other";
+  if (/^_apis\/distributedtask\/pools\/\d+$/i.test(p)) return m === "GET" ? "get-pool" : "other";
+  if (/^_apis\/distributedtask\/pools\/\d+\/agents$/i.test(p)) {
+    return m === "GET" ? "list-agents" : m === "POST" ? "register-agent" : "other";
+  }
+  if (/^_apis\/distributedtask\/pools\/\d+\/agents\/\d+$/i.test(p)) {
+    const byMethod: Record<string, RequestOperation> = {
+      GET: "get-agent",
+      PATCH: "update-agent",
+      PUT: "update-agent",
+      DELETE: "delete-agent",
+    };
+    return byMethod[m] ?? "other";
+  }
+  if (/^_apis\/distributedtask\/pools\/\d+\/jobrequests$/i.test(p)) return m === "GET" ? "list-job-requests" : "other";
+  return "other";
+}
+
+/** What one HTTP attempt did, for metrics: no URL, no secret. */
+export interface RequestObservation {
+  readonly operation: RequestOperation;
+  readonly method: HttpMethod;
+  /** The HTTP status; undefined when no (complete) answer came: connection failed or lost, timeout. */
+  readonly status: number | undefined;
+  /** From sending until the answer was read or the attempt failed. */
+  readonly durationMs: number;
+  /** The credential's identity key (`pat:<hash>` or `token:<identity>`), never a secret. */
+  readonly identity: string;
+  /** What the answer's headers said about the rate limit; undefined without an answer. */
+  readonly rateLimit: RateLimitObservation | undefined;
+  /** The identity's budget left (0..1) as its governor sees it after this answer; undefined when not known. */
+  readonly remainingRatio: number | undefined;
 }
 
 /** Per-call options. */
@@ -182,6 +240,7 @@ export class AzureDevOpsClient {
   #log: Logger;
   #apiVersion: string;
   #userAgent: string;
+  #onRequest: ((observation: RequestObservation) => void) | undefined;
 
   constructor(options: AzureDevOpsClientOptions) {
     this.organizationUrl = normalizeOrganizationUrl(options.organizationUrl);
@@ -197,6 +256,7 @@ export class AzureDevOpsClient {
     this.#log = options.logger ?? silentLogger();
     this.#apiVersion = options.apiVersion ?? "7.1";
     this.#userAgent = options.userAgent ?? "azure-pipelines-k8s-agent-scaler";
+    this.#onRequest = options.onRequest;
   }
 
   // ---- pools
@@ -403,6 +463,25 @@ export class AzureDevOpsClient {
     return value as unknown as TaskAgentJobRequest;
   }
 
+  /** Tells the `onRequest` observer about an attempt; an observer that throws is logged, never fails the call. */
+  #observed(spec: RequestSpec, status: number | undefined, started: number, rateLimit?: RateLimitObservation): void {
+    if (this.#onRequest === undefined) return;
+    const now = this.#clock.now();
+    try {
+      this.#onRequest({
+        operation: requestOperation(spec.method, spec.path),
+        method: spec.method,
+        status,
+        durationMs: Math.max(0, now - started),
+        identity: this.identity,
+        rateLimit,
+        remainingRatio: remainingRatio(this.governor.state, now, this.governor.policy),
+      });
+    } catch (err) {
+      this.#log.warn("azure devops: request observer failed", { error: err });
+    }
+  }
+
   // ---- the HTTP layer
 
   #url(spec: RequestSpec): string {
@@ -502,6 +581,7 @@ export class AzureDevOpsClient {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = spec.signal ? AbortSignal.any([spec.signal, timeout]) : timeout;
     const started = this.#clock.now();
+    let rateLimit: RateLimitObservation | undefined;
     let status: number;
     let contentType: string | null;
     let bodyText: string;
@@ -516,10 +596,12 @@ export class AzureDevOpsClient {
       status = response.status;
       contentType = response.headers.get("content-type");
       retryAfter = response.headers.get("retry-after");
-      this.governor.observe(status, (name) => response.headers.get(name));
+      rateLimit = readRateLimitHeaders(status, (name) => response.headers.get(name), this.#clock.now());
+      this.governor.record(rateLimit);
       bodyText = await response.text();
     } catch (err) {
       if (spec.signal?.aborted) throw spec.signal.reason;
+      this.#observed(spec, undefined, started, rateLimit);
       const failure = classifyFetchFailure(
         withSecrets,
         err,
@@ -528,6 +610,7 @@ export class AzureDevOpsClient {
       this.#log.debug("azure devops: no answer", { ...failure.fields(), durationMs: this.#clock.now() - started });
       throw failure;
     }
+    this.#observed(spec, status, started, rateLimit);
     const result = classifyResponse(withSecrets, {
       status,
       contentType,

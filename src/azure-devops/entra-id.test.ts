@@ -517,3 +517,23 @@ test("entraIdOptionsFromSpec maps the AutoScaledAgent block", () => {
   assert.throws(() => entraIdOptionsFromSpec(other, {}), /no token source for service account azp-agents/);
   assert.equal(AZURE_DEVOPS_SCOPE, "499b84ac-1321-427f-aa17-267ca6975798/.default");
 });
+
+test("onTokenRequest hears every token request (cached tokens are none) and how it failed, never a secret", async () => {
+  const seen: unknown[] = [];
+  const credential = entraIdCredential(base({ clientSecret: manageSecret, onTokenRequest: (o) => seen.push(o) }));
+  await credential.getToken();
+  await credential.getToken();
+  const wrong = entraIdCredential(
+    base({ clientSecret: "Wr0ng~secret-value-0123456789", onTokenRequest: (o) => seen.push(o) }),
+  );
+  await entraError(wrong.getToken());
+  const identity = `entra:${tenantId}/${manageClient}`;
+  assert.deepEqual(
+    seen.map((o) => ({ ...(o as object), durationMs: typeof (o as { durationMs: unknown }).durationMs })),
+    [
+      { identity, durationMs: "number" },
+      { identity, durationMs: "number", error: "bad-secret" },
+    ],
+  );
+  assert.doesNotMatch(JSON.stringify(seen), /Mg8Q|Wr0ng/);
+});

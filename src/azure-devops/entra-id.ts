@@ -141,6 +141,16 @@ export interface EntraIdCredentialOptions {
    * ServiceAccount's tokens as the assertion); a client secret is fingerprinted by itself.
    */
   materialName?: string;
+  /** Told about every token request to the identity library (metrics); must not throw. */
+  onTokenRequest?: (observation: TokenRequestObservation) => void;
+}
+
+/** One token request: who, how long, and how it failed (absent: a token came). */
+export interface TokenRequestObservation {
+  /** `entra:<tenant>/<client-id>`, never a secret. */
+  readonly identity: string;
+  readonly durationMs: number;
+  readonly error?: EntraIdErrorKind;
 }
 
 /** What the operator resolved for an `entraIdAuthentication` block: the Secret's value or an assertion source. */
@@ -379,14 +389,19 @@ class EntraIdTokenProvider implements TokenCredential {
 
   async #fetch(generation: number): Promise<Cached> {
     let result: AccessToken | null;
+    const started = this.#now();
     try {
       result = await this.#credential.getToken(AZURE_DEVOPS_SCOPE);
     } catch (err) {
-      throw await this.#explain(err);
+      const explained = await this.#explain(err);
+      this.#observed(started, explained.kind);
+      throw explained;
     }
     if (!result || typeof result.token !== "string" || result.token === "") {
+      this.#observed(started, "unexpected");
       throw new EntraIdError("unexpected", this.identity, `Entra ID returned no token for ${this.identity}`, {});
     }
+    this.#observed(started);
     const now = this.#now();
     const remaining = Math.max(0, result.expiresOnTimestamp - now);
     const margin = Math.min(this.#options.refreshMarginMs ?? DEFAULT_REFRESH_MARGIN_MS, remaining / 2);
@@ -408,6 +423,18 @@ class EntraIdTokenProvider implements TokenCredential {
       refreshAt: new Date(cached.refreshAt).toISOString(),
     });
     return cached;
+  }
+
+  #observed(started: number, error?: EntraIdErrorKind): void {
+    try {
+      this.#options.onTokenRequest?.({
+        identity: this.identity,
+        durationMs: Math.max(0, this.#now() - started),
+        ...(error === undefined ? {} : { error }),
+      });
+    } catch (err) {
+      this.#log.warn("entra id: token request observer failed", { identity: this.identity, error: err });
+    }
   }
 
   /** Turns what the identity library threw into an EntraIdError with a message a user can act on. */

@@ -642,6 +642,24 @@ describe("PollerRegistry with the emulator", () => {
     await handle.release();
   });
 
+  test("pollOrganization asks every loop of that organization, whatever its pool or identity, and no other", async () => {
+    const reg = newRegistry({ ...fast, fastIntervalMs: 60_000, idleIntervalMs: 60_000 });
+    const recorders = [new Recorder(), new Recorder(), new Recorder()];
+    const handles = [
+      reg.acquire(target(), recorders[0] as Recorder),
+      reg.acquire(target("Pool With Spaces"), recorders[1] as Recorder),
+      reg.acquire(target("sim-pool", readPat), recorders[2] as Recorder),
+    ];
+    for (const rec of recorders) await rec.until(() => rec.snapshots.length >= 1, "first snapshot");
+    assert.deepEqual(reg.organizationUrls(), [emu.organizationUrl]);
+    assert.equal(reg.pollOrganization("https://dev.azure.com/another-org", "test"), 0);
+    assert.equal(reg.pollOrganization("not a url", "test"), 0);
+    assert.equal(reg.pollOrganization(`${emu.organizationUrl.toUpperCase()}/`, "test"), 3);
+    for (const rec of recorders) await rec.until(() => rec.snapshots.length >= 2, "a second snapshot", 30_000);
+    for (const handle of handles) await handle.release();
+    assert.deepEqual(reg.organizationUrls(), []);
+  });
+
   test("a wrong PAT is reported as an auth error without the token", async () => {
     const reg = newRegistry();
     const rec = new Recorder();

@@ -610,6 +610,38 @@ export class PollerRegistry {
     await entry.poller.stop();
   }
 
+  /** The organizations (normalized URLs) that have at least one poll loop, each once. */
+  organizationUrls(): string[] {
+    const urls = new Map<string, string>();
+    for (const entry of this.#entries.values()) {
+      const url = entry.poller.organizationUrl;
+      urls.set(url.toLowerCase(), url);
+    }
+    return [...urls.values()];
+  }
+
+  /**
+   * Asks every loop of this organization (any pool, any identity) for a poll as soon as allowed, as a service hook
+   * delivery does: `pollNow()` on each, with its minimum interval and the governor still in force. Returns how many
+   * loops were asked (0: none for that organization).
+   */
+  pollOrganization(organizationUrl: string, reason: string): number {
+    let wanted: string;
+    try {
+      wanted = normalizeOrganizationUrl(organizationUrl).toLowerCase();
+    } catch {
+      return 0;
+    }
+    let asked = 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.poller.organizationUrl.toLowerCase() !== wanted) continue;
+      entry.poller.pollNow();
+      asked++;
+    }
+    if (asked > 0) this.#log.debug("early poll requested", { organizationUrl, reason, pollers: asked });
+    return asked;
+  }
+
   /** Pollers running. */
   get size(): number {
     return this.#entries.size;

@@ -210,6 +210,74 @@ describe("parseConfig", () => {
     });
   }
 
+  test("service hooks: off by default, whatever else is set", () => {
+    const c = parseConfig(["--service-hook-port", "9000"], { SERVICE_HOOK_PASSWORD: "pw" }, "h");
+    assert.ok(c !== "help");
+    assert.equal(c.serviceHooks, undefined);
+  });
+
+  test("service hooks: credentials from files (flags or variables) or from variables; never the values", () => {
+    const files = parseConfig(
+      ["--service-hooks", "true", "--service-hook-username-file", "/etc/hook/username"],
+      { SERVICE_HOOK_PASSWORD_FILE: "/etc/hook/password", SERVICE_HOOK_PASSWORD: "ignored" },
+      "h",
+    );
+    assert.ok(files !== "help");
+    assert.deepEqual(files.serviceHooks, {
+      port: 8081,
+      debounceMs: 500,
+      credentials: { username: { file: "/etc/hook/username" }, password: { file: "/etc/hook/password" } },
+    });
+    const variables = parseConfig(
+      ["--service-hook-port", "0", "--service-hook-debounce", "2s"],
+      { SERVICE_HOOKS: "true", SERVICE_HOOK_USERNAME: "ado", SERVICE_HOOK_PASSWORD: "s3cret-value" },
+      "h",
+    );
+    assert.ok(variables !== "help");
+    assert.deepEqual(variables.serviceHooks, {
+      port: 0,
+      debounceMs: 2000,
+      credentials: { username: { env: "SERVICE_HOOK_USERNAME" }, password: { env: "SERVICE_HOOK_PASSWORD" } },
+    });
+    assert.ok(!JSON.stringify(variables).includes("s3cret-value"), "the configuration never holds the password");
+  });
+
+  const badHooks: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
+    ["no user name", ["--service-hooks", "true"], { SERVICE_HOOK_PASSWORD: "pw" }, /needs a user name/],
+    [
+      "no password (an empty variable is none)",
+      ["--service-hooks", "true"],
+      { SERVICE_HOOK_USERNAME: "ado", SERVICE_HOOK_PASSWORD: "" },
+      /needs a password: --service-hook-password-file \(or SERVICE_HOOK_PASSWORD\)/,
+    ],
+    [
+      "the metrics port",
+      ["--service-hooks", "true", "--service-hook-port", "8080"],
+      { SERVICE_HOOK_USERNAME: "a", SERVICE_HOOK_PASSWORD: "b" },
+      /--service-hook-port must differ from --port/,
+    ],
+    [
+      "a port out of range",
+      ["--service-hooks", "true", "--service-hook-port", "70000"],
+      { SERVICE_HOOK_USERNAME: "a", SERVICE_HOOK_PASSWORD: "b" },
+      /--service-hook-port: 70000 is not a port/,
+    ],
+    [
+      "a bad debounce",
+      ["--service-hooks", "true", "--service-hook-debounce", "soon"],
+      { SERVICE_HOOK_USERNAME: "a", SERVICE_HOOK_PASSWORD: "b" },
+      /--service-hook-debounce/,
+    ],
+  ];
+  for (const [name, argv, env, message] of badHooks) {
+    test(`service hooks: refuses ${name}`, () => {
+      assert.throws(
+        () => parseConfig(argv, env, "h"),
+        (err: unknown) => err instanceof ConfigError && message.test(err.message),
+      );
+    });
+  }
+
   test("--help and the help text lists every flag with its variable", () => {
     assert.equal(parseConfig(["--help"], {}, "h"), "help");
     const text = helpText();

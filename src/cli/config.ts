@@ -14,6 +14,7 @@ import {
 } from "../azure-devops/endpoints.ts";
 import type { OperatorSettings } from "../controller/operator.ts";
 import { ALL_NAMESPACES, type CredentialPolicy } from "../controller/policy.ts";
+import type { CredentialLocations } from "../hooks/credentials.ts";
 import { isImageReference, parseExtraAgentContainersPolicy } from "../pods/extra-containers.ts";
 import { DEFAULT_TERMINATOR_IMAGE, resolveTerminatorImage } from "../pods/stop.ts";
 import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
@@ -37,7 +38,13 @@ export interface OperatorConfig extends OperatorSettings {
   credentialPolicy: CredentialPolicy;
   /** The ExtraAgentContainers policy of resources that set none; undefined: none (any value that parses). */
   extraAgentContainersPolicy: ExtraAgentContainersPolicy | undefined;
+  /** The service hook endpoint, and where its credentials are read (never the values); omitted: off. */
+  serviceHooks?: { port: number; debounceMs: number; credentials: CredentialLocations };
 }
+
+/** Environment variables holding the service hook credentials themselves, when no file is named. */
+export const SERVICE_HOOK_USERNAME_ENV = "SERVICE_HOOK_USERNAME";
+export const SERVICE_HOOK_PASSWORD_ENV = "SERVICE_HOOK_PASSWORD";
 
 interface FlagSpec {
   env: string;
@@ -205,6 +212,37 @@ export const flags: Record<string, FlagSpec> = {
     help: "for tests only: how many seconds that clock moves per real second (with --standby-clock-start)",
     default: "1",
     kind: "string",
+  },
+  // Service hooks (src/hooks): an endpoint Azure DevOps POSTs job state changes to, each a poll-now trigger.
+  "service-hooks": {
+    env: "SERVICE_HOOKS",
+    help: "serve an endpoint for Azure DevOps service hook deliveries (Run job state changed) that trigger an immediate poll of the organization; needs basic-auth credentials",
+    default: "false",
+    kind: "boolean",
+  },
+  "service-hook-port": {
+    env: "SERVICE_HOOK_PORT",
+    help: "port of the service hook endpoint (on --bind-address; 0: any free port)",
+    default: "8081",
+    kind: "int",
+  },
+  "service-hook-username-file": {
+    env: "SERVICE_HOOK_USERNAME_FILE",
+    help: `file holding the user name deliveries authenticate with (read on every delivery); default: env ${SERVICE_HOOK_USERNAME_ENV}`,
+    default: "",
+    kind: "string",
+  },
+  "service-hook-password-file": {
+    env: "SERVICE_HOOK_PASSWORD_FILE",
+    help: `file holding the password deliveries authenticate with (read on every delivery); default: env ${SERVICE_HOOK_PASSWORD_ENV}`,
+    default: "",
+    kind: "string",
+  },
+  "service-hook-debounce": {
+    env: "SERVICE_HOOK_DEBOUNCE",
+    help: "at most one hook-triggered poll per organization in this window (the first delivery polls at once)",
+    default: "500ms",
+    kind: "duration",
   },
   "log-level": { env: "LOG_LEVEL", help: "debug, info, warn or error", default: "info", kind: "string" },
   "log-format": { env: "LOG_FORMAT", help: "json or text", default: "json", kind: "string" },
@@ -390,7 +428,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
       if (!parsed.ok) throw new ConfigError(`--extra-agent-containers-policy: ${parsed.errors.join("; ")}`);
       return parsed.value;
     })(),
+    ...serviceHookSettings(raw, bool, int, duration, env),
   };
+  if (config.serviceHooks && config.serviceHooks.port !== 0 && config.serviceHooks.port === config.port) {
+    throw new ConfigError("--service-hook-port must differ from --port (metrics are never exposed with the hooks)");
+  }
   if (config.renewDeadlineMs >= config.leaseDurationMs) {
     throw new ConfigError("--renew-deadline must be shorter than --lease-duration");
   }
@@ -398,6 +440,39 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     throw new ConfigError("--renew-deadline must be more than 1.2 times --retry-period");
   }
   return config;
+}
+
+/**
+ * The service hook flags: none when `--service-hooks` is off. On, the endpoint needs a user name and a password:
+ * each from its file flag, else from its environment variable (checked to be non-empty now; files are read on
+ * every delivery, and once at start by the entry point).
+ */
+function serviceHookSettings(
+  raw: (name: string) => string,
+  bool: (name: string) => boolean,
+  int: (name: string, min: number) => number,
+  duration: (name: string) => number,
+  env: NodeJS.ProcessEnv,
+): Pick<OperatorConfig, "serviceHooks"> {
+  if (!bool("service-hooks")) return {};
+  const port = int("service-hook-port", 0);
+  if (port > 65535) throw new ConfigError(`--service-hook-port: ${port} is not a port`);
+  const location = (what: string, flag: string, variable: string) => {
+    const file = raw(flag).trim();
+    if (file !== "") return { file };
+    if ((env[variable] ?? "") !== "") return { env: variable };
+    throw new ConfigError(`--service-hooks needs a ${what}: --${flag} (or ${variable})`);
+  };
+  return {
+    serviceHooks: {
+      port,
+      debounceMs: duration("service-hook-debounce"),
+      credentials: {
+        username: location("user name", "service-hook-username-file", SERVICE_HOOK_USERNAME_ENV),
+        password: location("password", "service-hook-password-file", SERVICE_HOOK_PASSWORD_ENV),
+      },
+    },
+  };
 }
 
 /** The credential policy from its four flags (rules in src/controller/policy.ts and src/azure-devops/endpoints.ts). */

@@ -6,10 +6,12 @@ import { hostname } from "node:os";
 import { createAzureDevOpsPort } from "../controller/azure-devops-port.ts";
 import { startOperator } from "../controller/operator.ts";
 import { createPodFactory } from "../controller/pod-factory.ts";
+import { credentialSource } from "../hooks/credentials.ts";
 import { describeAuth } from "../kube/auth.ts";
 import { KubeClient } from "../kube/client.ts";
 import { type ClusterConnection, loadConnection } from "../kube/kubeconfig.ts";
 import { createLogger } from "../observability/logger.ts";
+import { createMetrics } from "../observability/metrics.ts";
 import { ConfigError, helpText, parseConfig } from "./config.ts";
 
 let config: ReturnType<typeof parseConfig>;
@@ -42,13 +44,26 @@ logger.info("kubernetes connection", {
   ...(connection.proxyUrl ? { proxy: connection.proxyUrl.replace(/\/\/[^@/]*@/, "//***@") } : {}),
 });
 const client = new KubeClient(connection, { userAgent: "azure-pipelines-k8s-agent-scaler" });
+const metrics = createMetrics();
 const azureDevOps = createAzureDevOpsPort({
+  metrics,
   logger: logger.child({ component: "azure-devops" }),
   timeoutMs: cfg.azureDevOpsTimeoutMs,
   pollIntervalMs: cfg.pollIntervalMs,
   idlePollIntervalMs: cfg.idlePollIntervalMs,
 });
+// Service hooks: the credentials are read on every delivery; once now, so that a missing file stops the start.
+const hookCredentials = cfg.serviceHooks ? credentialSource(cfg.serviceHooks.credentials) : undefined;
+if (hookCredentials) {
+  try {
+    await hookCredentials();
+  } catch (err) {
+    logger.error("service hook credentials cannot be read", { error: err });
+    process.exit(2);
+  }
+}
 const operator = await startOperator({
+  metrics,
   config: cfg,
   client,
   logger,
@@ -57,6 +72,7 @@ const operator = await startOperator({
     terminatorImage: cfg.terminatorImage,
     defaultExtraAgentContainersPolicy: cfg.extraAgentContainersPolicy,
   }),
+  ...(hookCredentials ? { serviceHooks: { credentials: hookCredentials, target: azureDevOps } } : {}),
 });
 logger.info("operator started", { port: operator.port, identity: cfg.identity });
 

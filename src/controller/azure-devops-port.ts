@@ -7,9 +7,12 @@ import { credentialKey, identityKey } from "../azure-devops/auth.ts";
 import { AzureDevOpsClient, normalizeOrganizationUrl } from "../azure-devops/client.ts";
 import { AgentBusyError, type AzureDevOpsError } from "../azure-devops/errors.ts";
 import { type PoolSnapshot as PolledSnapshot, PollerRegistry } from "../azure-devops/poller.ts";
+import type { OrganizationPolls } from "../hooks/server.ts";
+import type { Metrics } from "../observability/metrics.ts";
 import { PlaceholderManager } from "../placeholders/manager.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { AgentDeletion, AzureDevOpsPort, PoolSnapshot, PoolTarget } from "./ports.ts";
+import { requestRecorder } from "./request-metrics.ts";
 
 export interface AzureDevOpsPortOptions {
   logger: Logger;
@@ -17,14 +20,24 @@ export interface AzureDevOpsPortOptions {
   pollIntervalMs: number;
   idlePollIntervalMs: number;
   fetch?: typeof fetch;
+  /** Where every HTTP attempt of every client is counted (request and rate-limit metrics). */
+  metrics?: Metrics;
 }
 
 function toSnapshot(s: PolledSnapshot): PoolSnapshot {
   return { poolId: s.poolId, jobRequests: s.jobRequests, agents: s.agents, fetchedAt: s.fetchedAt };
 }
 
-export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDevOpsPort & { close(): void } {
-  const clientOptions = { timeoutMs: options.timeoutMs, ...(options.fetch ? { fetch: options.fetch } : {}) };
+/** The port, plus what the service hook endpoint asks of the pollers, and `close`. */
+export function createAzureDevOpsPort(
+  options: AzureDevOpsPortOptions,
+): AzureDevOpsPort & OrganizationPolls & { close(): void } {
+  const metrics = options.metrics;
+  const clientOptions = {
+    timeoutMs: options.timeoutMs,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(metrics ? { onRequest: requestRecorder(metrics) } : {}),
+  };
   const registry = new PollerRegistry({
     logger: options.logger,
     client: clientOptions,
@@ -101,6 +114,8 @@ export function createAzureDevOpsPort(options: AzureDevOpsPortOptions): AzureDev
     },
     organizationKey,
     credentialKey,
+    organizationUrls: () => registry.organizationUrls(),
+    pollOrganization: (organizationUrl, reason) => registry.pollOrganization(organizationUrl, reason),
     close() {
       void registry.close();
     },

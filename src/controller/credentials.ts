@@ -22,7 +22,7 @@
  */
 import { CLIENT_SECRET_KEY, type EntraIdAuthentication, PAT_SECRET_KEY } from "../api/v1/index.ts";
 import { type Credential, identityKey, patCredential } from "../azure-devops/auth.ts";
-import { entraIdCredential, entraIdOptionsFromSpec } from "../azure-devops/entra-id.ts";
+import { entraIdCredential, entraIdOptionsFromSpec, type TokenRequestObservation } from "../azure-devops/entra-id.ts";
 import { isNotFound, type KubeClient } from "../kube/client.ts";
 import { errorMessage, type Logger } from "../runtime/logger.ts";
 import { type CredentialPolicy, DEFAULT_CREDENTIAL_POLICY, judgeCredentialUse } from "./policy.ts";
@@ -35,12 +35,15 @@ export interface CredentialResolverOptions {
   logger: Logger;
   /** Where credentials may be sent and who may use the operator's identity; default `DEFAULT_CREDENTIAL_POLICY`. */
   policy?: CredentialPolicy;
+  /** Told about every Entra ID token request (request metrics). */
+  onTokenRequest?: (observation: TokenRequestObservation) => void;
 }
 
 export class CredentialResolver implements CredentialsPort {
   readonly #client: KubeClient;
   readonly #logger: Logger;
   readonly #policy: CredentialPolicy;
+  readonly #onTokenRequest: ((observation: TokenRequestObservation) => void) | undefined;
   /** Entra ID credentials by resource key (they cache and refresh their tokens). */
   readonly #entra = new Map<string, { fingerprint: string; credential: Credential }>();
 
@@ -48,6 +51,7 @@ export class CredentialResolver implements CredentialsPort {
     this.#client = options.client;
     this.#logger = options.logger;
     this.#policy = options.policy ?? DEFAULT_CREDENTIAL_POLICY;
+    this.#onTokenRequest = options.onTokenRequest;
   }
 
   forget(key: string): void {
@@ -132,6 +136,7 @@ export class CredentialResolver implements CredentialsPort {
       const credential = entraIdCredential({
         ...entraIdOptionsFromSpec(entra, resolved, { logger: this.#logger }),
         materialName,
+        ...(this.#onTokenRequest ? { onTokenRequest: this.#onTokenRequest } : {}),
       });
       this.#entra.set(key, { fingerprint, credential });
       return { ok: true, credential };

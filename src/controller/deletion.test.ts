@@ -52,6 +52,20 @@ describe("agentsToRemoveOnDelete", () => {
     status: o.online ? "online" : "offline",
     ...(o.busy ? { assignedRequest: { requestId: 1 } } : {}),
   });
+  test("the last resource on the pool takes every offline placeholder with it, the pipelines' own too", () => {
+    const d = agentsToRemoveOnDelete({
+      agents: [agent(1, "dummy-agent-0123456789abcdef"), agent(2, "dummy-agent-pipeline-x"), agent(3, "static")],
+      wantedByThis: [],
+      wantedByOthers: [],
+      podNamePrefix: "agents-",
+      lastOnPool: true,
+    });
+    assert.deepEqual(
+      d.delete.map((x) => x.name),
+      ["dummy-agent-0123456789abcdef", "dummy-agent-pipeline-x"],
+    );
+  });
+
   test("placeholders nobody else wants and offline agents of its pods go; online, busy and others' stay", () => {
     const d = agentsToRemoveOnDelete({
       agents: [

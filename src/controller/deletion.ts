@@ -11,7 +11,8 @@
  * 4. Azure DevOps not answering: wait for it, up to the timeout.
  * 5. Live pods whose agent holds no job are deleted first (their agents unregister as they stop); wait while any is
  *    still there. Pods whose agent holds a job are left to finish it (they go with the resource).
- * 6. Then unregister the placeholders no other resource on the pool wants and the offline agents of this resource
+ * 6. Then unregister the placeholders no other resource on the pool wants (all of them when it was the last one)
+ *    and the offline agents of this resource
  *    (`agentsToRemoveOnDelete`), outside the reconcile; when that succeeded, drop the finalizer. A failure is retried
  *    until the timeout.
  */
@@ -180,6 +181,7 @@ export async function cleanUpDeleted(
           wantedByThis: wantedPlaceholders([{ key, ...resource.spec }]).map((w) => w.name),
           wantedByOthers: wantedPlaceholders(others.filter((o) => o.key !== key)).map((w) => w.name),
           podNamePrefix: podNamePrefix(resource.metadata.name),
+          lastOnPool: others.every((o) => o.key === key),
         });
       ports.lanes.submit(ports.azureDevOps.organizationKey(pool.target.organizationUrl), {
         key: `cleanup:${key}`,

@@ -12,6 +12,9 @@
  * 3. Finished pods are deleted, then their agent registration, in the lane (best effort; garbage collection catches
  *    the rest).
  * 4. A claim is released only if it still names the pod it is released for, so a claim made since is never wiped.
+ * 5. Before the first create, the resource is read from the API server: if it is gone, being deleted or another
+ *    instance (a stale cache after a stalled watch), nothing is created (garbage collection would kill the pods,
+ *    and the jobs their agents took).
  */
 import { type AutoScaledAgent, podAnnotations, resourceRef } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -48,6 +51,8 @@ export interface ExecutionContext {
   pvcs: ReadonlyMap<string, PvcObject>;
   /** Aborted on shutdown: no further action starts. */
   signal?: AbortSignal;
+  /** A pending job's queueTime (epoch ms), for the wait metrics; undefined when unknown. */
+  queueTimeOf?(requestId: number): number | undefined;
 }
 
 export interface ExecutionReport {
@@ -120,10 +125,31 @@ export async function execute(
     }
   };
 
+  let current: boolean | undefined;
+  const resourceIsCurrent = async () => {
+    if (current === undefined) {
+      try {
+        const live = await ports.kube.liveResource(ns, resource.metadata.name);
+        current = live !== undefined && !live.deleting && live.uid === resource.metadata.uid;
+        if (!current)
+          problem(
+            "ResourceChanged",
+            "the cached resource is not the one the API server has (deleted or replaced): no pod is created until the cache catches up",
+          );
+      } catch (err) {
+        current = false;
+        problem("ResourceUnreadable", `reading the resource before creating pods failed: ${errorMessage(err)}`);
+      }
+    }
+    return current;
+  };
+
   for (const action of actions) {
     if (ctx.signal?.aborted) break;
     switch (action.kind) {
       case "create-pod": {
+        // Rule 5.
+        if (!(await resourceIsCurrent())) continue;
         // Rule 1.
         const { create } = action;
         const name = podName(resource.metadata.name, ports.suffix());
@@ -179,6 +205,12 @@ export async function execute(
           continue;
         }
         ports.metrics.podsCreated.inc({ ...labels, reason: create.reason });
+        for (const id of create.forRequestIds) {
+          const queued = ctx.queueTimeOf?.(id);
+          if (queued === undefined) continue;
+          const waited = Math.max(0, ports.now() - queued) / 1000;
+          ports.metrics.jobWaitPodCreated.observe({ ...labels, template: String(create.templateIndex) }, waited);
+        }
         ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
         break;
       }

@@ -75,6 +75,17 @@ export function kubeWriter(client: KubeClient): KubeWriter {
         throw err;
       }
     },
+    async liveResource(ns, name) {
+      try {
+        const r = await client.request<{ metadata?: { uid?: string; deletionTimestamp?: string } }>({
+          path: resourcePath(ns, name),
+        });
+        return { uid: r.metadata?.uid ?? "", deleting: Boolean(r.metadata?.deletionTimestamp) };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
     async setFinalizers(ns, name, finalizers, resourceVersion) {
       const metadata = resourceVersion === undefined ? { finalizers } : { finalizers, resourceVersion };
       try {

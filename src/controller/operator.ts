@@ -16,6 +16,7 @@ import {
   PLURAL,
   REPORTING_CONTROLLER,
 } from "../api/v1/index.ts";
+import { type CredentialSource, HOOK_OUTCOMES, type OrganizationPolls, startHookServer } from "../hooks/server.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { EventRecorder } from "../kube/events.ts";
 import { controllerOwnerKeys, enqueueHandler, Informer } from "../kube/informer.ts";
@@ -24,7 +25,7 @@ import { listWatchFor } from "../kube/listwatch.ts";
 import type { KubeObject } from "../kube/types.ts";
 import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
-import { createMetrics } from "../observability/metrics.ts";
+import { createMetrics, type Metrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
 import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
 import { podNameSuffix } from "../scaling/naming.ts";
@@ -37,6 +38,7 @@ import type { CredentialPolicy } from "./policy.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { PrePullController, type PrePullSettings } from "./prepull.ts";
 import { Reconciler } from "./reconciler.ts";
+import { recordTokenRequest } from "./request-metrics.ts";
 import { configMapHistoryStore, StandbyWork, standbyClock } from "./standby.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
@@ -73,6 +75,8 @@ export interface OperatorSettings {
   standbyHistoryWriteIntervalMs?: number;
   /** For tests only: the clock standby schedules and histories are read in starts here and runs at this rate. */
   standbyClock?: { startMs: number; rate: number };
+  /** The service hook endpoint (src/hooks) on `bindAddress`; omitted: off. */
+  serviceHooks?: { port: number; debounceMs: number };
 }
 
 export interface OperatorDeps {
@@ -81,13 +85,19 @@ export interface OperatorDeps {
   logger: StructuredLogger;
   azureDevOps: AzureDevOpsPort;
   pods: PodFactory;
+  /** The metrics registry (the Azure DevOps port's request observer writes to it too); default: a new one. */
+  metrics?: Metrics;
   now?: () => number;
   /** Called when leadership is lost (default: exit the process so it restarts clean). */
   onLeadershipLost?: () => void;
+  /** What the service hook endpoint needs, when `config.serviceHooks` is set: its credentials and the pollers. */
+  serviceHooks?: { credentials: CredentialSource; target: OrganizationPolls };
 }
 
 export interface RunningOperator {
   port: number;
+  /** Port of the service hook endpoint, when it is on. */
+  serviceHookPort?: number;
   stop(): Promise<void>;
 }
 
@@ -98,7 +108,7 @@ const ownerUids = (o: KubeObject) =>
 export async function startOperator(deps: OperatorDeps): Promise<RunningOperator> {
   const { config, client, logger } = deps;
   const now = deps.now ?? Date.now;
-  const metrics = createMetrics();
+  const metrics = deps.metrics ?? createMetrics();
   const namespaces = config.namespaces.length > 0 ? config.namespaces : [""];
   const managed = `${labels.managedBy}=${MANAGED_BY_VALUE}`;
   const informersOf = <T extends KubeObject>(resource: string, apiVersion: string, labelSelector?: string) =>
@@ -155,6 +165,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       client,
       logger: logger.child({ component: "credentials" }),
       ...(config.credentialPolicy ? { policy: config.credentialPolicy } : {}),
+      onTokenRequest: (observation) => recordTokenRequest(metrics, observation),
     }),
     pods: deps.pods,
     events,
@@ -239,6 +250,25 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     liveness,
     readiness,
   });
+  // Service hooks: a port of its own, so that only it is exposed to Azure DevOps (never /metrics).
+  let hookServer: Awaited<ReturnType<typeof startHookServer>> | undefined;
+  if (config.serviceHooks) {
+    if (!deps.serviceHooks) throw new Error("the service hook endpoint needs its credentials and pollers");
+    for (const outcome of HOOK_OUTCOMES) metrics.serviceHookDeliveries.inc({ outcome }, 0);
+    hookServer = await startHookServer({
+      host: config.bindAddress,
+      port: config.serviceHooks.port,
+      debounceMs: config.serviceHooks.debounceMs,
+      credentials: deps.serviceHooks.credentials,
+      target: deps.serviceHooks.target,
+      onOutcome: (outcome) => metrics.serviceHookDeliveries.inc({ outcome }),
+      logger: logger.child({ component: "service-hooks" }),
+    });
+    logger.info("service hook endpoint listening", {
+      port: hookServer.port,
+      path: "/hooks/azure-devops/<organization>",
+    });
+  }
   const queueGauge = setInterval(() => metrics.workQueueDepth.set(queue.length), 5000);
   queueGauge.unref();
 
@@ -247,9 +277,19 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   logger.info("caches synced", { namespaces: config.namespaces.length ? config.namespaces : "all" });
 
   let running: Promise<void> | undefined;
-  const startReconciling = () => {
+  /**
+   * A new leader acts only on caches it knows are current: their watches may have stalled silently while this
+   * replica stood by (the watchdog notices only after minutes), so every informer lists again first (bounded: a
+   * list that cannot finish in 30 s is waited for no longer; the watchdog and expectations still apply).
+   */
+  const startReconciling = async () => {
     metrics.leader.set(1);
-    logger.info("reconciling", { workers: config.workers });
+    const fresh = await Promise.race([
+      Promise.all(informers.map((inf) => inf.relist())).then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 30_000).unref()),
+    ]);
+    if (stopping) return;
+    logger.info("reconciling", { workers: config.workers, cachesRelisted: fresh });
     running = queue.run(
       async (key, signal) => {
         const started = performance.now();
@@ -285,7 +325,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       logger: logger.child({ component: "leader-election" }),
       onStartedLeading: () => {
         leading = true;
-        startReconciling();
+        void startReconciling();
       },
       onStoppedLeading: () => {
         metrics.leader.set(0);
@@ -298,14 +338,16 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     });
     elector.start();
   } else {
-    startReconciling();
+    void startReconciling();
   }
 
   return {
     port: server.port,
+    ...(hookServer ? { serviceHookPort: hookServer.port } : {}),
     async stop() {
       stopping = true;
       clearInterval(queueGauge);
+      await hookServer?.close();
       // Workers first: abort in-flight reconciles and wait for them, then give the lease up.
       await queue.shutdown({ drain: false });
       await running;

@@ -120,6 +120,11 @@ export interface KubeWriter {
     holder: string,
     annotations: Record<string, string>,
   ): Promise<WriteResult | "conflict">;
+  /**
+   * The resource as the API server has it now (the one read outside the caches): its uid and whether it is being
+   * deleted; undefined when it is gone.
+   */
+  liveResource(namespace: string, name: string): Promise<{ uid: string; deleting: boolean } | undefined>;
   /** Sets the resource's finalizers, conditional on its resourceVersion. */
   setFinalizers(
     namespace: string,

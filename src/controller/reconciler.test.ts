@@ -143,6 +143,8 @@ interface World {
   /** What changes before the second reconcile. */
   afterwards?: { pool?: PoolState };
   agentDeletion?: AgentDeletion | "hang";
+  /** The API server no longer has the resource (the cache is behind). */
+  resourceGone?: boolean;
   /** The outcome of pod POSTs (default created). */
   createOutcome?: "created" | "unknown";
   /** Answers of PVC claim patches, in order (then "done"). */
@@ -205,6 +207,9 @@ function harness(world: World) {
     async setFinalizers() {
       return "done";
     },
+    async liveResource() {
+      return world.resourceGone ? undefined : { uid: UID, deleting: false };
+    },
   };
   const azureDevOps: AzureDevOpsPort = {
     subscribe: () => ({
@@ -233,6 +238,7 @@ function harness(world: World) {
   let n = 0;
   const now = () => NOW;
   const lanes = new OrganizationLanes({ concurrency: 2 });
+  const metrics = createMetrics({ defaultMetrics: false });
   const reconciler = new Reconciler({
     caches,
     kube,
@@ -240,7 +246,7 @@ function harness(world: World) {
     credentials: { resolve: async () => ({ ok: true, credential: patCredential("secret") }), forget: () => {} },
     pods: createPodFactory({ terminatorImage: "busybox:stable" }),
     events: eventsPort,
-    metrics: createMetrics({ defaultMetrics: false }),
+    metrics,
     logger: silentLogger(),
     cacheVolumes: new CacheVolumes(kube, now, () => `v${++n}`),
     placeholders: new PlaceholderWork({ azureDevOps, events: eventsPort, now }),
@@ -257,7 +263,7 @@ function harness(world: World) {
     await reconciler.reconcile("ci/agents");
     await lanes.idle();
   };
-  return { calls, events, next, reconcile, reconcileOnly: () => reconciler.reconcile("ci/agents") };
+  return { calls, events, metrics, next, reconcile, reconcileOnly: () => reconciler.reconcile("ci/agents") };
 }
 
 interface Case {
@@ -305,6 +311,11 @@ const cases: Case[] = [
     // The second reconcile knows the pod it created for the job.
     calls: [["createPod"], []],
     events: ["CapabilityOverridden", "PodCreated", "CapabilityOverridden"],
+  },
+  {
+    name: "job, but the API server no longer has the cached resource -> nothing created",
+    world: { resource: resource(), pool: { jobRequests: [queued(1)] }, resourceGone: true },
+    calls: [[]],
   },
   {
     name: "job -> create, claiming the free cache PVC",
@@ -480,4 +491,20 @@ test("a hanging agent deletion holds no reconcile: the next job of the resource 
   await h.reconcileOnly();
   // The idle pod covers one job (its idle mark goes), a new pod the other; the deletion is not asked for again.
   assert.deepEqual(h.calls, ["createPod", "patchPod agents-idle1 merge idle=null"]);
+});
+
+test("metrics: the wait until a job's pod was created; the pool's queued and unserved jobs", async () => {
+  const h = harness({
+    resource: resource(),
+    pool: { jobRequests: [queued(1), queued(2, ["Agent.OS -equals Windows"])] },
+  });
+  await h.reconcile();
+  const text = await h.metrics.registry.metrics();
+  const resourceLabels = 'namespace="ci",name="agents",template="0"';
+  assert.match(text, new RegExp(`azp_scaler_job_wait_until_pod_created_seconds_sum\\{${resourceLabels}\\} 5\n`));
+  assert.match(text, new RegExp(`azp_scaler_job_wait_until_pod_created_seconds_count\\{${resourceLabels}\\} 1\n`));
+  const pool = 'organization="https://dev.azure.com/org",pool="pool"';
+  assert.match(text, new RegExp(`azp_scaler_queued_jobs\\{${pool}\\} 2\n`));
+  assert.match(text, new RegExp(`azp_scaler_unserved_jobs\\{${pool},reason="no-matching-template"\\} 1\n`));
+  assert.match(text, new RegExp(`azp_scaler_unserved_jobs\\{${pool},reason="max-count"\\} 0\n`));
 });

@@ -31,6 +31,7 @@ import {
   withExpectedPods,
 } from "./observe.ts";
 import type { PlaceholderWork } from "./placeholders.ts";
+import { PoolMetrics, queueTimeLookup } from "./pool-metrics.ts";
 import type {
   AzureDevOpsPort,
   Caches,
@@ -98,9 +99,12 @@ export class Reconciler {
   readonly #memory = new Map<string, Memory>();
   /** How the resources on a pool share its jobs. */
   readonly #sharing: PoolSharing;
+  /** Per-pool gauges and job-wait histograms (pool-metrics.ts). */
+  readonly #poolMetrics: PoolMetrics;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
+    this.#poolMetrics = new PoolMetrics(options.metrics);
     this.#sharing = new PoolSharing({
       caches: options.caches,
       pods: options.pods,
@@ -140,6 +144,7 @@ export class Reconciler {
       findings.invalidSpec = message;
       this.#detach(memory);
       this.#sharing.unavailable(key);
+      this.#poolMetrics.unavailable(key);
       o.credentials.forget(key);
       await this.#writeStatus(raw, findings, undefined, undefined);
       return undefined;
@@ -155,6 +160,7 @@ export class Reconciler {
       o.events.warning(resourceRef(raw), credential.reason, credential.message, "ReadCredentials");
       this.#detach(memory);
       this.#sharing.unavailable(key);
+      this.#poolMetrics.unavailable(key);
       await this.#writeStatus(raw, findings, undefined, undefined);
       return { requeueAfterMs: Math.min(o.resyncIntervalMs, 30_000) };
     }
@@ -200,7 +206,11 @@ export class Reconciler {
       findings.standby = standby.status;
     }
     const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs, standby?.minCounts);
-    if (snapshot) this.#sharing.planned(key, resource, plan);
+    if (snapshot) {
+      this.#sharing.planned(key, resource, plan);
+      const organization = o.azureDevOps.organizationKey(resource.spec.organizationUrl);
+      this.#poolMetrics.planned({ key, resource, organization, snapshot, plan, pods });
+    }
     const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
     const expectedMounts = [...open.entries()].map(([name, e]) => ({
       name,
@@ -235,6 +245,7 @@ export class Reconciler {
         ...(cache ? { cache } : {}),
         pvcs: new Map(pvcObjects.map((p) => [p.metadata.name, p])),
         ...(signal ? { signal } : {}),
+        ...(snapshot ? { queueTimeOf: queueTimeLookup(snapshot.jobRequests) } : {}),
       },
       o,
     );
@@ -326,6 +337,7 @@ export class Reconciler {
   async #deleted(key: string, raw: AutoScaledAgent, memory: Memory): Promise<ReconcileResult> {
     const o = this.#o;
     this.#sharing.unavailable(key);
+    this.#poolMetrics.unavailable(key);
     if (!hasFinalizer(raw)) {
       this.#detach(memory);
       return undefined;
@@ -392,6 +404,7 @@ export class Reconciler {
 
   #forget(key: string): void {
     this.#sharing.forget(key);
+    this.#poolMetrics.forget(key);
     const m = this.#memory.get(key);
     if (m) this.#detach(m);
     this.#memory.delete(key);

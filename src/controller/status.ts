@@ -85,7 +85,25 @@ export function buildStatus(input: StatusInput): AutoScaledAgentStatus {
 
 /** Whether the new status differs from the previous one in anything but condition transition times. */
 export function statusChanged(previous: AutoScaledAgentStatus | undefined, next: AutoScaledAgentStatus): boolean {
-  return JSON.stringify(stripTimes(owned(next))) !== JSON.stringify(stripTimes(owned(previous)));
+  return canonical(stripTimes(owned(next))) !== canonical(stripTimes(owned(previous)));
+}
+
+/**
+ * JSON with object keys sorted and undefined fields dropped: the status read back from the API server need not keep
+ * the key order it was written in, and must still compare equal (otherwise every reconcile writes).
+ */
+export function canonical(value: unknown): string {
+  const sort = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(sort);
+    if (v === null || typeof v !== "object") return v;
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(v).sort()) {
+      const x = (v as Record<string, unknown>)[k];
+      if (x !== undefined) out[k] = sort(x);
+    }
+    return out;
+  };
+  return JSON.stringify(sort(value));
 }
 
 /** Sets the resource's gauges, builds its status and writes it when it changed. */

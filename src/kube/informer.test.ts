@@ -296,6 +296,29 @@ describe("Informer", () => {
     await informer.stop();
   });
 
+  test("relist() lists again at once, applying what a silent watch missed; no restart or failure is counted", async () => {
+    const server = new FakeServer();
+    server.put("a", "1");
+    server.put("b", "1");
+    const { clock, rec, informer, cache } = setup(server);
+    informer.start();
+    await clock.tick(10);
+    // Changes the open watch never delivers (as through a stalled connection).
+    server.removeQuietly("b");
+    server.putQuietly("c", "1");
+    const relisted = informer.relist();
+    await clock.tick(10);
+    await relisted;
+    assert.equal(server.lists, 2);
+    assert.deepEqual(cache(), { a: "1", c: "1" });
+    assert.deepEqual(rec.log.slice(2), ["delete b (unknown final state)", "add c=1"]);
+    assert.equal(informer.health().restarts, 0);
+    assert.equal(informer.health().consecutiveFailures, 0);
+    server.put("a", "2");
+    assert.equal(cache().a, "2", "watching again after the relist");
+    await informer.stop();
+  });
+
   test("410 as an HTTP status when opening the watch: relist", async () => {
     const server = new FakeServer();
     server.put("a", "1");

@@ -117,6 +117,8 @@ export class Informer<T extends KubeObject> {
   #failures = 0;
   #lastSyncTime: number | undefined;
   #lastListStartTime: number | undefined;
+  #attempt: AbortController | undefined;
+  #relistWaiters: (() => void)[] = [];
   #lastActivityTime: number | undefined;
   #lastError: { message: string; time: number } | undefined;
   #resyncTimer: TimerHandle | undefined;
@@ -223,26 +225,43 @@ export class Informer<T extends KubeObject> {
     return h;
   }
 
+  /**
+   * Lists again now (the watch is dropped and reopened from the new list): for a cache that must be known current,
+   * e.g. when this replica becomes the leader after a watch that may have been silently stalled. Resolves once the
+   * new list is in the cache.
+   */
+  relist(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#relistWaiters.push(resolve);
+      this.#attempt?.abort();
+    });
+  }
+
   async #run(): Promise<void> {
     const stop = this.#stop.signal;
     let needList = true;
     while (!stop.aborted) {
       const attempt = new AbortController();
+      this.#attempt = attempt;
       const abortAttempt = () => attempt.abort();
       stop.addEventListener("abort", abortAttempt, { once: true });
       let stale = false;
+      const relistAsked = () => this.#relistWaiters.length > 0;
       try {
-        if (needList) {
+        if (needList || relistAsked()) {
           const listStarted = this.#clock.now();
           const list = await this.#lw.list({ signal: attempt.signal });
           if (stop.aborted) break;
           this.#applyList(list, listStarted);
           needList = false;
+          // Every waiter was there when this list began: one asking later aborts the list and gets the next.
+          for (const w of this.#relistWaiters.splice(0)) w();
         }
         const outcome = await this.#watchOnce(attempt, () => {
           stale = true;
         });
         if (stop.aborted) break;
+        if (relistAsked()) continue;
         if (stale) {
           this.#noteRestart(`no event or bookmark for ${this.#staleAfterMs} ms`, "watch is stale: restarting it");
           continue;
@@ -256,6 +275,8 @@ export class Informer<T extends KubeObject> {
         }
       } catch (err) {
         if (stop.aborted) break;
+        // A relist was asked for: the aborted watch is no failure.
+        if (relistAsked()) continue;
         if (stale) {
           this.#noteRestart(`no event or bookmark for ${this.#staleAfterMs} ms`, "watch is stale: restarting it");
           continue;

@@ -579,13 +579,18 @@ export interface DeletionCleanupInput {
   readonly wantedByOthers: readonly string[];
   /** The pod name prefix of the deleted resource (its agents are named after its pods). */
   readonly podNamePrefix: string;
+  /** No other resource serves the pool: every placeholder there only waited for this one's pods. */
+  readonly lastOnPool?: boolean;
 }
 
 /**
  * What to unregister when a resource is deleted (its finalizer), whatever the ages:
  * 1. a placeholder it wanted that no other resource on the pool wants;
  * 2. an offline agent named after one of its pods (its pod is gone or going with it);
- * 3. never an agent that is online or holds a job: its pod stops with the resource and the agent unregisters itself
+ * 3. when it was the last resource on the pool, every placeholder there (the pipelines' own, registered with the
+ *    registrator, too): without a resource, a job they keep queued would wait for a pod that never comes, where
+ *    Azure DevOps should fail it at once;
+ * 4. never an agent that is online or holds a job: its pod stops with the resource and the agent unregisters itself
  *    on the way out (a busy one after its job).
  */
 export function agentsToRemoveOnDelete(input: DeletionCleanupInput): GarbageDecision {
@@ -594,7 +599,7 @@ export function agentsToRemoveOnDelete(input: DeletionCleanupInput): GarbageDeci
   const remove: GarbageItem[] = [];
   const kept: KeptAgent[] = [];
   for (const a of input.agents) {
-    const placeholder = mine.has(a.name.toLowerCase());
+    const placeholder = mine.has(a.name.toLowerCase()) || (input.lastOnPool === true && isPlaceholderAgentName(a.name));
     const ours = isResourceAgent(a.name, [input.podNamePrefix]);
     if (!placeholder && !ours) continue;
     const kind = placeholder ? "placeholder" : "resource-agent";

@@ -6,10 +6,18 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { parse } from "yaml";
 import { DURATION_PATTERN } from "../../src/api/v1/duration.ts";
 import { flags, type OperatorConfig, parseConfig } from "../../src/cli/config.ts";
+import {
+  type Dashboard,
+  dashboardFile,
+  foreignMetricNames,
+  metricNamesOf,
+  panelsOf,
+  queriesOf,
+} from "../support/dashboard.ts";
 import {
   CRD_FILE,
   chartDir,
@@ -51,9 +59,15 @@ describe("helm lint", () => {
   });
 });
 
-describe("helm template with the default values", async () => {
-  const objs = await helmTemplate({ namespace: "operators" });
-  const deployment = find(objs, "Deployment", fullname, "operators");
+// Suites render in before(), not in an async describe body: tests registered after an await in the body may be
+// cut off when the runner exits as soon as the tests it knows of are done (--test-force-exit).
+describe("helm template with the default values", () => {
+  let objs: Obj[];
+  let deployment: Obj;
+  before(async () => {
+    objs = await helmTemplate({ namespace: "operators" });
+    deployment = find(objs, "Deployment", fullname, "operators");
+  });
 
   test("renders the operator cluster-wide: ServiceAccount, ClusterRole and binding, Lease Role, Service", () => {
     assert.deepEqual(kindsAndNames(objs), [
@@ -198,9 +212,13 @@ describe("helm template with the default values", async () => {
   });
 });
 
-describe("helm template in namespaced mode with the extras (ci/namespaced-values.yaml)", async () => {
-  const objs = await helmTemplate({ namespace: "operators", valuesFiles: [chartFile("ci/namespaced-values.yaml")] });
-  const deployment = find(objs, "Deployment", fullname);
+describe("helm template in namespaced mode with the extras (ci/namespaced-values.yaml)", () => {
+  let objs: Obj[];
+  let deployment: Obj;
+  before(async () => {
+    objs = await helmTemplate({ namespace: "operators", valuesFiles: [chartFile("ci/namespaced-values.yaml")] });
+    deployment = find(objs, "Deployment", fullname);
+  });
 
   test("a Role and RoleBinding in each watched namespace, and nothing cluster-wide but the aggregated roles", () => {
     assert.deepEqual(
@@ -400,19 +418,24 @@ describe("chart files", () => {
   });
 });
 
-describe("helm template with imagePrePull.enabled", async () => {
+describe("helm template with imagePrePull.enabled", () => {
   const daemonSets = {
     apiGroups: ["apps"],
     resources: ["daemonsets"],
     verbs: ["get", "list", "watch", "create", "update", "patch", "delete"],
   };
-  const plain = await helmTemplate({});
-  const objs = await helmTemplate({
-    values: { imagePrePull: { enabled: true, pauseImage: "mirror.example/pause:3.10" } },
-  });
-  const namespaced = await helmTemplate({
-    valuesFiles: [chartFile("ci/namespaced-values.yaml")],
-    values: { imagePrePull: { enabled: true } },
+  let plain: Obj[];
+  let objs: Obj[];
+  let namespaced: Obj[];
+  before(async () => {
+    plain = await helmTemplate({});
+    objs = await helmTemplate({
+      values: { imagePrePull: { enabled: true, pauseImage: "mirror.example/pause:3.10" } },
+    });
+    namespaced = await helmTemplate({
+      valuesFiles: [chartFile("ci/namespaced-values.yaml")],
+      values: { imagePrePull: { enabled: true } },
+    });
   });
 
   test("the ClusterRole grows by exactly one rule: DaemonSets in apps", () => {
@@ -434,5 +457,232 @@ describe("helm template with imagePrePull.enabled", async () => {
       pauseImage: "mirror.example/pause:3.10",
       helperImage: "docker.io/library/busybox:1.37.0-musl",
     });
+  });
+});
+
+describe("helm template with metrics.grafanaDashboard.enabled", () => {
+  let configMap: Obj;
+  let dashboard: Dashboard;
+  before(async () => {
+    const objs = await helmTemplate({ values: { metrics: { grafanaDashboard: { enabled: true } } } });
+    configMap = find(objs, "ConfigMap", `${fullname}-dashboard`, "operators");
+    dashboard = JSON.parse(configMap.data["azure-pipelines-k8s-agent-scaler.json"]) as Dashboard;
+  });
+
+  test("a ConfigMap with the sidecar's label holds the dashboard file as it is", () => {
+    assert.equal(configMap.metadata.labels.grafana_dashboard, "1");
+    assert.equal(configMap.metadata.labels["app.kubernetes.io/name"], "azure-pipelines-k8s-agent-scaler");
+    assert.deepEqual(Object.keys(configMap.data), ["azure-pipelines-k8s-agent-scaler.json"]);
+    assert.deepEqual(JSON.parse(readFileSync(dashboardFile, "utf8")), dashboard);
+  });
+
+  test("namespace, label and annotations are configurable", async () => {
+    const custom = await helmTemplate({
+      values: {
+        metrics: {
+          grafanaDashboard: {
+            enabled: true,
+            namespace: "monitoring",
+            label: "example.com/dashboard",
+            labelValue: "yes",
+            annotations: { grafana_folder: "CI" },
+          },
+        },
+      },
+    });
+    const cm = find(custom, "ConfigMap", `${fullname}-dashboard`, "monitoring");
+    assert.equal(cm.metadata.labels["example.com/dashboard"], "yes");
+    assert.equal(cm.metadata.labels.grafana_dashboard, undefined);
+    assert.deepEqual(cm.metadata.annotations, { grafana_folder: "CI" });
+    const stderr = await helmTemplateFails({ values: { metrics: { grafanaDashboard: { label: "not a label" } } } });
+    assert.match(stderr, /label/);
+  });
+
+  test("a plausible Grafana dashboard: title, uid, a Prometheus data source variable, panels with targets", () => {
+    assert.ok(dashboard.title && dashboard.uid);
+    assert.ok((dashboard.schemaVersion ?? 0) >= 36);
+    const datasource = dashboard.templating?.list?.find((v) => v.type === "datasource");
+    assert.equal(datasource?.query, "prometheus");
+    const panels = panelsOf(dashboard).filter((p) => p.type !== "row");
+    assert.ok(panels.length >= 15, `${panels.length} panels`);
+    const ids = panelsOf(dashboard).map((p) => p.id);
+    assert.equal(new Set(ids).size, ids.length, "panel ids are unique");
+    for (const p of panels) {
+      assert.ok(p.title, "every panel has a title");
+      assert.ok((p.targets ?? []).length > 0, `${p.title}: no targets`);
+      for (const t of p.targets ?? []) assert.ok(t.expr && t.refId, `${p.title}: a target without expr or refId`);
+      assert.deepEqual(p.datasource, { type: "prometheus", uid: ["$", "{datasource}"].join("") }, p.title);
+      const g = p.gridPos;
+      assert.ok(g && g.x >= 0 && g.w > 0 && g.x + g.w <= 24 && g.h > 0, `${p.title}: grid position`);
+    }
+  });
+
+  test("its queries use the operator's metrics only, each documented in docs/metrics.md", () => {
+    const docs = readFileSync(join(repoRoot, "docs", "metrics.md"), "utf8");
+    const queries = queriesOf(dashboard);
+    const base = (n: string) => n.replace(/_(bucket|sum|count)$/, "");
+    for (const q of queries) assert.deepEqual(foreignMetricNames(q), [], q);
+    const names = new Set(queries.flatMap(metricNamesOf));
+    for (const wanted of [
+      "azp_scaler_job_wait_until_assigned_seconds_bucket",
+      "azp_scaler_job_wait_until_pod_created_seconds_bucket",
+      "azp_scaler_queued_jobs",
+      "azp_scaler_unserved_jobs",
+      "azp_scaler_agent_pods",
+      "azp_scaler_azure_devops_requests_total",
+      "azp_scaler_azure_devops_rate_limit_remaining_ratio",
+      "azp_scaler_reconcile_duration_seconds_bucket",
+      "azp_scaler_placeholder_agents",
+    ]) {
+      assert.ok(names.has(wanted), `no panel shows ${wanted}`);
+    }
+    for (const n of names) assert.ok(docs.includes(`\`${base(n)}\``), `${base(n)} is not in docs/metrics.md`);
+  });
+});
+
+describe("helm template with serviceHooks", () => {
+  let plain: Obj[];
+  let objs: Obj[];
+  let withIngress: Obj[];
+  const hooksValues = {
+    serviceHooks: {
+      enabled: true,
+      debounce: "1s",
+      credentialsSecret: { name: "azp-service-hook", passwordKey: "hook-password" },
+    },
+  };
+  before(async () => {
+    plain = await helmTemplate({});
+    objs = await helmTemplate({ values: hooksValues });
+    withIngress = await helmTemplate({
+      values: {
+        serviceHooks: {
+          ...hooksValues.serviceHooks,
+          service: { port: 80, annotations: { "example.com/a": "b" } },
+          ingress: {
+            enabled: true,
+            className: "nginx",
+            host: "azp-hooks.example.com",
+            annotations: { "cert-manager.io/cluster-issuer": "letsencrypt" },
+            tls: [{ secretName: "azp-hooks-tls", hosts: ["azp-hooks.example.com"] }],
+          },
+        },
+      },
+    });
+  });
+  const manager = (deployment: Obj) =>
+    (deployment.spec.template.spec.containers as Obj[]).find((c) => c.name === "manager") as Obj;
+
+  test("off by default: no hooks Service or Ingress, no port, no credentials volume, the operator without it", () => {
+    assert.ok(!kindsAndNames(plain).some((n) => n.includes("-hooks")));
+    const deployment = find(plain, "Deployment", fullname);
+    assert.deepEqual(
+      (manager(deployment).ports as Obj[]).map((p) => p.name),
+      ["http-metrics"],
+    );
+    assert.deepEqual(
+      (deployment.spec.template.spec.volumes as Obj[]).map((v) => v.name),
+      ["tmp"],
+    );
+    assert.equal(operatorConfig(deployment).serviceHooks, undefined);
+  });
+
+  test("on: a Service for the endpoint only, the port, the Secret mounted read-only as the operator's files", () => {
+    assert.deepEqual(
+      kindsAndNames(objs).filter((n) => !kindsAndNames(plain).includes(n)),
+      [`Service operators/${fullname}-hooks`],
+    );
+    const deployment = find(objs, "Deployment", fullname);
+    const container = manager(deployment);
+    assert.deepEqual(container.ports, [
+      { name: "http-metrics", containerPort: 8080, protocol: "TCP" },
+      { name: "http-hooks", containerPort: 8081, protocol: "TCP" },
+    ]);
+    const volume = (deployment.spec.template.spec.volumes as Obj[]).find((v) => v.name === "service-hook-credentials");
+    assert.deepEqual(volume?.secret, {
+      secretName: "azp-service-hook",
+      defaultMode: 0o444,
+      items: [
+        { key: "username", path: "username" },
+        { key: "hook-password", path: "password" },
+      ],
+    });
+    const mount = (container.volumeMounts as Obj[]).find((m) => m.name === "service-hook-credentials");
+    assert.equal(mount?.readOnly, true);
+    const config = operatorConfig(deployment);
+    assert.deepEqual(config.serviceHooks, {
+      port: 8081,
+      debounceMs: 1000,
+      credentials: {
+        username: { file: `${mount?.mountPath}/username` },
+        password: { file: `${mount?.mountPath}/password` },
+      },
+    });
+    const service = find(objs, "Service", `${fullname}-hooks`);
+    assert.deepEqual(service.spec.selector, deployment.spec.selector.matchLabels);
+    assert.deepEqual(service.spec.ports, [
+      { name: "http-hooks", port: 8081, targetPort: "http-hooks", protocol: "TCP" },
+    ]);
+    assert.equal(service.spec.type, "ClusterIP");
+    // The metrics Service stays as it was: metrics are never exposed with the hooks.
+    assert.deepEqual(find(objs, "Service", `${fullname}-metrics`), find(plain, "Service", `${fullname}-metrics`));
+  });
+
+  test("the Ingress: class, host, the hooks path to the hooks Service, TLS, annotations", () => {
+    const ingress = find(withIngress, "Ingress", `${fullname}-hooks`, "operators");
+    assert.equal(ingress.apiVersion, "networking.k8s.io/v1");
+    assert.equal(ingress.metadata.annotations["cert-manager.io/cluster-issuer"], "letsencrypt");
+    assert.deepEqual(ingress.spec, {
+      ingressClassName: "nginx",
+      tls: [{ secretName: "azp-hooks-tls", hosts: ["azp-hooks.example.com"] }],
+      rules: [
+        {
+          host: "azp-hooks.example.com",
+          http: {
+            paths: [
+              {
+                path: "/hooks/azure-devops",
+                pathType: "Prefix",
+                backend: { service: { name: `${fullname}-hooks`, port: { name: "http-hooks" } } },
+              },
+            ],
+          },
+        },
+      ],
+    });
+    const service = find(withIngress, "Service", `${fullname}-hooks`);
+    assert.equal(service.spec.ports[0].port, 80);
+    assert.equal(service.metadata.annotations["example.com/a"], "b");
+    assert.deepEqual(invalidNames(withIngress), []);
+  });
+
+  test("an Ingress without a host serves every host", async () => {
+    const any = await helmTemplate({
+      values: { serviceHooks: { ...hooksValues.serviceHooks, ingress: { enabled: true } } },
+    });
+    const ingress = find(any, "Ingress", `${fullname}-hooks`);
+    assert.equal(ingress.spec.ingressClassName, undefined);
+    assert.equal(ingress.spec.tls, undefined);
+    assert.deepEqual(Object.keys(ingress.spec.rules[0]), ["http"]);
+  });
+
+  test("refused: no credentials Secret, the metrics port, values outside the schema", async () => {
+    const cases: [Obj, RegExp][] = [
+      [{ serviceHooks: { enabled: true } }, /serviceHooks\.credentialsSecret\.name/],
+      [
+        { serviceHooks: { ...hooksValues.serviceHooks, port: 8080 } },
+        /serviceHooks\.port must differ from metrics\.port/,
+      ],
+      [{ serviceHooks: { debounce: "half a second" } }, /debounce/],
+      [{ serviceHooks: { ingress: { pathType: "Regex" } } }, /pathType/],
+      [{ serviceHooks: { ingress: { host: "https://hooks.example.com" } } }, /host/],
+      [{ serviceHooks: { ingress: { path: "hooks" } } }, /path/],
+      [{ serviceHooks: { credentialsSecret: { name: "Not_A_Name" } } }, /name/],
+      [{ serviceHooks: { secretName: "x" } }, /secretName/],
+    ];
+    for (const [values, message] of cases) {
+      const stderr = await helmTemplateFails({ values });
+      assert.match(stderr, message, JSON.stringify(values));
+    }
   });
 });

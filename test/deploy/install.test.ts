@@ -147,8 +147,16 @@ function operatorNeeds(ns: string, secret = "azure-pat"): [Access, boolean][] {
       a(v, "autoscaledagents", { group: GROUP, namespace: ns }),
       true,
     ]),
+    // Its finalizer (the cleanup of a deleted resource).
+    [a("patch", "autoscaledagents", { group: GROUP, namespace: ns, name: "x" }), true],
+    [a("update", "autoscaledagents", { group: GROUP, namespace: ns, subresource: "finalizers", name: "x" }), true],
     ...["get", "patch", "update"].map((v): [Access, boolean] => [
       a(v, "autoscaledagents", { group: GROUP, namespace: ns, subresource: "status", name: "x" }),
+      true,
+    ]),
+    // Predictive standby's job history.
+    ...["get", "create", "update"].map((v): [Access, boolean] => [
+      a(v, "configmaps", { namespace: ns, name: "x" }),
       true,
     ]),
     ...["get", "list", "watch", "create", "delete", "patch"].map((v): [Access, boolean] => [
@@ -176,7 +184,8 @@ function operatorMustNot(ns: string): [Access, boolean][] {
     [a("delete", "autoscaledagents", { group: GROUP, namespace: ns, name: "x" }), false],
     [a("create", "deployments", { group: "apps", namespace: ns }), false],
     [a("create", "pods", { namespace: ns, subresource: "exec", name: "x" }), false],
-    [a("update", "configmaps", { namespace: ns }), false],
+    [a("list", "configmaps", { namespace: ns }), false],
+    [a("delete", "configmaps", { namespace: ns, name: "x" }), false],
     [a("create", "rolebindings", { group: "rbac.authorization.k8s.io", namespace: ns }), false],
     [a("delete", "nodes", { name: "sim-node-1" }), false],
     [a("list", "nodes", {}), false],

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import { parse } from "yaml";
 import type { OperatorConfig } from "../../src/cli/config.ts";
 import { flags, parseConfig } from "../../src/cli/config.ts";
@@ -27,10 +27,15 @@ import {
 
 const CRD_NAME = "autoscaledagents.azurepipelines.k8s.scaler.io";
 
-describe("kubectl kustomize config/default", async () => {
-  const objs = await kustomize(join(repoRoot, "config", "default"));
-  const deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
+// Suites render in before(), not in an async describe body (see chart.test.ts).
+describe("kubectl kustomize config/default", () => {
+  let objs: Obj[];
+  let deployment: Obj;
   const sa = `${PREFIX}controller-manager`;
+  before(async () => {
+    objs = await kustomize(join(repoRoot, "config", "default"));
+    deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
+  });
 
   test("renders the CRD, the operator's namespace, RBAC, Deployment and metrics Service", () => {
     assert.deepEqual(kindsAndNames(objs), [
@@ -141,7 +146,7 @@ describe("kubectl kustomize config/default", async () => {
   });
 });
 
-describe("the optional image-prepull component (config/components/image-prepull)", async () => {
+describe("the optional image-prepull component (config/components/image-prepull)", () => {
   /** An overlay in a temporary folder: `resources` and the component, by relative paths as kustomize wants. */
   const overlay = async (resource: string) => {
     const dir = join(tempDir("kustomize-overlay-"), "overlay");
@@ -153,9 +158,13 @@ describe("the optional image-prepull component (config/components/image-prepull)
     );
     return kustomize(dir);
   };
-  const objs = await overlay("config/default");
-  const chart = await helmTemplate({ release: "t", values: { imagePrePull: { enabled: true } } });
-  const chartRules = find(chart, "ClusterRole", "t-azure-pipelines-k8s-agent-scaler").rules;
+  let objs: Obj[];
+  let chartRules: unknown;
+  before(async () => {
+    objs = await overlay("config/default");
+    const chart = await helmTemplate({ release: "t", values: { imagePrePull: { enabled: true } } });
+    chartRules = find(chart, "ClusterRole", "t-azure-pipelines-k8s-agent-scaler").rules;
+  });
 
   test("adds the chart's DaemonSet rule to the ClusterRole and to the namespaced Role", async () => {
     assert.deepEqual(find(objs, "ClusterRole", `${PREFIX}manager-role`).rules, chartRules);
