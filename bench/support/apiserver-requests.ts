@@ -40,7 +40,14 @@ export const requestKinds = {
 export type RequestKind = keyof typeof requestKinds;
 export const requestKindNames = Object.keys(requestKinds) as RequestKind[];
 
-export type RequestCounts = Record<RequestKind, number> & { total: number };
+export type RequestCounts = Record<RequestKind, number> & {
+  total: number;
+  /**
+   * The API server's own time for pod creations (every client's: POST on pods, not subresources), seconds summed
+   * and count: while only the counted client creates pods, its mean create latency.
+   */
+  podCreates: { seconds: number; count: number };
+};
 
 export interface CountedIdentity {
   /** A kubeconfig for the ServiceAccount (what the counted process uses). */
@@ -115,7 +122,14 @@ export async function countedIdentity(
     user: `system:serviceaccount:${namespace}:${name}`,
     async counts() {
       const samples = parseSamples(await admin.requestText({ path: "/metrics" }));
-      const counts = { total: 0 } as RequestCounts;
+      const podPost = { verb: "POST", resource: "pods", subresource: "" };
+      const counts = {
+        total: 0,
+        podCreates: {
+          seconds: sumOf(samples, "apiserver_request_duration_seconds_sum", podPost),
+          count: sumOf(samples, "apiserver_request_duration_seconds_count", podPost),
+        },
+      } as RequestCounts;
       for (const kind of requestKindNames) {
         counts[kind] = sumOf(samples, "apiserver_flowcontrol_dispatched_requests_total", {
           flow_schema: schemaName(kind),
@@ -139,7 +153,13 @@ export async function countedIdentity(
 
 /** b − a, per kind. */
 export function countsDelta(a: RequestCounts, b: RequestCounts): RequestCounts {
-  const out = { total: b.total - a.total } as RequestCounts;
+  const out = {
+    total: b.total - a.total,
+    podCreates: {
+      seconds: b.podCreates.seconds - a.podCreates.seconds,
+      count: b.podCreates.count - a.podCreates.count,
+    },
+  } as RequestCounts;
   for (const kind of requestKindNames) out[kind] = b[kind] - a[kind];
   return out;
 }
