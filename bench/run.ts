@@ -12,13 +12,14 @@
  */
 import { node500 } from "./node-500.ts";
 import { prePull } from "./prepull.ts";
+import { scale } from "./scale.ts";
 import { scaleUp } from "./scale-up.ts";
 import { serviceHooks } from "./service-hooks.ts";
 import { standby } from "./standby.ts";
 import { standbyWeek } from "./standby-week.ts";
 import { type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
 
-const all: Benchmark[] = [node500, scaleUp, prePull, standby, standbyWeek, serviceHooks];
+const all: Benchmark[] = [node500, scaleUp, prePull, standby, standbyWeek, serviceHooks, scale];
 const args = process.argv.slice(2);
 
 if (args.includes("--list") || args.includes("--help")) {

@@ -1,16 +1,22 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { podAnnotations as annotations, labels } from "../api/v1/index.ts";
+import {
+  type AutoScaledAgent,
+  podAnnotations as annotations,
+  labels,
+  validateAutoScaledAgent,
+} from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import {
   jobsOfEndedPods,
   observeAgent,
   observePod,
+  resourcesOnPool,
   templateIndexOf,
   templateSpecs,
   withExpectedPods,
 } from "./observe.ts";
-import type { PodObject } from "./ports.ts";
+import type { PodObject, Resource } from "./ports.ts";
 
 const templates = [
   { capabilities: { a: "1" }, minCount: 0, maxCount: 1, podTemplateSpec: { spec: { containers: [] } } },
@@ -199,5 +205,45 @@ describe("templateSpecs", () => {
     assert.match(t?.overriddenCapabilities?.[0] ?? "", /Agent\.OSArchitecture is declared "X64".*reports "ARM64"/);
     assert.equal(t?.minCount, 1);
     assert.equal(t?.maxCount, 3);
+  });
+});
+
+describe("resourcesOnPool", () => {
+  const resource = (name: string, poolName: string, extra: Record<string, unknown> = {}) =>
+    ({
+      apiVersion: "azurepipelines.k8s.scaler.io/v1",
+      kind: "AutoScaledAgent",
+      metadata: { name, namespace: "ns", uid: `uid-${name}`, ...extra },
+      spec: {
+        poolName,
+        organizationUrl: "https://dev.azure.com/org",
+        personalAccessTokenSecretName: "pat",
+        podsWithCapabilities: [
+          {
+            capabilities: {},
+            minCount: 0,
+            maxCount: 1,
+            podTemplateSpec: { spec: { containers: [{ name: "a", image: "x" }] } },
+          },
+        ],
+      },
+    }) as unknown as AutoScaledAgent;
+  const orgKey = (url: string) => url.toLowerCase();
+  const keys = (all: AutoScaledAgent[], of: AutoScaledAgent) => {
+    const v = validateAutoScaledAgent(of);
+    assert.ok(v.ok);
+    return resourcesOnPool(all, v.value as Resource, orgKey).map((r) => r.key);
+  };
+
+  test("valid, live resources on the same pool; a replaced object is looked at anew", () => {
+    const a = resource("a", "p");
+    const b = resource("b", "P");
+    const c = resource("c", "other");
+    const gone = resource("d", "p", { deletionTimestamp: "2026-01-01T00:00:00Z" });
+    const invalid = { ...resource("e", "p"), spec: { poolName: "p" } } as unknown as AutoScaledAgent;
+    assert.deepEqual(keys([a, b, c, gone, invalid], a), ["ns/a", "ns/b"]);
+    // Asked again (the same objects: validated once), then with b moved to another pool (a new object).
+    assert.deepEqual(keys([a, b, c, gone, invalid], a), ["ns/a", "ns/b"]);
+    assert.deepEqual(keys([a, resource("b", "other"), c], a), ["ns/a"]);
   });
 });

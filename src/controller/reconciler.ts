@@ -313,6 +313,7 @@ export class Reconciler {
     endedJobs: ReadonlyMap<number, number>,
     minCounts?: readonly number[],
   ): ScalePlan {
+    const started = performance.now();
     const specs = templateSpecs(resource.spec, minCounts);
     let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
     if (snapshot) {
@@ -321,7 +322,7 @@ export class Reconciler {
       if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
     }
     const names = new Set(pods.map((p) => p.name));
-    return planScaling({
+    const plan = planScaling({
       templates: specs,
       jobRequests,
       pods,
@@ -331,6 +332,8 @@ export class Reconciler {
       maxTerminatedPodsToKeep: resource.spec.maxTerminatedPodsToKeep,
       checkExtraAgentContainers: this.#o.pods.extraAgentContainersChecker(resource.spec),
     });
+    this.#o.metrics.planDuration.observe((performance.now() - started) / 1000);
+    return plan;
   }
 
   #writeStatus(raw: AutoScaledAgent, findings: Findings, snapshot?: PoolSnapshot, plan?: ScalePlan): Promise<void> {
