@@ -58,16 +58,23 @@ export function mountedPvcNames(pod: PodObject): string[] {
 }
 
 /**
- * The cache-volume core's input. `extraPods` are pods this process created that the cache does not show yet: they
- * hold the PVCs they mount like any live pod.
+ * The cache-volume core's input, or undefined for a resource without cache volumes. `expected` are pods this process
+ * created that the cache does not show yet: they hold the PVCs they mount like any live pod.
  */
 export function cacheState(
   resource: Resource,
   pvcs: readonly PvcObject[],
   pods: readonly PodObject[],
   now: number,
-  extraPods: readonly CachePod[] = [],
-): CacheVolumeState {
+  expected: ReadonlyMap<string, { readonly pvcNames: readonly string[] }> = new Map(),
+): CacheVolumeState | undefined {
+  if ((resource.spec.reusableCacheVolumes ?? []).length === 0) return undefined;
+  // Pods created but not in the cache yet hold their claims as Pending pods.
+  const extraPods = [...expected].map(([name, e]) => ({
+    name,
+    phase: "Pending" as const,
+    mountedPvcNames: e.pvcNames,
+  }));
   const templates: CacheTemplate[] = resource.spec.podsWithCapabilities.map((t) => ({
     key: capabilitySetKey(t.capabilities),
     maxCount: t.maxCount,

@@ -27,6 +27,26 @@ import type { OrganizationLanes } from "./lanes.ts";
 import type { Expectation } from "./observe.ts";
 import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, PvcObject, Resource } from "./ports.ts";
 
+/** Lane task keys of pod removals: `remove:<namespace>/<pod>`. */
+const REMOVE_TASK = "remove:";
+
+/**
+ * Problems of lane tasks (agent deletions) by task key, as kept between reconciles: a removal's problems stay while
+ * its pod exists or the task still runs; the others until the task succeeds. Prunes `background` and returns what
+ * is left.
+ */
+export function laneProblems(
+  background: Map<string, Problem[]>,
+  podNames: ReadonlySet<string>,
+  running: (taskKey: string) => boolean,
+): Problem[] {
+  for (const taskKey of background.keys()) {
+    const pod = taskKey.startsWith(REMOVE_TASK) ? taskKey.slice(taskKey.lastIndexOf("/") + 1) : undefined;
+    if (pod !== undefined && !podNames.has(pod) && !running(taskKey)) background.delete(taskKey);
+  }
+  return [...background.values()].flat();
+}
+
 export interface ExecutorPorts {
   kube: KubeWriter;
   azureDevOps: AzureDevOpsPort;
@@ -226,7 +246,7 @@ export async function execute(
           break;
         }
         const agentId = action.agentId;
-        inLane(`remove:${ns}/${action.podName}`, async (problems, pool) => {
+        inLane(`${REMOVE_TASK}${ns}/${action.podName}`, async (problems, pool) => {
           const result = await deleteAgent(pool, agentId, problems);
           if (result === "refused") {
             ports.events.normal(

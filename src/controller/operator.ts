@@ -39,7 +39,8 @@ import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "
 import { PrePullController, type PrePullSettings } from "./prepull.ts";
 import { Reconciler } from "./reconciler.ts";
 import { recordTokenRequest } from "./request-metrics.ts";
-import { configMapHistoryStore, StandbyWork, standbyClock } from "./standby.ts";
+import { StandbyWork } from "./standby.ts";
+import { configMapHistoryStore, standbyClock } from "./standby-store.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
 export interface OperatorSettings {

@@ -16,6 +16,7 @@ import {
 } from "../placeholders/plan.ts";
 import { podNamePrefix } from "../scaling/naming.ts";
 import type { Problem } from "./actions.ts";
+import type { OrganizationLanes } from "./lanes.ts";
 import type { AzureDevOpsPort, EventsPort, PoolSnapshot, PoolTarget, Resource } from "./ports.ts";
 
 export interface PlaceholderWorkOptions {
@@ -40,6 +41,16 @@ export interface PlaceholderRunInput {
   liveAgentPodNames: ReadonlySet<string> | undefined;
 }
 
+/** What the reconcile's placeholder step needs; the pool-wide inputs are read only when a run is submitted. */
+export interface PlaceholderStepInput extends Omit<PlaceholderRunInput, "samePool" | "liveAgentPodNames"> {
+  organization: string;
+  lanes: OrganizationLanes;
+  samePool(): PlaceholderRunInput["samePool"];
+  liveAgentPodNames(): PlaceholderRunInput["liveAgentPodNames"];
+  /** Called when a submitted run ends (the reconciler requeues the resource). */
+  done(): void;
+}
+
 export class PlaceholderWork {
   readonly #o: PlaceholderWorkOptions;
   readonly #runs = new Map<string, { lastEnsure?: LastEnsure; lastCollectAt?: number; problems?: Problem[] }>();
@@ -62,6 +73,31 @@ export class PlaceholderWork {
       lastCollectAt: runs.lastCollectAt,
       collectIntervalMs: placeholderSettings(resource.spec).collectIntervalMs,
     });
+  }
+
+  /**
+   * The reconcile's step: submits a run to the organization's lane when one is due and none is under way.
+   * Registration needs only the pool's id, so a new template gets its placeholder while polls fail (jobs for it then
+   * queue instead of failing); garbage collection waits for a fresh agent list. Returns the problems of the last run
+   * and when the next one falls due (undefined while a run is under way: its end requeues the resource).
+   */
+  step(input: PlaceholderStepInput): { problems: Problem[]; nextDueAt: number | undefined } {
+    const { key, resource, lanes } = input;
+    const taskKey = `placeholders:${key}`;
+    const due = this.schedule(key, resource);
+    if ((due.ensure || (due.collect && input.snapshot)) && !lanes.has(taskKey)) {
+      const run: PlaceholderRunInput = {
+        key,
+        resource,
+        target: input.target,
+        poolId: input.poolId,
+        snapshot: input.snapshot,
+        samePool: input.samePool(),
+        liveAgentPodNames: input.liveAgentPodNames(),
+      };
+      lanes.submit(input.organization, { key: taskKey, run: () => this.run(run).finally(input.done) });
+    }
+    return { problems: this.problems(key), nextDueAt: lanes.has(taskKey) ? undefined : due.nextDueAt };
   }
 
   /** The problems of the resource's last run (kept until the next run). */

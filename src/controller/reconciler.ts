@@ -4,25 +4,25 @@
  *   validate -> credential -> pool subscription -> observe (pure) -> plan (pure core) -> actions (pure)
  *     -> execute (ports) -> placeholders (scheduled) -> status (pure, written when changed)
  *
- * Level-triggered: every decision is recomputed from what is observed. The only memory is per resource key: the
- * pool subscription, pods created but not yet seen in the cache (so a lagging cache never causes a second create),
- * which unmatched jobs were already reported, and (in the placeholder work and the credential port) when things ran.
+ * Level-triggered: every decision is recomputed from what is observed. The only memory is per resource key
+ * (memory.ts: the pool subscription, pods created but not yet seen in the cache, jobs of ended pods, reported jobs,
+ * agent failures) and, in the placeholder work and the credential port, when things ran.
  * Everything outside comes through ports (ports.ts), so the whole pipeline runs in a test with fakes.
  */
 import { type AutoScaledAgent, parseDuration, resourceRef, validateAutoScaledAgent } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { agentFailures, type FailureMemory, noFailures } from "../scaling/failures.ts";
+import { agentFailures } from "../scaling/failures.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
 import { decideActions, type Problem } from "./actions.ts";
 import { type CacheVolumes, cacheState, cacheVolumeStatus, releasableClaims } from "./cache-volumes.ts";
 import type { Findings } from "./conditions.ts";
-import { cleanUpDeleted, type DeletionState, hasFinalizer, setFinalizer } from "./deletion.ts";
-import { execute } from "./executor.ts";
+import { cleanUpDeleted, hasFinalizer, setFinalizer } from "./deletion.ts";
+import { execute, laneProblems } from "./executor.ts";
 import type { OrganizationLanes } from "./lanes.ts";
+import { type Memory, newMemory } from "./memory.ts";
 import {
-  type Expectation,
   jobsOfEndedPods,
   observeAgent,
   observePod,
@@ -79,22 +79,6 @@ export interface ReconcilerOptions {
 }
 
 export type ReconcileResult = { requeueAfterMs: number } | undefined;
-
-interface Memory {
-  attached?: { fingerprint: string; target: PoolTarget; subscription: PoolSubscription };
-  expected: Map<string, Expectation>;
-  reported: ReadonlySet<number>;
-  /** Problems of lane tasks (agent deletions) by task key, until the task succeeds or its pod is gone. */
-  background: Map<string, Problem[]>;
-  /** Agents that exited with an error before running a job, per template (see `agentFailures`). */
-  failures: FailureMemory;
-  /** The cleanup of a deletion under way. */
-  deletion: DeletionState;
-  /** The pool's id from the last successful poll. */
-  poolId?: number;
-  /** Jobs of pods that ended their run, until a newer poll (see `jobsOfEndedPods`). */
-  endedJobs: Map<number, number>;
-}
 
 export class Reconciler {
   readonly #o: ReconcilerOptions;
@@ -213,13 +197,7 @@ export class Reconciler {
       const organization = o.azureDevOps.organizationKey(resource.spec.organizationUrl);
       this.#poolMetrics.planned({ key, resource, organization, snapshot, plan, pods });
     }
-    const hasCache = (resource.spec.reusableCacheVolumes ?? []).length > 0;
-    const expectedMounts = [...open.entries()].map(([name, e]) => ({
-      name,
-      phase: "Pending" as const,
-      mountedPvcNames: e.pvcNames,
-    }));
-    const cache = hasCache ? cacheState(resource, pvcObjects, podObjects, o.now(), expectedMounts) : undefined;
+    const cache = cacheState(resource, pvcObjects, podObjects, o.now(), open);
 
     // 5. Actions (pure), then carry them out.
     const decided = decideActions({
@@ -253,44 +231,30 @@ export class Reconciler {
     );
     for (const [name, e] of executed.expected) memory.expected.set(name, e);
     findings.problems.push(...decided.problems, ...executed.problems);
-    // Problems of lane tasks (agent deletions) stay while their pod exists.
     const podNames = new Set(podObjects.map((p) => p.metadata.name));
-    for (const taskKey of memory.background.keys()) {
-      const subject = taskKey.startsWith("remove:") ? taskKey.slice(taskKey.lastIndexOf("/") + 1) : undefined;
-      if (subject !== undefined && !podNames.has(subject) && !o.lanes.has(taskKey)) memory.background.delete(taskKey);
-    }
-    for (const problems of memory.background.values()) findings.problems.push(...problems);
+    findings.problems.push(...laneProblems(memory.background, podNames, (k) => o.lanes.has(k)));
     if (cache) findings.cacheVolumes = cacheVolumeStatus(cache, executed.released);
     if (executed.changed) subscription.pollNow();
     if (signal?.aborted) return undefined;
 
-    // 6. Placeholders, when due, in the organization's lane. Registering them needs only the pool's id, so a new
-    // template gets its placeholder while polls fail (jobs for it then queue instead of failing); garbage
-    // collection waits for a fresh agent list.
-    let nextPlaceholderRun = o.now() + o.resyncIntervalMs;
+    // 6. Placeholders, when due, in the organization's lane (placeholders.ts).
     if (snapshot) memory.poolId = snapshot.poolId;
-    const poolId = memory.poolId;
-    if (poolId !== undefined) {
-      const taskKey = `placeholders:${key}`;
-      const due = o.placeholders.schedule(key, resource);
-      if ((due.ensure || (due.collect && snapshot)) && !o.lanes.has(taskKey)) {
-        const input = {
-          key,
-          resource,
-          target,
-          poolId,
-          snapshot,
-          samePool: resourcesOnPool(o.caches.allResources(), resource, o.azureDevOps.organizationKey),
-          liveAgentPodNames: o.caches.liveAgentPodNames(),
-        };
-        o.lanes.submit(organization, {
-          key: taskKey,
-          run: () => o.placeholders.run(input).finally(() => o.enqueue(key)),
-        });
-      }
-      findings.problems.push(...o.placeholders.problems(key));
-      // While a run is under way its end requeues the resource; otherwise come back when the next one is due.
-      if (!o.lanes.has(taskKey)) nextPlaceholderRun = due.nextDueAt;
+    let nextPlaceholderRun: number | undefined = o.now() + o.resyncIntervalMs;
+    if (memory.poolId !== undefined) {
+      const step = o.placeholders.step({
+        key,
+        resource,
+        target,
+        poolId: memory.poolId,
+        snapshot,
+        organization,
+        lanes: o.lanes,
+        samePool: () => resourcesOnPool(o.caches.allResources(), resource, o.azureDevOps.organizationKey),
+        liveAgentPodNames: () => o.caches.liveAgentPodNames(),
+        done: () => o.enqueue(key),
+      });
+      findings.problems.push(...step.problems);
+      nextPlaceholderRun = step.nextDueAt;
     }
 
     // 7. Status.
@@ -299,9 +263,8 @@ export class Reconciler {
     o.logger.debug("reconciled", { resource: key, actions: decided.actions.length, fresh: Boolean(snapshot) });
     const standbyDue = standby?.requeueAfterMs ?? Number.POSITIVE_INFINITY;
     if (!snapshot) return { requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue) };
-    return {
-      requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue, Math.max(1000, nextPlaceholderRun - o.now())),
-    };
+    const placeholdersDue = nextPlaceholderRun === undefined ? Number.POSITIVE_INFINITY : nextPlaceholderRun;
+    return { requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue, Math.max(1000, placeholdersDue - o.now())) };
   }
 
   /** The scale plan: jobs another resource on the pool serves better are left to it. */
@@ -378,14 +341,7 @@ export class Reconciler {
   #memoryOf(key: string): Memory {
     let m = this.#memory.get(key);
     if (!m) {
-      m = {
-        expected: new Map(),
-        reported: new Set(),
-        endedJobs: new Map(),
-        background: new Map(),
-        failures: noFailures,
-        deletion: {},
-      };
+      m = newMemory();
       this.#memory.set(key, m);
     }
     return m;

@@ -5,8 +5,9 @@ import { capabilitySetKey } from "../scaling/naming.ts";
 import { BUCKET_MS, WEEK_MS } from "../scaling/standby.ts";
 import type { JobRequest, ObservedPod } from "../scaling/types.ts";
 import type { PoolSnapshot, Resource } from "./ports.ts";
-import { type HistoryStore, type HistoryWrite, historyConfigMapName, StandbyWork, standbyClock } from "./standby.ts";
+import { StandbyWork } from "./standby.ts";
 import { decodeHistory, encodeHistory } from "./standby-history.ts";
+import { type HistoryStore, type HistoryWrite, historyConfigMapName, standbyClock } from "./standby-store.ts";
 
 const MONDAY_0855 = Date.parse("2026-02-02T08:55:00Z");
 const KEY = capabilitySetKey({ linux: "1" });

@@ -4,13 +4,13 @@
  * history across an operator restart, and has agents waiting before the burst comes back a week later.
  *
  * Schedules and histories are read in the operator's standby clock, which the test-only flags
- * `--standby-clock-start` and `--standby-clock-rate` set (src/controller/standby.ts): Monday morning in January,
+ * `--standby-clock-start` and `--standby-clock-rate` set (src/controller/standby-store.ts): Monday morning in January,
  * at 10x for the schedule, at 1x (another start per process) for the prediction. Everything else runs on real time.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { historyConfigMapName } from "../../src/controller/standby.ts";
 import { decodeHistory } from "../../src/controller/standby-history.ts";
+import { historyConfigMapName } from "../../src/controller/standby-store.ts";
 import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
 import { eventually, startWorld, type World } from "../support/world.ts";
 
