@@ -182,3 +182,61 @@ describe("the optional image-prepull component (config/components/image-prepull)
     assert.equal(config.imagePrePull?.enabled, true);
   });
 });
+
+interface PodSpec {
+  containers: {
+    ports?: { name?: string; containerPort: number }[];
+    volumeMounts?: { name: string; mountPath: string }[];
+  }[];
+  volumes?: { name: string; secret?: { secretName?: string; items?: { key: string; path: string }[] } }[];
+}
+
+describe("the optional service-hooks component (config/components/service-hooks)", () => {
+  let objs: Obj[];
+  let deployment: Obj;
+  before(async () => {
+    const dir = join(tempDir("kustomize-overlay-"), "overlay");
+    mkdirSync(dir);
+    const rel = (path: string) => relative(dir, join(repoRoot, path));
+    writeFileSync(
+      join(dir, "kustomization.yaml"),
+      `resources:\n  - ${rel("config/default")}\ncomponents:\n  - ${rel("config/components/service-hooks")}\n`,
+    );
+    objs = await kustomize(dir);
+    deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
+  });
+
+  test("turns the endpoint on, with credentials read from the mounted Secret's files", () => {
+    const config = parseConfig(
+      [],
+      containerEnv(deployment, { name: "scaler-0", namespace: NS }),
+      "host",
+    ) as OperatorConfig;
+    assert.equal(config.serviceHooks?.port, 8081);
+    const files = config.serviceHooks?.credentials;
+    assert.deepEqual(files, {
+      username: { file: "/etc/azp-scaler/service-hook/username" },
+      password: { file: "/etc/azp-scaler/service-hook/password" },
+    });
+    const pod = (deployment.spec as { template: { spec: PodSpec } }).template.spec;
+    const container = pod.containers[0];
+    const mount = container?.volumeMounts?.find((m) => m.mountPath === "/etc/azp-scaler/service-hook");
+    assert.ok(mount, "the credentials are mounted where the files are read");
+    const volume = pod.volumes?.find((v) => v.name === mount.name);
+    assert.equal(volume?.secret?.secretName, "azp-service-hook");
+    assert.deepEqual(volume?.secret?.items?.map((i) => i.path).sort(), ["password", "username"]);
+    assert.ok(container?.ports?.some((p) => p.name === "http-hooks" && p.containerPort === 8081));
+  });
+
+  test("adds a Service in the operator's namespace that selects the operator's pods on the hook port", () => {
+    const service = find(objs, "Service", `${PREFIX}service-hooks`, NS);
+    const spec = service.spec as { selector: Record<string, string>; ports: { port: number; targetPort: string }[] };
+    const podLabels = (deployment.spec as { template: { metadata: { labels: Record<string, string> } } }).template
+      .metadata.labels;
+    for (const [k, v] of Object.entries(spec.selector)) assert.equal(podLabels[k], v, `selector ${k}`);
+    assert.deepEqual(
+      spec.ports.map((p) => [p.port, p.targetPort]),
+      [[8081, "http-hooks"]],
+    );
+  });
+});
