@@ -5,7 +5,8 @@
  * Rules:
  * 1. Create: name the pod, get its cache-volume PVCs (claims are conditional writes), build it, POST it. A pod that
  *    may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a refused
- *    POST releases them.
+ *    POST releases them. Claims and builds go one by one in the plan's order; up to `CREATES_IN_FLIGHT` POSTs
+ *    overlap, and every other action waits until they are done.
  * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
  *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone. Both run in the organization's
  *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once.
@@ -26,6 +27,24 @@ import type { CacheVolumes } from "./cache-volumes.ts";
 import type { OrganizationLanes } from "./lanes.ts";
 import type { Expectation } from "./observe.ts";
 import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, PvcObject, Resource } from "./ports.ts";
+
+/** Pod POSTs of one reconcile in flight at once (a burst of 200 jobs is 200 creates). */
+export const CREATES_IN_FLIGHT = 8;
+
+/** Runs tasks with at most `n` at once; `drain` waits for all started ones. Tasks handle their own errors. */
+function limiter(n: number) {
+  const running = new Set<Promise<void>>();
+  return {
+    async launch(task: () => Promise<void>): Promise<void> {
+      while (running.size >= n) await Promise.race(running);
+      const p: Promise<void> = task().finally(() => running.delete(p));
+      running.add(p);
+    },
+    async drain(): Promise<void> {
+      while (running.size > 0) await Promise.race(running);
+    },
+  };
+}
 
 /** Lane task keys of pod removals: `remove:<namespace>/<pod>`. */
 const REMOVE_TASK = "remove:";
@@ -164,8 +183,50 @@ export async function execute(
     return current;
   };
 
+  /** POSTs a built pod and records the outcome (rule 1); several run at once (`CREATES_IN_FLIGHT`). */
+  const post = async (
+    name: string,
+    create: Extract<Action, { kind: "create-pod" }>["create"],
+    claims: { mapping: Record<string, string>; claimed: string[] },
+    pod: Parameters<KubeWriter["createPod"]>[1],
+  ): Promise<void> => {
+    const created = await ports.kube.createPod(ns, pod);
+    if (created.outcome === "refused") {
+      await ports.cacheVolumes
+        .release(
+          ns,
+          claims.claimed.map((c) => ({ name: c, holder: name })),
+        )
+        .catch(() => []);
+      problem("PodCreateFailed", `creating pod ${name} failed: ${created.message}`, true);
+      return;
+    }
+    report.changed = true;
+    report.expected.set(name, {
+      at: ports.now(),
+      pod: expectedPod(name, create, ports.now()),
+      pvcNames: Object.values(claims.mapping),
+      confirmed: created.outcome === "created",
+    });
+    if (created.outcome === "unknown") {
+      problem("PodCreateFailed", `creating pod ${name} may have failed: ${created.message}`, true);
+      return;
+    }
+    ports.metrics.podsCreated.inc({ ...labels, reason: create.reason });
+    for (const id of create.forRequestIds) {
+      const queued = ctx.queueTimeOf?.(id);
+      if (queued === undefined) continue;
+      const waited = Math.max(0, ports.now() - queued) / 1000;
+      ports.metrics.jobWaitPodCreated.observe({ ...labels, template: String(create.templateIndex) }, waited);
+    }
+    ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
+  };
+  const posting = limiter(CREATES_IN_FLIGHT);
+
   for (const action of actions) {
     if (ctx.signal?.aborted) break;
+    // Creates overlap each other; every other action waits for them (the order of the list is kept otherwise).
+    if (action.kind !== "create-pod") await posting.drain();
     switch (action.kind) {
       case "create-pod": {
         // Rule 5.
@@ -202,36 +263,7 @@ export async function execute(
           continue;
         }
         for (const w of built.warnings) ports.events.warning(ref, "PodTemplateAdjusted", w, "CreatePod");
-        const created = await ports.kube.createPod(ns, built.pod);
-        if (created.outcome === "refused") {
-          await ports.cacheVolumes
-            .release(
-              ns,
-              claims.claimed.map((c) => ({ name: c, holder: name })),
-            )
-            .catch(() => []);
-          problem("PodCreateFailed", `creating pod ${name} failed: ${created.message}`, true);
-          continue;
-        }
-        report.changed = true;
-        report.expected.set(name, {
-          at: ports.now(),
-          pod: expectedPod(name, create, ports.now()),
-          pvcNames: Object.values(claims.mapping),
-          confirmed: created.outcome === "created",
-        });
-        if (created.outcome === "unknown") {
-          problem("PodCreateFailed", `creating pod ${name} may have failed: ${created.message}`, true);
-          continue;
-        }
-        ports.metrics.podsCreated.inc({ ...labels, reason: create.reason });
-        for (const id of create.forRequestIds) {
-          const queued = ctx.queueTimeOf?.(id);
-          if (queued === undefined) continue;
-          const waited = Math.max(0, ports.now() - queued) / 1000;
-          ports.metrics.jobWaitPodCreated.observe({ ...labels, template: String(create.templateIndex) }, waited);
-        }
-        ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
+        await posting.launch(() => post(name, create, claims, built.pod));
         break;
       }
       case "remove-pod": {
@@ -314,5 +346,6 @@ export async function execute(
         break;
     }
   }
+  await posting.drain();
   return report;
 }

@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { type AutoScaledAgent, podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { patCredential } from "../azure-devops/auth.ts";
 import { createMetrics } from "../observability/metrics.ts";
@@ -11,6 +12,7 @@ import { silentLogger } from "../runtime/logger.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type { JobRequest } from "../scaling/types.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
+import { CREATES_IN_FLIGHT } from "./executor.ts";
 import { OrganizationLanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import { createPodFactory } from "./pod-factory.ts";
@@ -147,6 +149,8 @@ interface World {
   resourceGone?: boolean;
   /** The outcome of pod POSTs (default created). */
   createOutcome?: "created" | "unknown";
+  /** Pod POSTs take this long (default: answered at once). */
+  createDelayMs?: number;
   /** Answers of PVC claim patches, in order (then "done"). */
   pvcPatches?: ("done" | "conflict")[];
 }
@@ -174,8 +178,13 @@ function harness(world: World) {
     liveAgentPodNames: () => new Set((world.pods ?? []).map((p) => p.metadata.name)),
     podsListedAt: () => NOW - 3_600_000,
   };
+  const creates = { inFlight: 0, maxInFlight: 0 };
   const kube: KubeWriter = {
     async createPod(_ns, p) {
+      creates.inFlight++;
+      creates.maxInFlight = Math.max(creates.maxInFlight, creates.inFlight);
+      if (world.createDelayMs) await sleep(world.createDelayMs);
+      creates.inFlight--;
       const spec = (p as { spec: { volumes?: { persistentVolumeClaim?: { claimName: string } }[] } }).spec;
       const claims = (spec.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []);
       calls.push(`createPod${claims.length ? ` with ${claims.join(",")}` : ""}`);
@@ -270,6 +279,7 @@ function harness(world: World) {
   };
   return {
     calls,
+    creates,
     ensured,
     events,
     metrics,
@@ -505,6 +515,31 @@ test("a hanging agent deletion holds no reconcile: the next job of the resource 
   await h.reconcileOnly();
   // The idle pod covers one job (its idle mark goes), a new pod the other; the deletion is not asked for again.
   assert.deepEqual(h.calls, ["createPod", "patchPod agents-idle1 merge idle=null"]);
+});
+
+test("a burst: pod POSTs overlap (at most CREATES_IN_FLIGHT at once); removals wait until they are done", async () => {
+  const world: World = {
+    resource: resource({
+      podsWithCapabilities: [
+        {
+          ...(resource().spec.podsWithCapabilities[0] as object),
+          maxCount: 40,
+        },
+      ],
+    }),
+    // Two finished pods, one more than maxTerminatedPodsToKeep: one is deleted, after the creates.
+    pods: [pod("agents-done1", "succeeded"), pod("agents-done2", "succeeded")],
+    pool: { jobRequests: Array.from({ length: 21 }, (_, i) => queued(100 + i)) },
+    createDelayMs: 20,
+  };
+  const h = harness(world);
+  await h.reconcileOnly();
+  const creates = h.calls.filter((c) => c === "createPod").length;
+  assert.equal(creates, 21, h.calls.join("; "));
+  assert.equal(h.creates.maxInFlight, CREATES_IN_FLIGHT);
+  assert.equal(h.creates.inFlight, 0, "every POST answered before the reconcile ended");
+  const deletion = h.calls.findIndex((c) => c.startsWith("deletePod"));
+  assert.ok(deletion > h.calls.lastIndexOf("createPod"), h.calls.join("; "));
 });
 
 test("metrics: the wait until a job's pod was created; the pool's queued and unserved jobs", async () => {

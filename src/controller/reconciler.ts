@@ -95,6 +95,7 @@ export class Reconciler {
       caches: options.caches,
       pods: options.pods,
       organizationKey: options.azureDevOps.organizationKey,
+      expected: (key) => [...(this.#memory.get(key)?.expected.values() ?? [])].map((e) => e.pod),
     });
   }
 

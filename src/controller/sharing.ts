@@ -2,10 +2,11 @@
  * How the resources on one pool share its jobs (the pure rules are `assignJobs` in src/scaling/arbitration.ts):
  * each resource's reconcile publishes how it stands (can it serve now, how many more jobs each template can take),
  * and every reconcile hands the pool's pending jobs out from what all of them published, the live pods each has
- * (a job a pod was created for stays with its resource), and their templates and policies.
+ * and those it created that the cache does not show yet (a job a pod was created for stays with its resource), and
+ * their templates and policies.
  */
-import { jobsServedElsewhere, type ResourceTemplates } from "../scaling/arbitration.ts";
-import type { JobRequest, ScalePlan, TemplateSpec } from "../scaling/types.ts";
+import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
+import type { JobRequest, ObservedPod, ScalePlan, TemplateSpec } from "../scaling/types.ts";
 import { observePod, resourcesOnPool, templateSpecs } from "./observe.ts";
 import type { Caches, PodFactory, PodObject, Resource } from "./ports.ts";
 
@@ -22,10 +23,19 @@ export class PoolSharing {
   readonly #pods: PodFactory;
   readonly #organizationKey: (url: string) => string;
 
-  constructor(options: { caches: Caches; pods: PodFactory; organizationKey: (url: string) => string }) {
+  readonly #expected: (key: string) => readonly ObservedPod[];
+
+  constructor(options: {
+    caches: Caches;
+    pods: PodFactory;
+    organizationKey: (url: string) => string;
+    /** Pods a resource created that the cache does not show yet (their jobs are covered as much as cached ones). */
+    expected?: (key: string) => readonly ObservedPod[];
+  }) {
     this.#caches = options.caches;
     this.#pods = options.pods;
     this.#organizationKey = options.organizationKey;
+    this.#expected = options.expected ?? (() => []);
   }
 
   /** The resource cannot serve now (invalid, no credential, poll failing, being deleted). */
@@ -54,9 +64,10 @@ export class PoolSharing {
       const standing = this.#standing.get(k);
       const uid = all.find((r) => `${r.metadata?.namespace}/${r.metadata?.name}` === k)?.metadata?.uid;
       const live = uid === undefined ? [] : this.#caches.podsOf(uid).filter((p) => !podHasEnded(p));
+      const pods = [...live.map((p) => observePod(p, spec.podsWithCapabilities)), ...this.#expected(k)];
       return {
         key: k,
-        covers: new Set(live.flatMap((p) => observePod(p, spec.podsWithCapabilities).createdForRequestIds)),
+        ...podStanding(pods, jobRequests, spec.podsWithCapabilities.length),
         templates: k === key ? specs : templateSpecs(spec),
         // This resource is planning from a fresh poll, so it can serve now.
         available: k === key ? true : (standing?.available ?? true),

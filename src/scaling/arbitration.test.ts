@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { assignJobs, jobsServedElsewhere, type ResourceTemplates } from "./arbitration.ts";
+import { assignJobs, jobsServedElsewhere, podStanding, type ResourceTemplates } from "./arbitration.ts";
 import type { JobRequest } from "./types.ts";
 
 const job = (requestId: number, demands: string[], extra: Partial<JobRequest> = {}): JobRequest => ({
@@ -99,6 +99,33 @@ describe("assignJobs: the best resource that can serve the job now", () => {
       { "a/best": 1, "b/next": 2 },
     ],
     [
+      "a job its pod was created for stays, and that pod holds a slot: the next job goes where there is room",
+      [
+        { ...res("a/best", { docker: "1" }), capacity: [1], covers: new Map([[1, 0]]) },
+        { ...res("b/next", { docker: "1", extra: "1" }), capacity: [5] },
+      ],
+      3,
+      { "a/best": 1, "b/next": 2 },
+    ],
+    [
+      "a job covered by the worse fit stays there (no second pod for it)",
+      [
+        { ...res("a/best", { docker: "1" }), capacity: [5] },
+        { ...res("b/next", { docker: "1", extra: "1" }), capacity: [5], covers: new Map([[1, 0]]) },
+      ],
+      2,
+      { "b/next": 1, "a/best": 1 },
+    ],
+    [
+      "a spare pod takes a job before a better fit without one (the service gives it to any idle agent)",
+      [
+        { ...res("a/best", { docker: "1" }), capacity: [5] },
+        { ...res("b/next", { docker: "1", extra: "1" }), capacity: [5], spare: [1] },
+      ],
+      2,
+      { "b/next": 1, "a/best": 1 },
+    ],
+    [
       "nobody has room: the best one keeps them (it reports maxCount)",
       [
         { ...res("a/best", { docker: "1" }), capacity: [0] },
@@ -132,6 +159,40 @@ describe("assignJobs: the best resource that can serve the job now", () => {
       const got: Record<string, number> = {};
       for (const k of owners(m)) got[k] = (got[k] ?? 0) + 1;
       assert.deepEqual(got, want);
+    });
+  }
+});
+
+describe("podStanding: what a resource's live pods hold, and which are spare", () => {
+  const pod = (name: string, templateIndex: number | null, ...createdForRequestIds: number[]) => ({
+    name,
+    templateIndex,
+    createdForRequestIds,
+  });
+  const queued = (id: number) => job(id, ["docker"]);
+  const running = (id: number, agent: string) =>
+    job(id, ["docker"], { assignTime: "t", receiveTime: "t", reservedAgent: { id: 1, name: agent } });
+  const done = (id: number, agent: string) =>
+    job(id, ["docker"], { ...running(id, agent), finishTime: "t", result: "succeeded" });
+  const cases: [string, ReturnType<typeof pod>[], JobRequest[], [number, number][], number[]][] = [
+    ["a pod made for a queued job holds it", [pod("p", 0, 1)], [queued(1)], [[1, 0]], [0, 0]],
+    ["a warm pod (made for no job) is spare", [pod("p", 1)], [queued(1)], [], [0, 1]],
+    ["its job was taken by another agent: spare", [pod("p", 0, 1)], [running(1, "other")], [], [1, 0]],
+    [
+      "it runs another job than its own: holds nothing, not spare (its own job is free again)",
+      [pod("p", 0, 1)],
+      [queued(1), running(2, "p")],
+      [],
+      [0, 0],
+    ],
+    ["its agent ran its job (agents run once): not spare", [pod("p", 0, 1)], [done(1, "p")], [], [0, 0]],
+    ["a pod of no template counts for nothing", [pod("p", null, 1)], [queued(1)], [], [0, 0]],
+  ];
+  for (const [name, pods, jobs, covers, spare] of cases) {
+    test(name, () => {
+      const got = podStanding(pods, jobs, 2);
+      assert.deepEqual([...got.covers], covers);
+      assert.deepEqual(got.spare, spare);
     });
   }
 });

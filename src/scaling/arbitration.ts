@@ -6,21 +6,25 @@
  *
  * Rules:
  * 1. Pending jobs are handed out in queue order. A job that a resource's live pod was created for stays with that
- *    resource (its pod is on the way; another resource taking it would start a second pod).
+ *    resource (its pod is on the way; another resource taking it would start a second pod), and uses one job of
+ *    that pod's template's capacity (the pod holds the slot).
  * 2. A resource can take a job when one of its templates matches it the way Azure DevOps judges, its
  *    ExtraAgentContainers policy allows the job's value, and it is available (its credential works and its pool
  *    poll is healthy; a resource not judged yet counts as available).
- * 3. Among those, the best fit wins (its best template has the fewest capabilities the job did not ask for); equal
+ * 3. A resource with a spare pod for the job (one that can take a job and holds none, see `podStanding`) goes first:
+ *    the service hands a queued job to any idle matching agent, whatever it was created for, so a new pod elsewhere
+ *    would be one too many.
+ * 4. Among those, the best fit wins (its best template has the fewest capabilities the job did not ask for); equal
  *    fits are ordered by a hash of job and resource, so ties spread over the resources instead of always going to
  *    the same namespace.
- * 4. The winner is the first in that order whose matching template still has capacity (jobs it can take: maxCount
+ * 5. The winner is the first in that order whose matching template still has capacity (jobs it can take: maxCount
  *    minus pods that cannot take one); each job handed out uses one. If none has capacity left, the best one gets it
  *    (it waits there, and that resource reports maxCount).
- * 5. A job only unavailable resources can take goes to the best of them (it is theirs, not unmatched); a job nobody
+ * 6. A job only unavailable resources can take goes to the best of them (it is theirs, not unmatched); a job nobody
  *    can take is nobody's, and every resource reports it.
  */
 import { fingerprintNumber } from "../runtime/compare.ts";
-import { matchJob, selectPendingJobs, unrequestedCapabilityCount } from "./jobs.ts";
+import { isPending, matchJob, selectPendingJobs, unrequestedCapabilityCount } from "./jobs.ts";
 import type { JobRequest, PendingJob, TemplateSpec } from "./types.ts";
 
 export interface ResourceTemplates {
@@ -31,10 +35,46 @@ export interface ResourceTemplates {
   readonly available?: boolean;
   /** Jobs each template can still take, by template index (default: no limit known). */
   readonly capacity?: readonly number[];
-  /** Jobs its live pods were created for. */
-  readonly covers?: ReadonlySet<number>;
+  /** Jobs its live pods (and pods created but not yet seen) were created for, with the pod's template index. */
+  readonly covers?: ReadonlyMap<number, number>;
+  /** Spare pods per template index: pods that can take a job and hold none (see `podStanding`). */
+  readonly spare?: readonly number[];
   /** Its ExtraAgentContainers policy (a message when a value is refused). */
   readonly checkExtraAgentContainers?: (value: string) => string | undefined;
+}
+
+/** A live pod of a resource, as the arbitration sees it. */
+export interface PodForSharing {
+  readonly name: string;
+  readonly templateIndex: number | null;
+  readonly createdForRequestIds: readonly number[];
+}
+
+/**
+ * What a resource's live pods mean for sharing the pool: the pending jobs they hold (`covers`) and how many of them
+ * per template are spare. A pod whose agent runs or ran a job (a request names it as reserved agent; agents run once)
+ * holds nothing and is not spare: it may have taken another job than the one it was created for (the service gives a queued job to
+ * any idle matching agent), and that job is then free again. A pod is spare when it is not busy and none of the
+ * jobs it was created for is still pending (a warm agent, or one whose job another agent took).
+ */
+export function podStanding(
+  pods: readonly PodForSharing[],
+  jobRequests: readonly JobRequest[],
+  templateCount: number,
+): { covers: Map<number, number>; spare: number[] } {
+  // Agents run one job (`--once`): one that ran a job, finished or not, takes no other.
+  const busy = new Set(jobRequests.flatMap((r) => (r.reservedAgent !== undefined ? [r.reservedAgent.name] : [])));
+  const pending = new Set(jobRequests.filter(isPending).map((r) => r.requestId));
+  const covers = new Map<number, number>();
+  const spare = Array.from({ length: templateCount }, () => 0);
+  for (const p of pods) {
+    if (p.templateIndex === null || busy.has(p.name)) continue;
+    const held = p.createdForRequestIds.filter((id) => pending.has(id));
+    for (const id of held) covers.set(id, p.templateIndex);
+    if (held.length === 0 && p.templateIndex < templateCount)
+      spare[p.templateIndex] = (spare[p.templateIndex] ?? 0) + 1;
+  }
+  return { covers, spare };
 }
 
 interface Candidate {
@@ -66,10 +106,16 @@ export function assignJobs(
   resources: readonly ResourceTemplates[],
 ): Map<number, string> {
   const left = new Map(resources.map((r) => [r.key, [...(r.capacity ?? [])]]));
+  const spare = new Map(resources.map((r) => [r.key, [...(r.spare ?? [])]]));
+  const take = (counts: Map<string, number[]>, key: string, t: number) => {
+    const c = counts.get(key);
+    if (c && (c[t] ?? 0) > 0) c[t] = (c[t] ?? 0) - 1;
+  };
   const out = new Map<number, string>();
   for (const job of selectPendingJobs(jobRequests)) {
     const holder = resources.find((r) => r.covers?.has(job.requestId));
     if (holder) {
+      take(left, holder.key, holder.covers?.get(job.requestId) ?? -1);
       out.set(job.requestId, holder.key);
       continue;
     }
@@ -84,11 +130,10 @@ export function assignJobs(
       const cap = left.get(c.resource.key);
       return c.resource.capacity === undefined || (cap?.[c.templateIndex] ?? 0) > 0;
     };
-    const winner = ready.find(hasRoom) ?? (ready[0] as Candidate);
-    const cap = left.get(winner.resource.key);
-    if (winner.resource.capacity !== undefined && cap && (cap[winner.templateIndex] ?? 0) > 0) {
-      cap[winner.templateIndex] = (cap[winner.templateIndex] ?? 0) - 1;
-    }
+    const hasSpare = (c: Candidate) => (spare.get(c.resource.key)?.[c.templateIndex] ?? 0) > 0;
+    const winner = ready.find(hasSpare) ?? ready.find(hasRoom) ?? (ready[0] as Candidate);
+    take(spare, winner.resource.key, winner.templateIndex);
+    take(left, winner.resource.key, winner.templateIndex);
     out.set(job.requestId, winner.resource.key);
   }
   return out;
