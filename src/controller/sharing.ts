@@ -38,6 +38,33 @@ export class PoolSharing {
     this.#expected = options.expected ?? (() => []);
   }
 
+  /**
+   * Pods as the arbitration sees them, kept by pod object: the caches replace an object when it changes, and the
+   * other resources' templates come from validations kept by resource object, so with many resources on a pool a
+   * plan maps only what changed (the resource planning now maps its own pods afresh).
+   */
+  readonly #observed = new WeakMap<PodObject, { templates: unknown; pod: ObservedPod }>();
+
+  /** Template specs by the templates' array (kept with its validation, so stable while the resource is). */
+  readonly #templateSpecs = new WeakMap<Resource["spec"]["podsWithCapabilities"], readonly TemplateSpec[]>();
+
+  #specs(spec: Resource["spec"]): readonly TemplateSpec[] {
+    let t = this.#templateSpecs.get(spec.podsWithCapabilities);
+    if (t === undefined) {
+      t = templateSpecs(spec);
+      this.#templateSpecs.set(spec.podsWithCapabilities, t);
+    }
+    return t;
+  }
+
+  #observe(p: PodObject, templates: Resource["spec"]["podsWithCapabilities"]): ObservedPod {
+    const kept = this.#observed.get(p);
+    if (kept?.templates === templates) return kept.pod;
+    const pod = observePod(p, templates);
+    this.#observed.set(p, { templates, pod });
+    return pod;
+  }
+
   /** The resource cannot serve now (invalid, no credential, poll failing, being deleted). */
   unavailable(key: string): void {
     this.#standing.set(key, { available: false });
@@ -64,11 +91,11 @@ export class PoolSharing {
       const standing = this.#standing.get(k);
       const uid = all.find((r) => `${r.metadata?.namespace}/${r.metadata?.name}` === k)?.metadata?.uid;
       const live = uid === undefined ? [] : this.#caches.podsOf(uid).filter((p) => !podHasEnded(p));
-      const pods = [...live.map((p) => observePod(p, spec.podsWithCapabilities)), ...this.#expected(k)];
+      const pods = [...live.map((p) => this.#observe(p, spec.podsWithCapabilities)), ...this.#expected(k)];
       return {
         key: k,
         ...podStanding(pods, jobRequests, spec.podsWithCapabilities.length),
-        templates: k === key ? specs : templateSpecs(spec),
+        templates: k === key ? specs : this.#specs(spec),
         // This resource is planning from a fresh poll, so it can serve now.
         available: k === key ? true : (standing?.available ?? true),
         ...(standing?.capacity ? { capacity: standing.capacity } : {}),
