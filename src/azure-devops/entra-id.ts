@@ -17,13 +17,11 @@
  */
 import { request as httpsRequest } from "node:https";
 import * as tls from "node:tls";
-import {
-  type AccessToken,
-  type TokenCredential as AzureTokenCredential,
-  ClientAssertionCredential,
-  type ClientAssertionCredentialOptions,
-  ClientSecretCredential,
-  WorkloadIdentityCredential,
+// Types only: the library itself (tens of MiB of memory) is loaded when the first Entra credential needs a token.
+import type {
+  AccessToken,
+  TokenCredential as AzureTokenCredential,
+  ClientAssertionCredentialOptions,
 } from "@azure/identity";
 import type { EntraIdAuthentication } from "../api/v1/index.ts";
 import { errorMessage, type Logger, silentLogger } from "../runtime/logger.ts";
@@ -250,7 +248,7 @@ class EntraIdTokenProvider implements TokenCredential {
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #secrets: string[];
-  #credential: AzureTokenCredential;
+  #credential: Promise<AzureTokenCredential>;
   #cached: Cached | undefined;
   #inflight: { generation: number; promise: Promise<Cached> } | undefined;
   /** Bumped by invalidate(): a fetch started before it must not hand out or cache its (possibly refused) token. */
@@ -317,12 +315,15 @@ class EntraIdTokenProvider implements TokenCredential {
     this.#secrets = this.#mode.kind === "secret" ? [this.#mode.secret] : [];
     const extra = options.caCertificates === undefined ? [] : [options.caCertificates].flat();
     this.#ca = extra.length === 0 ? undefined : [...defaultCaCertificates(), ...extra];
-    this.#credential = this.#makeCredential();
+    this.#credential = quiet(this.#makeCredential());
   }
 
-  #makeCredential(): AzureTokenCredential {
+  async #makeCredential(): Promise<AzureTokenCredential> {
     const mode = this.#mode;
     if (mode.kind === "custom") return mode.credential;
+    const { ClientAssertionCredential, ClientSecretCredential, WorkloadIdentityCredential } = await import(
+      "@azure/identity"
+    );
     const host = new URL(this.#authorityHost).hostname.toLowerCase();
     const common: ClientAssertionCredentialOptions = {
       authorityHost: this.#authorityHost,
@@ -373,7 +374,7 @@ class EntraIdTokenProvider implements TokenCredential {
     this.#cached = undefined;
     this.#nextAttempt = 0;
     this.#generation++;
-    if (this.#mode.kind !== "custom") this.#credential = this.#makeCredential();
+    if (this.#mode.kind !== "custom") this.#credential = quiet(this.#makeCredential());
   }
 
   #refresh(): Promise<Cached> {
@@ -391,7 +392,7 @@ class EntraIdTokenProvider implements TokenCredential {
     let result: AccessToken | null;
     const started = this.#now();
     try {
-      result = await this.#credential.getToken(AZURE_DEVOPS_SCOPE);
+      result = await (await this.#credential).getToken(AZURE_DEVOPS_SCOPE);
     } catch (err) {
       const explained = await this.#explain(err);
       this.#observed(started, explained.kind);
@@ -702,4 +703,10 @@ function probeAuthority(
     });
     req.end();
   });
+}
+
+/** The promise as it is, with a handler attached: a failure is reported where it is awaited, never as unhandled. */
+function quiet<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
