@@ -19,7 +19,7 @@ import {
 import { type CredentialSource, HOOK_OUTCOMES, type OrganizationPolls, startHookServer } from "../hooks/server.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { EventRecorder } from "../kube/events.ts";
-import { controllerOwnerKeys, enqueueHandler, Informer } from "../kube/informer.ts";
+import { controllerOwnerKeys, enqueueHandler, Informer, withoutManagedFields } from "../kube/informer.ts";
 import { LeaderElector, leaderIdentity } from "../kube/leaderelection.ts";
 import { listWatchFor } from "../kube/listwatch.ts";
 import type { KubeObject } from "../kube/types.ts";
@@ -123,6 +123,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
             ...(labelSelector ? { labelSelector } : {}),
           }),
           logger: logger.child({ informer: resource }),
+          transform: withoutManagedFields,
           ...(labelSelector ? { indexers: { [ownerIndex]: ownerUids } } : {}),
         }),
     );

@@ -33,7 +33,7 @@ import {
   validateAutoScaledAgent,
 } from "../api/v1/index.ts";
 import { isNotFound, type KubeClient } from "../kube/client.ts";
-import { controllerOwnerKeys, Informer } from "../kube/informer.ts";
+import { controllerOwnerKeys, Informer, withoutManagedFields } from "../kube/informer.ts";
 import { listWatchFor } from "../kube/listwatch.ts";
 import { apply, patchStatus } from "../kube/patch.ts";
 import { resourcePath as kubePath } from "../kube/resource.ts";
@@ -110,6 +110,7 @@ export class PrePullController {
         name: `${resource.resource}-prepull${ns ? `-${ns}` : ""}`,
         listWatch: listWatchFor<T>(deps.client, { resource, namespace: ns, labelSelector }),
         logger: deps.logger.child({ informer: `${resource.resource}-prepull` }),
+        transform: withoutManagedFields,
         indexers: index,
       });
     const enabled = deps.settings.enabled;

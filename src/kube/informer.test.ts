@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ManualClock, settle } from "../runtime/clock.ts";
 import { KubeApiError, type WatchEvent } from "./client.ts";
-import { controllerOwnerKeys, enqueueHandler, Informer, type InformerOptions } from "./informer.ts";
+import {
+  controllerOwnerKeys,
+  enqueueHandler,
+  Informer,
+  type InformerOptions,
+  withoutManagedFields,
+} from "./informer.ts";
 import type { ListWatch, WatchOptions } from "./listwatch.ts";
 import type { KubeObject } from "./types.ts";
 
@@ -197,6 +203,27 @@ describe("Informer", () => {
     assert.equal(h.watching, true);
     assert.equal(h.restarts, 0);
     assert.equal(h.objects, 2);
+    await informer.stop();
+  });
+
+  test("a transform (withoutManagedFields) applies to listed and watched objects before they are cached", async () => {
+    const server = new FakeServer();
+    const managed = (name: string, data: string): Obj => ({
+      metadata: { name, namespace: "ns", resourceVersion: String(++server.rv), managedFields: [{ manager: "x" }] },
+      data,
+    });
+    server.objects.set("a", managed("a", "1"));
+    const { clock, informer } = setup(server, { transform: withoutManagedFields });
+    informer.start();
+    await informer.waitForSync();
+    await clock.tick();
+    server.sendRaw({ type: "ADDED", object: managed("b", "1") });
+    for (const name of ["a", "b"]) {
+      const cached = informer.store.getByName("ns", name);
+      assert.equal(cached?.data, "1");
+      assert.equal(cached?.metadata?.managedFields, undefined, name);
+    }
+    assert.ok(server.objects.get("a")?.metadata?.managedFields, "the object given is not changed");
     await informer.stop();
   });
 
