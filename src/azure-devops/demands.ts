@@ -182,12 +182,26 @@ export interface SatisfyOptions {
   readonly ignoreExtraAgentContainers?: boolean;
 }
 
-function capabilityValues(capabilities: CapabilitySet, name: string): (string | null)[] {
-  const out: (string | null)[] = [];
-  for (const [k, v] of Object.entries(capabilities)) {
-    if (sameCapabilityName(k, name)) out.push(v);
+/**
+ * Capability values by lower-case name, kept per capability set (sets are never changed once made: templates'
+ * declared and reported capabilities, agents' reported ones), so that judging many jobs against a few templates
+ * reads each set once.
+ */
+const byLowerName = new WeakMap<CapabilitySet, Map<string, (string | null)[]>>();
+
+function capabilityValues(capabilities: CapabilitySet, name: string): readonly (string | null)[] {
+  let index = byLowerName.get(capabilities);
+  if (index === undefined) {
+    index = new Map();
+    for (const [k, v] of Object.entries(capabilities)) {
+      const key = k.toLowerCase();
+      const values = index.get(key);
+      if (values === undefined) index.set(key, [v]);
+      else values.push(v);
+    }
+    byLowerName.set(capabilities, index);
   }
-  return out;
+  return index.get(name.toLowerCase()) ?? [];
 }
 
 /**
@@ -229,7 +243,12 @@ export function satisfies(
   demands: readonly Demand[],
   options: SatisfyOptions = {},
 ): boolean {
-  return unsatisfiedDemands(capabilities, demands, options).length === 0;
+  for (const d of demands) {
+    if (options.ignoreAgentVersion && isAgentVersionDemand(d)) continue;
+    if (options.ignoreExtraAgentContainers && isExtraAgentContainersDemand(d)) continue;
+    if (!demandSatisfied(capabilities, d)) return false;
+  }
+  return true;
 }
 
 export type ExtraAgentContainersDemand =

@@ -83,11 +83,22 @@ export function selectPendingJobs(requests: readonly JobRequest[]): PendingJob[]
  * must not win a job merely for reporting fewer of them.
  */
 export function unrequestedCapabilityCount(capabilities: Readonly<Record<string, string>>, job: PendingJob): number {
-  const asked = new Set(job.demands.map((d) => d.name.toLowerCase()));
-  const names = new Set(Object.keys(capabilities).map((k) => k.toLowerCase()));
+  const asked = lowerNames(job.demands, () => job.demands.map((d) => d.name));
   let n = 0;
-  for (const name of names) if (!asked.has(name)) n++;
+  for (const name of lowerNames(capabilities, () => Object.keys(capabilities))) if (!asked.has(name)) n++;
   return n;
+}
+
+/** Lower-case names, kept per object (demand lists and capability sets are never changed once made). */
+const namesOf = new WeakMap<object, ReadonlySet<string>>();
+
+function lowerNames(of: object, names: () => readonly string[]): ReadonlySet<string> {
+  let set = namesOf.get(of);
+  if (set === undefined) {
+    set = new Set(names().map((n) => n.toLowerCase()));
+    namesOf.set(of, set);
+  }
+  return set;
 }
 
 export type JobMatch = ({ readonly kind: "matched" } & MatchedJob) | ({ readonly kind: "unmatched" } & UnmatchedJob);
