@@ -520,6 +520,22 @@ describe("JobRequestPoller on a manual clock", () => {
     await poller.stop();
   });
 
+  test("an urgent pollNow (a service hook) waits only urgentMinIntervalMs after the last poll", async () => {
+    const { clock, reader, poller } = setup({ minIntervalMs: 1_000, urgentMinIntervalMs: 250 });
+    poller.start();
+    await clock.tick(0);
+    reader.take();
+    poller.pollNow();
+    assert.equal(poller.status().nextPollAt, clock.now() + 1_000, "an ordinary one: the minimum interval");
+    poller.pollNow({ urgent: true });
+    assert.equal(poller.status().nextPollAt, clock.now() + 250, "an urgent one: sooner");
+    await clock.tick(250);
+    assert.deepEqual(reader.take(), ["jobs"]);
+    poller.pollNow();
+    assert.equal(poller.status().nextPollAt, clock.now() + 1_000, "urgency ends with the poll it asked for");
+    await poller.stop();
+  });
+
   test("pollNow with the allowance spent still polls; the fast window then keeps the quiet pace", async () => {
     const { clock, reader, poller } = setup({ fastPollsPerMinute: 1 });
     poller.start();

@@ -84,6 +84,11 @@ export interface PollerOptions {
   readonly fastPollsPerMinute: number;
   /** Least time between the starts of two polls, also for `pollNow()`. Default 1 s. */
   readonly minIntervalMs: number;
+  /**
+   * Least time between the start of the last poll and an urgent `pollNow()` (a service hook delivery: a job changed
+   * that the last poll may have missed). Default 250 ms.
+   */
+  readonly urgentMinIntervalMs: number;
   /** After a change or `pollNow()`, the agents are read again once the last list is at least this old. Default 5 s. */
   readonly agentsMinAgeMs: number;
   /** Longest age of the agent list while the pool has live agent pods. Default 30 s. */
@@ -110,6 +115,7 @@ export const defaultPollerOptions: PollerOptions = {
   fastWindowMs: 10_000,
   fastPollsPerMinute: 10,
   minIntervalMs: 1_000,
+  urgentMinIntervalMs: 250,
   agentsMinAgeMs: 5_000,
   agentsMaxAgeMs: 30_000,
   agentsIdleMaxAgeMs: 5 * 60_000,
@@ -363,6 +369,8 @@ export class JobRequestPoller {
   #lastDelayMs: number | undefined;
   #lastDelayReason: PollIntervalReason | PollDelayReason | undefined;
   #forced = false;
+  /** The forced poll is urgent (see `urgentMinIntervalMs`). */
+  #urgent = false;
   /** A change or `pollNow()` since the agents were read. */
   #agentsPending = false;
   #lastAgentRefresh: AgentRefreshReason | undefined;
@@ -458,11 +466,13 @@ export class JobRequestPoller {
    * allowance when there is one, but does not wait for it: after its own actions the operator must not act again on
    * a job list older than what its pods have done meanwhile (a pod that ran its job within one quiet interval would
    * otherwise look like a job still waiting). While polls fail, the error backoff is kept. A poll in flight is
-   * followed by another one.
+   * followed by another one. `urgent` (a service hook delivery) shortens the least time after the last poll to
+   * `urgentMinIntervalMs`: the delivery may be about a job queued just after that poll.
    */
-  pollNow(): void {
+  pollNow(options: { urgent?: boolean } = {}): void {
     if (this.#stopped) return;
     this.#forced = true;
+    if (options.urgent) this.#urgent = true;
     this.#lastActivityAt = this.#clock.now();
     if (this.#wake === undefined || this.#consecutiveErrors > 0) return;
     this.#bringForward();
@@ -497,7 +507,10 @@ export class JobRequestPoller {
 
   #earliestForcedPoll(): number {
     const now = this.#clock.now();
-    const afterLast = this.#lastStart === undefined ? now : this.#lastStart + this.options.minIntervalMs;
+    const least = this.#urgent
+      ? Math.min(this.options.urgentMinIntervalMs, this.options.minIntervalMs)
+      : this.options.minIntervalMs;
+    const afterLast = this.#lastStart === undefined ? now : this.#lastStart + least;
     return Math.max(now, afterLast, now + this.#reader.governor.requestWaitMs());
   }
 
@@ -538,6 +551,7 @@ export class JobRequestPoller {
       }
       const forced = this.#forced;
       this.#forced = false;
+      this.#urgent = false;
       this.#lastStart = this.#clock.now();
       this.#polls++;
       let outcome: "snapshot" | "error";
@@ -861,7 +875,7 @@ export class PollerRegistry {
 
   /**
    * Asks every loop of this organization (any pool, any identity) for a poll as soon as allowed, as a service hook
-   * delivery does: `pollNow()` on each, with its minimum interval and the governor still in force. Returns how many
+   * delivery does: an urgent `pollNow()` on each, with its minimum interval and the governor still in force. Returns how many
    * loops were asked (0: none for that organization).
    */
   pollOrganization(organizationUrl: string, reason: string): number {
@@ -874,7 +888,7 @@ export class PollerRegistry {
     let asked = 0;
     for (const entry of this.#entries.values()) {
       if (entry.poller.organizationUrl.toLowerCase() !== wanted) continue;
-      entry.poller.pollNow();
+      entry.poller.pollNow({ urgent: true });
       asked++;
     }
     if (asked > 0) this.#log.debug("early poll requested", { organizationUrl, reason, pollers: asked });
