@@ -27,7 +27,7 @@ try {
   code = await new Promise<number>((resolve) => {
     const child = spawn(
       process.execPath,
-      ["--test", "--test-concurrency=2", "--test-timeout=600000", "--test-force-exit", ...args, ...files],
+      ["--test", "--test-concurrency=3", "--test-timeout=600000", ...args, ...files],
       {
         stdio: "inherit",
         env: { ...process.env, AZP_TEST_KUBECONFIG: cp.kubeconfig, AZP_TEST_BIN_DIR: cp.binDir },
