@@ -420,7 +420,7 @@ export async function runHookBench(ctx: BenchContext, overrides: Partial<HookBen
       ]),
       notes: [
         "each job sends three events (waiting, inProgress, completed); the endpoint debounces per organization (500 ms)",
-        "and the poller keeps its 1 s minimum interval, so a burst costs a few polls, not one per event",
+        "and the poller keeps a minimum interval between polls, so a burst costs a few polls, not one per event",
       ],
     },
   ];
