@@ -38,6 +38,7 @@ import {
   uniqueName,
 } from "../test/support/cluster.ts";
 import { registerPlaceholder } from "../test/support/emulator.ts";
+import { mulberry32 } from "./chaos/prng.ts";
 import { type BenchContext, type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
 import { benchLabels } from "./support/cluster.ts";
 import { startNodeProcess } from "./support/node.ts";
@@ -145,17 +146,8 @@ const quickOptions: Partial<ScaleBenchOptions> = {
 /** Azure DevOps' budget per identity: 200 TSTUs per sliding 5 minutes (the emulator charges 1 per request). */
 const budgetPer5Min = 200;
 
-/** A small seeded PRNG (mulberry32), so that the random queue moments are the same from run to run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The same seeded PRNG as the chaos run (mulberry32): the same moments in every run. */
+const seeded = mulberry32;
 
 /** 0..n-1 in a random order (Fisher-Yates). */
 function shuffled(n: number, random: () => number): number[] {

@@ -42,6 +42,7 @@ import {
   uniqueName,
 } from "../test/support/cluster.ts";
 import { registerPlaceholder } from "../test/support/emulator.ts";
+import { mulberry32 } from "./chaos/prng.ts";
 import {
   type CountedIdentity,
   countedIdentity,
@@ -154,17 +155,8 @@ export const targets = {
 
 const idlePollMs = parseDuration(flags["idle-poll-interval"]?.default ?? "15s");
 
-/** A small seeded PRNG (mulberry32): the same burst moments in every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The same seeded PRNG as the chaos run (mulberry32): the same moments in every run. */
+const seeded = mulberry32;
 
 type AdoKind = "jobRequests" | "agents" | "agentDeletes" | "other";
 const adoKinds: readonly AdoKind[] = ["jobRequests", "agents", "agentDeletes", "other"];

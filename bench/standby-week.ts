@@ -30,6 +30,7 @@ import {
   type Zone,
 } from "../src/scaling/standby.ts";
 import type { IdleMarkChange, JobRequest, ObservedAgent, ObservedPod, PodCreate } from "../src/scaling/types.ts";
+import { mulberry32 } from "./chaos/prng.ts";
 import type { BenchContext, Benchmark } from "./support/bench.ts";
 import {
   type BenchResult,
@@ -75,16 +76,8 @@ export const defaultWeekOptions: WeekOptions = {
 // ---------------------------------------------------------------------------------------------------------------
 // The workload
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The same seeded PRNG as the chaos run (mulberry32): the same moments in every run. */
+const seeded = mulberry32;
 
 function normal(random: () => number): number {
   const u = Math.max(random(), 1e-12);
