@@ -88,7 +88,6 @@ export interface FleetOptions {
   resourcesPerPool: number;
   /** Warm agents per resource (`minCount` of its first template). */
   warmPerResource: number;
-  /** `maxCount` of each resource's burst template. */
   /** Virtual nodes, each in its own process. */
   nodes: number;
   /** Job requests the first pool holds before the operator starts (all but `foreignQueued` finished). */
