@@ -344,7 +344,7 @@ export async function runStandbyBench(ctx: BenchContext, overrides: Partial<Stan
       notes: [
         "job start: receiveTime - queueTime; the other columns from the moment the service assigned a job to the standby agent",
         "seen by the operator: its first job-request list after that moment (one poll)",
-        "standby back: the replacement agent online; without a standby block it comes only after the job has finished",
+        "standby back: the replacement agent online",
       ],
     },
   ];
