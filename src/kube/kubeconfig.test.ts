@@ -320,7 +320,7 @@ describe("KUBECONFIG lists, merged as kubectl merges them", () => {
     const conn = loadConnection({ paths });
     assert.deepEqual(settings(conn), { server: "https://127.0.0.1:1", token: "first" });
     assert.equal(conn.origin, `context "c" of ${paths.join(":")}`);
-    assert.equal(loadKubeconfigFiles(paths).getCurrentContext(), "c");
+    assert.equal(loadKubeconfigFiles(paths).currentContext, "c");
     const other = loadConnection({ paths, context: "c2" });
     assert.deepEqual(settings(other), { server: "https://127.0.0.1:22", token: "first" });
   });

@@ -1,14 +1,15 @@
 /**
- * Connection settings for the Kubernetes API, loaded as kubectl loads them. `@kubernetes/client-node`'s
- * `KubeConfig` parses each file and supplies the credentials of exec plugins and auth providers (run when needed,
- * cached until they expire); this module merges a KUBECONFIG list with kubectl's rules, resolves relative paths,
- * picks the context and maps it to a `ClusterConnection`, the plain settings `KubeClient` turns into requests.
+ * Connection settings for the Kubernetes API, loaded as kubectl loads them: this module parses kubeconfig files,
+ * merges a KUBECONFIG list with kubectl's rules, resolves relative paths, picks the context and maps it to a
+ * `ClusterConnection`, the plain settings `KubeClient` turns into requests. The credentials of exec plugins and
+ * auth providers come from `@kubernetes/client-node`'s authenticators (run when needed, cached until they
+ * expire), loaded only when a kubeconfig user has one.
  */
 import { existsSync, readFileSync } from "node:fs";
 import type { RequestOptions } from "node:https";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
-import { type Cluster, type Context, KubeConfig, type User } from "@kubernetes/client-node";
+import type { KubeConfig, User } from "@kubernetes/client-node";
 import { parse, stringify } from "yaml";
 import type { Clock } from "../runtime/clock.ts";
 import { errorMessage } from "../runtime/logger.ts";
@@ -52,94 +53,167 @@ export function splitKubeconfigPaths(value: string | undefined): string[] {
   return (value ?? "").split(delimiter).filter((p) => p !== "");
 }
 
-/** Extra user fields kubectl knows and client-node's `User` does not keep. */
-interface UserExtras {
+/** A cluster entry of a kubeconfig, with its file references made absolute. */
+export interface KubeconfigCluster {
+  name: string;
+  server: string;
+  caFile?: string;
+  caData?: string;
+  skipTLSVerify?: boolean;
+  tlsServerName?: string;
+  proxyUrl?: string;
+}
+
+/** A user entry of a kubeconfig, with its file references (and an exec command with a `/`) made absolute. */
+export interface KubeconfigUser {
+  name: string;
+  token?: string;
   tokenFile?: string;
+  certFile?: string;
+  certData?: string;
+  keyFile?: string;
+  keyData?: string;
+  username?: string;
+  password?: string;
+  impersonateUser?: string;
   impersonateUid?: string;
   impersonateGroups?: string[];
+  /** The `exec` block as written (command, args, env, apiVersion, interactiveMode, provideClusterInfo, installHint). */
+  exec?: Record<string, unknown>;
+  /** The `auth-provider` block as written (name, config). */
+  authProvider?: { name?: string; config?: Record<string, unknown> };
 }
-type LoadedUser = User & UserExtras;
+
+export interface KubeconfigContext {
+  name: string;
+  cluster: string;
+  user?: string;
+  namespace?: string;
+}
+
+/** A parsed (or merged) kubeconfig. */
+export interface Kubeconfig {
+  clusters: KubeconfigCluster[];
+  users: KubeconfigUser[];
+  contexts: KubeconfigContext[];
+  currentContext: string;
+}
 
 const absolute = (base: string, file: string) => (isAbsolute(file) ? file : join(base, file));
+const text = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
+const record = (v: unknown): Record<string, unknown> | undefined =>
+  v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+
+/** The named entries of one list (`clusters`, `users`, `contexts`): `[name, body]`, entries without a name dropped. */
+function namedEntries(list: unknown, key: string): [string, Record<string, unknown> | undefined][] {
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((entry) => {
+    const e = record(entry);
+    const name = text(e?.name);
+    return name ? [[name, record(e?.[key])] as [string, Record<string, unknown> | undefined]] : [];
+  });
+}
+
+/** Sets `target[key]` when `value` is defined (the configuration types have optional, not undefined, fields). */
+function put<T extends object, K extends keyof T>(target: T, key: K, value: T[K] | undefined): void {
+  if (value !== undefined) target[key] = value;
+}
 
 /**
- * One kubeconfig document, parsed by client-node; relative file references (certificates, keys, token files, an
- * exec command with a `/` in it) are resolved against `path`'s folder, as kubectl does.
+ * One kubeconfig document. Relative file references (certificates, keys, token files, an exec command with a `/`
+ * in it) are resolved against `path`'s folder, as kubectl does. As kubectl, an incomplete entry (a cluster without
+ * server, a context without cluster) is left out: it stands in the way only when it is used.
  */
-export function readKubeconfig(text: string, path: string): KubeConfig {
+export function readKubeconfig(source: string, path: string): Kubeconfig {
   let raw: unknown;
   try {
-    raw = parse(text);
+    raw = parse(source);
   } catch (err) {
     throw new Error(`kubeconfig ${path}: not valid YAML: ${errorMessage(err)}`);
   }
-  const kc = new KubeConfig();
-  if (raw === null || raw === undefined) {
-    kc.loadFromOptions({ clusters: [], users: [], contexts: [], currentContext: "" });
-    return kc;
-  }
-  if (typeof raw !== "object" || Array.isArray(raw)) throw new Error(`kubeconfig ${path}: not a kubeconfig document`);
-  try {
-    // As kubectl, an incomplete entry (a cluster without server, ...) stands in the way only when it is used.
-    kc.loadFromString(text, { onInvalidEntry: "filter" });
-  } catch (err) {
-    throw new Error(`kubeconfig ${path}: ${errorMessage(err)}`);
-  }
+  if (raw === null || raw === undefined) return { clusters: [], users: [], contexts: [], currentContext: "" };
+  const doc = record(raw);
+  if (!doc) throw new Error(`kubeconfig ${path}: not a kubeconfig document`);
   const base = dirname(resolve(path));
-  kc.makePathsAbsolute(base);
-  const rawUsers = new Map<string, Record<string, unknown>>();
-  for (const entry of ((raw as Record<string, unknown>).users ?? []) as { name?: string; user?: unknown }[]) {
-    if (entry?.name && entry.user && typeof entry.user === "object") {
-      rawUsers.set(entry.name, entry.user as Record<string, unknown>);
-    }
-  }
-  const users = kc.users.map((user): LoadedUser => {
-    const r = rawUsers.get(user.name) ?? {};
-    const loaded: LoadedUser = { ...user };
-    if (typeof r.tokenFile === "string" && r.tokenFile !== "") loaded.tokenFile = absolute(base, r.tokenFile);
-    if (typeof r["as-uid"] === "string" && r["as-uid"] !== "") loaded.impersonateUid = r["as-uid"];
-    if (Array.isArray(r["as-groups"])) loaded.impersonateGroups = r["as-groups"].map(String);
-    const command = user.exec?.command;
-    if (typeof command === "string" && command.includes("/") && !isAbsolute(command)) {
-      return { ...loaded, exec: { ...user.exec, command: join(base, command) } };
-    }
-    return loaded;
+  const file = (v: unknown) => {
+    const f = text(v);
+    return f === undefined ? undefined : absolute(base, f);
+  };
+  const clusters = namedEntries(doc.clusters, "cluster").flatMap(([name, c]): KubeconfigCluster[] => {
+    const server = text(c?.server);
+    if (!c || !server) return [];
+    const cluster: KubeconfigCluster = { name, server };
+    put(cluster, "caFile", file(c["certificate-authority"]));
+    put(cluster, "caData", text(c["certificate-authority-data"]));
+    if (c["insecure-skip-tls-verify"] === true) cluster.skipTLSVerify = true;
+    put(cluster, "tlsServerName", text(c["tls-server-name"]));
+    put(cluster, "proxyUrl", text(c["proxy-url"]));
+    return [cluster];
   });
-  kc.loadFromOptions({ clusters: kc.clusters, users, contexts: kc.contexts, currentContext: kc.currentContext });
-  return kc;
+  const users = namedEntries(doc.users, "user").map(([name, u]): KubeconfigUser => {
+    const user: KubeconfigUser = { name };
+    if (!u) return user;
+    put(user, "token", text(u.token));
+    // `tokenFile` is kubectl's spelling; `token-file` is what client libraries accepted too.
+    put(user, "tokenFile", file(u.tokenFile) ?? file(u["token-file"]));
+    put(user, "certFile", file(u["client-certificate"]));
+    put(user, "certData", text(u["client-certificate-data"]));
+    put(user, "keyFile", file(u["client-key"]));
+    put(user, "keyData", text(u["client-key-data"]));
+    put(user, "username", text(u.username));
+    put(user, "password", text(u.password));
+    put(user, "impersonateUser", text(u.as));
+    put(user, "impersonateUid", text(u["as-uid"]));
+    if (Array.isArray(u["as-groups"])) user.impersonateGroups = u["as-groups"].map(String);
+    const exec = record(u.exec);
+    if (exec) {
+      const command = exec.command;
+      const relative = typeof command === "string" && command.includes("/") && !isAbsolute(command);
+      user.exec = relative ? { ...exec, command: join(base, command) } : exec;
+    }
+    const provider = record(u["auth-provider"]);
+    if (provider) {
+      user.authProvider = {};
+      put(user.authProvider, "name", text(provider.name));
+      put(user.authProvider, "config", record(provider.config));
+    }
+    return user;
+  });
+  const contexts = namedEntries(doc.contexts, "context").flatMap(([name, c]): KubeconfigContext[] => {
+    const cluster = text(c?.cluster);
+    if (!c || !cluster) return [];
+    const context: KubeconfigContext = { name, cluster };
+    put(context, "user", text(c.user));
+    put(context, "namespace", text(c.namespace));
+    return [context];
+  });
+  return { clusters, users, contexts, currentContext: text(doc["current-context"]) ?? "" };
 }
 
 /**
  * Merges kubeconfigs as kubectl merges a KUBECONFIG list: for each cluster, user and context name the first file
  * that defines it wins, and the current context is the first one a file sets.
  */
-export function mergeKubeconfigs(configs: KubeConfig[]): KubeConfig {
-  const clusters = new Map<string, Cluster>();
-  const users = new Map<string, User>();
-  const contexts = new Map<string, Context>();
-  let currentContext = "";
-  for (const kc of configs) {
-    for (const c of kc.getClusters()) if (!clusters.has(c.name)) clusters.set(c.name, c);
-    for (const u of kc.getUsers()) if (!users.has(u.name)) users.set(u.name, u);
-    for (const c of kc.getContexts()) if (!contexts.has(c.name)) contexts.set(c.name, c);
-    if (!currentContext && kc.getCurrentContext()) currentContext = kc.getCurrentContext();
-  }
-  const merged = new KubeConfig();
-  merged.loadFromOptions({
-    clusters: [...clusters.values()],
-    users: [...users.values()],
-    contexts: [...contexts.values()],
-    currentContext,
-  });
-  return merged;
+export function mergeKubeconfigs(configs: Kubeconfig[]): Kubeconfig {
+  const firstByName = <T extends { name: string }>(lists: T[][]): T[] => {
+    const byName = new Map<string, T>();
+    for (const item of lists.flat()) if (!byName.has(item.name)) byName.set(item.name, item);
+    return [...byName.values()];
+  };
+  return {
+    clusters: firstByName(configs.map((c) => c.clusters)),
+    users: firstByName(configs.map((c) => c.users)),
+    contexts: firstByName(configs.map((c) => c.contexts)),
+    currentContext: configs.find((c) => c.currentContext)?.currentContext ?? "",
+  };
 }
 
 /** The auth providers client-node can serve (`azure` and `gcp` are the legacy ones kubectl dropped in 1.26). */
 const authProviders = ["oidc", "azure", "gcp", "exec"];
 
-function userCredentials(user: LoadedUser, cluster: Cluster, ca: string | undefined, clock?: Clock) {
-  const exec = user.exec as Record<string, unknown> | undefined | null;
-  const provider = user.authProvider as { name?: string; config?: Record<string, unknown> } | undefined | null;
+function userCredentials(user: KubeconfigUser, cluster: KubeconfigCluster, ca: string | undefined, clock?: Clock) {
+  const exec = user.exec;
+  const provider = user.authProvider;
   let description: string;
   let session: User;
   if (exec) {
@@ -190,22 +264,31 @@ function userCredentials(user: LoadedUser, cluster: Cluster, ca: string | undefi
   return cachedCredentials({
     description,
     ...(clock ? { clock } : {}),
-    // A KubeConfig holding only this user: its authenticators (and their caches) live as long as the fetcher.
+    // client-node's authenticators run the plugin (or the provider's refresh) and cache what it gives until it
+    // expires. It is loaded only here: most operators talk to their own cluster with a service-account token and
+    // never pay for the library (about 90 MiB of memory). A KubeConfig holding only this user: its authenticators
+    // (and their caches) live as long as the fetcher.
     fetcher: () => {
-      const kc = new KubeConfig();
-      kc.loadFromClusterAndUser(
-        { name: "credentials", server: "https://credentials.invalid", skipTLSVerify: false },
-        session,
-      );
+      let kc: Promise<KubeConfig> | undefined;
+      const authenticator = async () => {
+        const { KubeConfig } = await import("@kubernetes/client-node");
+        const config = new KubeConfig();
+        config.loadFromClusterAndUser(
+          { name: "credentials", server: "https://credentials.invalid", skipTLSVerify: false },
+          session,
+        );
+        return config;
+      };
       return async () => {
+        kc ??= authenticator();
         const opts: RequestOptions = {};
         try {
-          await kc.applyToHTTPSOptions(opts);
+          await (await kc).applyToHTTPSOptions(opts);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === "ENOENT") throw new Error(`command not found${hint}`);
-          const text = errorMessage(err).trim();
-          throw new Error(text ? `failed: ${text}` : "failed without a message");
+          const message = errorMessage(err).trim();
+          throw new Error(message ? `failed: ${message}` : "failed without a message");
         }
         const credentials: Credentials = {};
         const authorization = (opts.headers as Record<string, unknown> | undefined)?.Authorization;
@@ -236,28 +319,24 @@ function readFileOrData(what: string, file: string | undefined, data: string | u
 
 /** The connection of `context` (default: the current context) of a loaded kubeconfig. */
 export function connectionFromKubeConfig(
-  kc: KubeConfig,
+  kc: Kubeconfig,
   options: { context?: string; source?: string; clock?: Clock } = {},
 ): ClusterConnection {
   const source = options.source ?? "kubeconfig";
-  const fail = (text: string): never => {
-    throw new Error(`${source}: ${text}`);
+  const fail = (message: string): never => {
+    throw new Error(`${source}: ${message}`);
   };
-  const contextName = options.context || kc.getCurrentContext();
+  const contextName = options.context || kc.currentContext;
   if (!contextName) fail("no current-context is set; set one or choose a context (--context)");
-  const ctx = kc.getContextObject(contextName);
-  if (!ctx) fail(`context ${JSON.stringify(contextName)} not found (or without a cluster)`);
-  const context = ctx as Context;
+  const context =
+    kc.contexts.find((c) => c.name === contextName) ??
+    fail(`context ${JSON.stringify(contextName)} not found (or without a cluster)`);
   const cluster =
-    kc.getCluster(context.cluster) ??
+    kc.clusters.find((c) => c.name === context.cluster) ??
     fail(`cluster ${JSON.stringify(context.cluster)} not found (or without a server)`);
-  const user = (
-    context.user
-      ? (kc.getUser(context.user) ?? fail(`user ${JSON.stringify(context.user)} not found`))
-      : {
-          name: "",
-        }
-  ) as LoadedUser;
+  const user: KubeconfigUser = context.user
+    ? (kc.users.find((u) => u.name === context.user) ?? fail(`user ${JSON.stringify(context.user)} not found`))
+    : { name: "" };
   const where = `context ${JSON.stringify(contextName)} of ${source}`;
   try {
     const conn: ClusterConnection = { server: cluster.server.replace(/\/+$/, ""), origin: where };
@@ -282,8 +361,8 @@ export function connectionFromKubeConfig(
       }
       conn.proxyUrl = cluster.proxyUrl;
     }
-    const cert = readFileOrData("the client certificate", user.certFile ?? undefined, user.certData ?? undefined);
-    const key = readFileOrData("the client key", user.keyFile ?? undefined, user.keyData ?? undefined);
+    const cert = readFileOrData("the client certificate", user.certFile, user.certData);
+    const key = readFileOrData("the client key", user.keyFile, user.keyData);
     if (Boolean(cert) !== Boolean(key)) {
       throw new Error(`user "${user.name}": a client certificate needs both the certificate and the key`);
     }
@@ -323,7 +402,7 @@ export function parseKubeconfig(text: string, path: string, context?: string): C
 }
 
 /** Reads and merges kubeconfig files (kubectl's rules); missing files are skipped, but one must exist. */
-export function loadKubeconfigFiles(paths: string[]): KubeConfig {
+export function loadKubeconfigFiles(paths: string[]): Kubeconfig {
   const unique = [...new Set(paths)];
   const present = unique.filter((p) => existsSync(p));
   if (present.length === 0) {
@@ -357,23 +436,19 @@ export function inClusterConnection(
   const port = env.KUBERNETES_SERVICE_PORT;
   if (!host || !port || !existsSync(join(dir, "token"))) return undefined;
   const hostPart = host.includes(":") ? `[${host}]` : host;
-  const kc = new KubeConfig();
-  const user: LoadedUser = { name: "in-cluster", tokenFile: join(dir, "token") };
-  const context: Context = { name: "in-cluster", cluster: "in-cluster", user: "in-cluster" };
+  const context: KubeconfigContext = { name: "in-cluster", cluster: "in-cluster", user: "in-cluster" };
   try {
     const ns = readFileSync(join(dir, "namespace"), "utf8").trim();
-    if (ns) Object.assign(context, { namespace: ns });
+    if (ns) context.namespace = ns;
   } catch {
     // no namespace file: leave it unset
   }
-  kc.loadFromOptions({
-    clusters: [
-      { name: "in-cluster", server: `https://${hostPart}:${port}`, caFile: join(dir, "ca.crt"), skipTLSVerify: false },
-    ],
-    users: [user],
+  const kc: Kubeconfig = {
+    clusters: [{ name: "in-cluster", server: `https://${hostPart}:${port}`, caFile: join(dir, "ca.crt") }],
+    users: [{ name: "in-cluster", tokenFile: join(dir, "token") }],
     contexts: [context],
     currentContext: "in-cluster",
-  });
+  };
   const conn = connectionFromKubeConfig(kc, { source: "in-cluster service account" });
   conn.origin = "in-cluster service account";
   return conn;
