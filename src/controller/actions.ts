@@ -18,6 +18,10 @@
  * 6. The first job blocked by maxCount gets a `MaxCountReached` event.
  * 7. A template whose agents keep exiting with an error before running a job is held back (see
  *    `src/scaling/failures.ts`): its creates wait, with an `AgentsFailing` problem and a warning.
+ * 9. A pod removed without an agent to unregister first (never scheduled, as far as the cache knows) is deleted only
+ *    if it is still the version the plan saw (a DELETE precondition on its resourceVersion): a cache that lags may
+ *    not show yet that the pod was scheduled and its agent took a job. A pod the cache does not hold yet (created
+ *    but not observed) is not removed in this reconcile.
  * 8. An entry's problem (a declared capability its agents replace with their own value) is a problem of every
  *    reconcile, listed first (it is often why jobs go unserved), and a warning each time (the event recorder folds
  *    the repeats into one event's series).
@@ -34,6 +38,8 @@ export type Action =
       readonly podName: string;
       /** Delete this agent registration first; keep the pod when Azure DevOps refuses. */
       readonly agentId: number | null;
+      /** Without an agent: the pod's resourceVersion as observed, the DELETE's precondition (rule 9). */
+      readonly resourceVersion?: string;
       readonly reason: RemoveReason;
       readonly message: string;
     }
@@ -124,11 +130,16 @@ export function decideActions(input: ActionInput): ActionList {
       problems.push({ reason: "AgentsFailing", message: held.message });
       event("Warning", "AgentsFailing", held.message, "CreatePod");
     }
+    const versions = new Map(input.podObjects.map((p) => [p.metadata.name, p.metadata.resourceVersion]));
     for (const r of plan.removals) {
+      // Rule 9.
+      const resourceVersion = r.agentId === null ? versions.get(r.podName) : undefined;
+      if (r.agentId === null && resourceVersion === undefined) continue;
       actions.push({
         kind: "remove-pod",
         podName: r.podName,
         agentId: r.agentId,
+        ...(resourceVersion === undefined ? {} : { resourceVersion }),
         reason: r.reason,
         message: r.message,
       });

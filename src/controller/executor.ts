@@ -9,7 +9,8 @@
  *    overlap, and every other action waits until they are done.
  * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
  *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone. Both run in the organization's
- *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once.
+ *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once,
+ *    if it has not changed since it was observed (a precondition on its resourceVersion).
  * 3. Finished pods are deleted, then their agent registration, in the lane (best effort; garbage collection catches
  *    the rest).
  * 4. A claim is released only if it still names the pod it is released for, so a claim made since is never wiped.
@@ -120,9 +121,10 @@ export async function execute(
   };
   let cache = ctx.cache;
 
-  const deletePod = async (name: string, problems: Problem[] = report.problems) => {
+  const deletePod = async (name: string, problems: Problem[] = report.problems, resourceVersion?: string) => {
     try {
-      return (await ports.kube.deletePod(ns, name)) === "done";
+      // "changed": the pod is not the version the decision saw (rule 9 of actions.ts); the next reconcile decides.
+      return (await ports.kube.deletePod(ns, name, resourceVersion)) === "done";
     } catch (err) {
       problems.push({ reason: "PodDeleteFailed", message: `deleting pod ${name} failed: ${errorMessage(err)}` });
       return false;
@@ -274,7 +276,7 @@ export async function execute(
           ports.events.normal(ref, "PodDeleted", `deleted pod ${action.podName}: ${action.message}`, "DeletePod");
         };
         if (action.agentId === null) {
-          if (await deletePod(action.podName)) removed(action.reason);
+          if (await deletePod(action.podName, report.problems, action.resourceVersion)) removed(action.reason);
           break;
         }
         const agentId = action.agentId;

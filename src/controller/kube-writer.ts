@@ -34,8 +34,17 @@ export function kubeWriter(client: KubeClient): KubeWriter {
         return { outcome: refused ? "refused" : "unknown", message: errorMessage(err) };
       }
     },
-    deletePod: (ns, name) =>
-      goneIfNotFound(client.request({ method: "DELETE", path: `${podsPath(ns)}/${encodeURIComponent(name)}` })),
+    async deletePod(ns, name, resourceVersion) {
+      const path = `${podsPath(ns)}/${encodeURIComponent(name)}`;
+      if (resourceVersion === undefined) return goneIfNotFound(client.request({ method: "DELETE", path }));
+      const body = { apiVersion: "v1", kind: "DeleteOptions", preconditions: { resourceVersion } };
+      try {
+        return await goneIfNotFound(client.request({ method: "DELETE", path, body }));
+      } catch (err) {
+        if (isConflict(err)) return "changed";
+        throw err;
+      }
+    },
     patchPod: (ns, name, patch) => {
       const path = `${podsPath(ns)}/${encodeURIComponent(name)}`;
       return goneIfNotFound(

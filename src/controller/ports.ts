@@ -92,7 +92,11 @@ export type PodCreateResult = { outcome: "created" } | { outcome: "refused" | "u
 export interface KubeWriter {
   /** Never throws: the outcome says whether the pod may exist. */
   createPod(namespace: string, pod: unknown): Promise<PodCreateResult>;
-  deletePod(namespace: string, name: string): Promise<WriteResult>;
+  /**
+   * With `resourceVersion`, the delete is conditional (a DeleteOptions precondition): a pod changed since answers
+   * `changed` and stays.
+   */
+  deletePod(namespace: string, name: string, resourceVersion?: string): Promise<WriteResult | "changed">;
   /** `strategic` for container lists (sidecar images), `merge` for metadata. */
   patchPod(
     namespace: string,

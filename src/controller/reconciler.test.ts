@@ -84,6 +84,7 @@ function pod(
     metadata: {
       name,
       namespace: "ci",
+      resourceVersion: `rv-${name}`,
       creationTimestamp: iso(extra.createdMsAgo ?? 120_000),
       labels: { [labels.template]: TEMPLATE_KEY },
       annotations: {
@@ -153,6 +154,8 @@ interface World {
   createDelayMs?: number;
   /** Answers of PVC claim patches, in order (then "done"). */
   pvcPatches?: ("done" | "conflict")[];
+  /** The answer to conditional pod deletes (default done). */
+  conditionalDelete?: "done" | "changed";
 }
 
 function harness(world: World) {
@@ -190,9 +193,14 @@ function harness(world: World) {
       calls.push(`createPod${claims.length ? ` with ${claims.join(",")}` : ""}`);
       return world.createOutcome === "unknown" ? { outcome: "unknown", message: "timeout" } : { outcome: "created" };
     },
-    async deletePod(_ns, name) {
-      calls.push(`deletePod ${name}`);
-      return "done";
+    async deletePod(_ns, name, resourceVersion) {
+      if (resourceVersion === undefined) {
+        calls.push(`deletePod ${name}`);
+        return "done";
+      }
+      const answer = world.conditionalDelete ?? "done";
+      calls.push(`deletePod ${name} if rv=${resourceVersion}: ${answer}`);
+      return answer;
     },
     async patchPod(_ns, name, patch) {
       const body = patch.body as { metadata?: { annotations?: Record<string, unknown> }; spec?: unknown };
@@ -379,6 +387,17 @@ const cases: Case[] = [
       pool: { agents: [agent(7, "agents-idle1", { statusChangedOn: iso(1_000) })] },
     },
     calls: [[`patchPod agents-idle1 merge idle=${NOW}`]],
+  },
+  {
+    name: "a pod never scheduled and not needed -> deleted if it is still the version seen",
+    world: { resource: resource(), pods: [pod("agents-p1", "pending")], pool: {} },
+    calls: [["deletePod agents-p1 if rv=rv-agents-p1: done"]],
+    events: ["PodDeleted"],
+  },
+  {
+    name: "... and if it changed since (scheduled, its agent may hold a job) -> kept",
+    world: { resource: resource(), pods: [pod("agents-p1", "pending")], pool: {}, conditionalDelete: "changed" },
+    calls: [["deletePod agents-p1 if rv=rv-agents-p1: changed"]],
   },
   {
     name: "agent deletion refused -> pod kept",

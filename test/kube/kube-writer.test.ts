@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { pvcAnnotations } from "../../src/api/v1/index.ts";
 import { kubeWriter } from "../../src/controller/kube-writer.ts";
+import { mergePatch } from "../../src/kube/patch.ts";
 import { createNamespace, deleteNamespace, type TestCluster, testCluster } from "../support/cluster.ts";
 
 let cluster: TestCluster;
@@ -74,5 +75,40 @@ describe("kubeWriter: cache-volume claims", () => {
   test("a PVC that is gone is gone, not an error", async () => {
     const writer = kubeWriter(cluster.client);
     assert.equal(await writer.releasePvcClaim(ns, "nope", "pod-a", {}), "gone");
+  });
+});
+
+describe("kubeWriter: pod deletes", () => {
+  interface Pod {
+    metadata: { name: string; resourceVersion?: string; labels?: Record<string, string> };
+  }
+  const podPath = (name: string) => `/api/v1/namespaces/${ns}/pods/${name}`;
+  const createPod = (name: string) =>
+    cluster.client.request<Pod>({
+      method: "POST",
+      path: `/api/v1/namespaces/${ns}/pods`,
+      body: { metadata: { name }, spec: { containers: [{ name: "agent", image: "agent:1" }] } },
+    });
+  const exists = (name: string) =>
+    cluster.client.request({ path: podPath(name) }).then(
+      () => true,
+      () => false,
+    );
+
+  test("a conditional delete of a pod that changed since it was seen (scheduled, say) leaves it alone", async () => {
+    const seen = await createPod("unscheduled-a");
+    // The change the operator's cache has not shown yet (the scheduler's binding changes the pod the same way).
+    await mergePatch(cluster.client, podPath("unscheduled-a"), { metadata: { labels: { moved: "on" } } });
+    const writer = kubeWriter(cluster.client);
+    assert.equal(await writer.deletePod(ns, "unscheduled-a", seen.metadata.resourceVersion), "changed");
+    assert.equal(await exists("unscheduled-a"), true);
+  });
+
+  test("a conditional delete of the version seen deletes; a pod that is gone is gone", async () => {
+    const seen = await createPod("unscheduled-b");
+    const writer = kubeWriter(cluster.client);
+    assert.equal(await writer.deletePod(ns, "unscheduled-b", seen.metadata.resourceVersion), "done");
+    assert.equal(await writer.deletePod(ns, "unscheduled-b", seen.metadata.resourceVersion), "gone");
+    assert.equal(await writer.deletePod(ns, "never-there"), "gone");
   });
 });
