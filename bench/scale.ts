@@ -158,6 +158,9 @@ const idlePollMs = parseDuration(flags["idle-poll-interval"]?.default ?? "15s");
 const seeded = mulberry32;
 
 type AdoKind = "jobRequests" | "agents" | "agentDeletes" | "other";
+
+const stageMetric = "azp_scaler_reconcile_stage_duration_seconds";
+const reconcileStages = ["credentials", "observe", "plan", "execute", "status"] as const;
 const adoKinds: readonly AdoKind[] = ["jobRequests", "agents", "agentDeletes", "other"];
 const adoLabels: Record<AdoKind, string> = {
   jobRequests: "job-request lists",
@@ -260,6 +263,8 @@ interface WindowStats {
   reconcileMs: { p50: number; p99: number; p99Bound: number; mean: number; max: string };
   plans: number;
   planMs: { p50: number; p99: number; p99Bound: number; mean: number };
+  /** Where reconciles spend their time (`azp_scaler_reconcile_stage_duration_seconds`), by stage. */
+  stageMs: Record<string, { p99: number; mean: number }>;
   apiPerMin: Record<string, number>;
   /** The API server's mean time per pod creation (ms; every client's, in practice the operator's). */
   podCreateMs: number;
@@ -599,6 +604,21 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
         p99Bound: histogramBound(plan, 0.99) * 1000,
         mean: plan.count > 0 ? (plan.sum / plan.count) * 1000 : Number.NaN,
       },
+      stageMs: Object.fromEntries(
+        reconcileStages.map((stage) => {
+          const h = histogramDelta(
+            histogramOf(a.operator, stageMetric, { stage }),
+            histogramOf(b.operator, stageMetric, { stage }),
+          );
+          return [
+            stage,
+            {
+              p99: histogramQuantile(h, 0.99) * 1000,
+              mean: h.count > 0 ? (h.sum / h.count) * 1000 : Number.NaN,
+            },
+          ];
+        }),
+      ),
       apiPerMin,
       podCreateMs: api.podCreates.count > 0 ? (api.podCreates.seconds / api.podCreates.count) * 1000 : Number.NaN,
       adoPerMin,
@@ -994,6 +1014,20 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
       ]),
       notes: [
         `Azure DevOps: ${o.pools} pools, one identity; the agents in the pods use another PAT and are not counted`,
+      ],
+    },
+    {
+      title: "Where reconciles spend their time: p99 / mean by stage (ms)",
+      columns: ["phase", ...reconcileStages],
+      rows: [...windows, ...burstWindows].map((w) => [
+        w.name,
+        ...reconcileStages.map((s) => {
+          const v = w.stageMs[s];
+          return v === undefined || !Number.isFinite(v.mean) ? "-" : `${fixed(v.p99, 1)} / ${fixed(v.mean, 1)}`;
+        }),
+      ]),
+      notes: [
+        "the operator's azp_scaler_reconcile_stage_duration_seconds: credentials, observe (pods, expectations, standby), plan (sharing, plan, actions), execute (Kubernetes writes, pod creates included), status (the status write)",
       ],
     },
     {

@@ -121,6 +121,13 @@ export class Reconciler {
     const memory = this.#memoryOf(key);
     if (raw.metadata?.deletionTimestamp) return this.#deleted(key, raw, memory);
     const findings: Findings = { problems: [] };
+    let stageStart = performance.now();
+    /** Ends a stage (reconcile_stage_duration_seconds) and starts the next. */
+    const stage = (name: "credentials" | "observe" | "plan" | "execute" | "status") => {
+      const t = performance.now();
+      o.metrics.reconcileStageDuration.observe({ stage: name }, (t - stageStart) / 1000);
+      stageStart = t;
+    };
 
     // 1. Validate.
     const validation = validateAutoScaledAgent(raw);
@@ -141,7 +148,9 @@ export class Reconciler {
     if (!hasFinalizer(raw) && !(await setFinalizer(o.kube, raw, true))) return { requeueAfterMs: 1_000 };
 
     // 2. Credential.
+    stageStart = performance.now();
     const credential = await o.credentials.resolve(key, resource);
+    stage("credentials");
     if (!credential.ok) {
       findings.credentials = { reason: credential.reason, message: credential.message };
       o.events.warning(resourceRef(raw), credential.reason, credential.message, "ReadCredentials");
@@ -192,6 +201,7 @@ export class Reconciler {
       findings.problems.push(...standby.problems);
       findings.standby = standby.status;
     }
+    stage("observe");
     const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs, standby?.minCounts);
     if (snapshot) {
       this.#sharing.planned(key, resource, plan);
@@ -211,6 +221,7 @@ export class Reconciler {
       claimsToRelease: cache ? releasableClaims(cache) : [],
     });
     if (snapshot) memory.reported = decided.reported;
+    stage("plan");
     const organization = o.azureDevOps.organizationKey(target.organizationUrl);
     const backgroundDone = (taskKey: string, problems: Problem[]) => {
       if (problems.length > 0) memory.background.set(taskKey, problems);
@@ -236,6 +247,7 @@ export class Reconciler {
     findings.problems.push(...laneProblems(memory.background, podNames, (k) => o.lanes.has(k)));
     if (cache) findings.cacheVolumes = cacheVolumeStatus(cache, executed.released);
     if (executed.changed) subscription.pollNow();
+    stage("execute");
     if (signal?.aborted) return undefined;
 
     // 6. Placeholders, when due, in the organization's lane (placeholders.ts).
@@ -259,7 +271,9 @@ export class Reconciler {
     }
 
     // 7. Status.
+    stageStart = performance.now();
     await this.#writeStatus(raw, findings, snapshot, snapshot ? plan : undefined);
+    stage("status");
     o.metrics.reconciles.inc({ result: "ok" });
     o.logger.debug("reconciled", { resource: key, actions: decided.actions.length, fresh: Boolean(snapshot) });
     const standbyDue = standby?.requeueAfterMs ?? Number.POSITIVE_INFINITY;
