@@ -7,6 +7,8 @@
  *    may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a refused
  *    POST releases them. Claims and builds go one by one in the plan's order; up to `CREATES_IN_FLIGHT` POSTs
  *    overlap, and every other action waits until they are done.
+ * 6. The other pod writes (removals, idle marks, sidecar stops, finished-pod deletes) overlap too, up to
+ *    `WRITES_IN_FLIGHT`, but the writes of one pod keep their order; claim releases wait until they are all done.
  * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
  *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone. Both run in the organization's
  *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once,
@@ -31,15 +33,26 @@ import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, P
 
 /** Pod POSTs of one reconcile in flight at once (a burst of 200 jobs is 200 creates). */
 export const CREATES_IN_FLIGHT = 8;
+/** Other pod writes (deletes, patches) of one reconcile in flight at once (after a burst, 200 finished pods). */
+export const WRITES_IN_FLIGHT = 8;
 
-/** Runs tasks with at most `n` at once; `drain` waits for all started ones. Tasks handle their own errors. */
+/**
+ * Runs tasks with at most `n` at once; `drain` waits for all started ones. Tasks with the same `key` run one
+ * after the other, in launch order. Tasks handle their own errors.
+ */
 function limiter(n: number) {
   const running = new Set<Promise<void>>();
+  const lastOf = new Map<string, Promise<void>>();
   return {
-    async launch(task: () => Promise<void>): Promise<void> {
+    async launch(task: () => Promise<void>, key?: string): Promise<void> {
       while (running.size >= n) await Promise.race(running);
-      const p: Promise<void> = task().finally(() => running.delete(p));
+      const before = key === undefined ? undefined : lastOf.get(key);
+      const p: Promise<void> = (before ? before.then(task) : task()).finally(() => {
+        running.delete(p);
+        if (key !== undefined && lastOf.get(key) === p) lastOf.delete(key);
+      });
       running.add(p);
+      if (key !== undefined) lastOf.set(key, p);
     },
     async drain(): Promise<void> {
       while (running.size > 0) await Promise.race(running);
@@ -224,11 +237,13 @@ export async function execute(
     ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
   };
   const posting = limiter(CREATES_IN_FLIGHT);
+  const writing = limiter(WRITES_IN_FLIGHT);
 
   for (const action of actions) {
     if (ctx.signal?.aborted) break;
-    // Creates overlap each other; every other action waits for them (the order of the list is kept otherwise).
+    // Creates overlap each other; every other action waits for them (rule 1), claim releases for all pod writes.
     if (action.kind !== "create-pod") await posting.drain();
+    if (action.kind === "release-claims") await writing.drain();
     switch (action.kind) {
       case "create-pod": {
         // Rule 5.
@@ -276,7 +291,10 @@ export async function execute(
           ports.events.normal(ref, "PodDeleted", `deleted pod ${action.podName}: ${action.message}`, "DeletePod");
         };
         if (action.agentId === null) {
-          if (await deletePod(action.podName, report.problems, action.resourceVersion)) removed(action.reason);
+          // Rule 6.
+          await writing.launch(async () => {
+            if (await deletePod(action.podName, report.problems, action.resourceVersion)) removed(action.reason);
+          }, action.podName);
           break;
         }
         const agentId = action.agentId;
@@ -296,42 +314,48 @@ export async function execute(
         break;
       }
       case "mark-idle":
-        await patchPod(action.podName, {
-          type: "merge",
-          body: {
-            metadata: {
-              annotations: { [podAnnotations.idleSince]: action.sinceMs === null ? null : String(action.sinceMs) },
+        await writing.launch(async () => {
+          await patchPod(action.podName, {
+            type: "merge",
+            body: {
+              metadata: {
+                annotations: { [podAnnotations.idleSince]: action.sinceMs === null ? null : String(action.sinceMs) },
+              },
             },
-          },
-        });
+          });
+        }, action.podName);
         break;
       case "stop-sidecars": {
         const body = {
           ...ports.pods.stopSidecarsPatch(action.containers),
           metadata: { annotations: { [podAnnotations.sidecarsStopped]: action.stoppedAnnotation } },
         };
-        if (await patchPod(action.podName, { type: "strategic", body })) {
-          ports.events.normal(
-            ref,
-            "SidecarsStopped",
-            `agent of pod ${action.podName} finished; stopping ${action.containers.join(", ")}`,
-            "StopSidecars",
-          );
-        }
+        await writing.launch(async () => {
+          if (await patchPod(action.podName, { type: "strategic", body })) {
+            ports.events.normal(
+              ref,
+              "SidecarsStopped",
+              `agent of pod ${action.podName} finished; stopping ${action.containers.join(", ")}`,
+              "StopSidecars",
+            );
+          }
+        }, action.podName);
         break;
       }
       case "delete-finished":
         // Rule 3.
-        if (await deletePod(action.podName)) {
-          report.changed = true;
-          ports.metrics.podsDeleted.inc({ ...labels, reason: "finished" });
-        }
-        if (action.agentId !== null) {
-          const agentId = action.agentId;
-          inLane(`agent:${ns}/${agentId}`, async (problems, pool) => {
-            await deleteAgent(pool, agentId, problems);
-          });
-        }
+        await writing.launch(async () => {
+          if (await deletePod(action.podName)) {
+            report.changed = true;
+            ports.metrics.podsDeleted.inc({ ...labels, reason: "finished" });
+          }
+          if (action.agentId !== null) {
+            const agentId = action.agentId;
+            inLane(`agent:${ns}/${agentId}`, async (problems, pool) => {
+              await deleteAgent(pool, agentId, problems);
+            });
+          }
+        }, action.podName);
         break;
       case "release-claims": {
         // Rule 4.
@@ -349,5 +373,6 @@ export async function execute(
     }
   }
   await posting.drain();
+  await writing.drain();
   return report;
 }

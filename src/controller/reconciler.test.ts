@@ -12,7 +12,7 @@ import { silentLogger } from "../runtime/logger.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type { JobRequest } from "../scaling/types.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
-import { CREATES_IN_FLIGHT } from "./executor.ts";
+import { CREATES_IN_FLIGHT, WRITES_IN_FLIGHT } from "./executor.ts";
 import { OrganizationLanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import { createPodFactory } from "./pod-factory.ts";
@@ -154,6 +154,8 @@ interface World {
   createDelayMs?: number;
   /** Answers of PVC claim patches, in order (then "done"). */
   pvcPatches?: ("done" | "conflict")[];
+  /** Pod DELETEs take this long (default: answered at once). */
+  deleteDelayMs?: number;
   /** The answer to conditional pod deletes (default done). */
   conditionalDelete?: "done" | "changed";
 }
@@ -182,6 +184,7 @@ function harness(world: World) {
     podsListedAt: () => NOW - 3_600_000,
   };
   const creates = { inFlight: 0, maxInFlight: 0 };
+  const deletes = { inFlight: 0, maxInFlight: 0 };
   const kube: KubeWriter = {
     async createPod(_ns, p) {
       creates.inFlight++;
@@ -194,6 +197,10 @@ function harness(world: World) {
       return world.createOutcome === "unknown" ? { outcome: "unknown", message: "timeout" } : { outcome: "created" };
     },
     async deletePod(_ns, name, resourceVersion) {
+      deletes.inFlight++;
+      deletes.maxInFlight = Math.max(deletes.maxInFlight, deletes.inFlight);
+      if (world.deleteDelayMs) await sleep(world.deleteDelayMs);
+      deletes.inFlight--;
       if (resourceVersion === undefined) {
         calls.push(`deletePod ${name}`);
         return "done";
@@ -288,6 +295,7 @@ function harness(world: World) {
   return {
     calls,
     creates,
+    deletes,
     ensured,
     events,
     metrics,
@@ -559,6 +567,20 @@ test("a burst: pod POSTs overlap (at most CREATES_IN_FLIGHT at once); removals w
   assert.equal(h.creates.inFlight, 0, "every POST answered before the reconcile ended");
   const deletion = h.calls.findIndex((c) => c.startsWith("deletePod"));
   assert.ok(deletion > h.calls.lastIndexOf("createPod"), h.calls.join("; "));
+});
+
+test("after a burst: finished-pod deletes overlap (at most WRITES_IN_FLIGHT at once), all done in the reconcile", async () => {
+  const finished = Array.from({ length: 20 }, (_, i) => pod(`agents-done${i}`, "succeeded"));
+  const h = harness({
+    resource: resource({ maxTerminatedPodsToKeep: 0 }),
+    pods: finished,
+    pool: {},
+    deleteDelayMs: 20,
+  });
+  await h.reconcileOnly();
+  assert.equal(h.calls.filter((c) => c.startsWith("deletePod")).length, 20, h.calls.join("; "));
+  assert.equal(h.deletes.maxInFlight, WRITES_IN_FLIGHT);
+  assert.equal(h.deletes.inFlight, 0, "every DELETE answered before the reconcile ended");
 });
 
 test("metrics: the wait until a job's pod was created; the pool's queued and unserved jobs", async () => {
