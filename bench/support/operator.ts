@@ -1,9 +1,37 @@
 /**
- * The operator as its own process for benchmarks: the tests' launcher, with the operator's default intervals
- * (unless `args` give others), JSON logs at info level, no leader election, and the launcher's default credential
- * policy flags (the emulator on 127.0.0.1 over http: `emulatorAccess()`).
+ * The operator as its own process for benchmarks, in the form the image runs: compiled to JavaScript
+ * (`npm run build`, once per benchmark run) with the image's environment (`MALLOC_ARENA_MAX=2`). The tests'
+ * launcher, with the operator's default intervals (unless `args` give others), JSON logs at info level, no leader
+ * election, and the launcher's default credential policy flags (the emulator on 127.0.0.1 over http:
+ * `emulatorAccess()`).
  */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type OperatorProcess, startOperatorProcess as start } from "../../test/support/operator.ts";
+
+const root = join(import.meta.dirname, "..", "..");
+let compiled: string | undefined;
+
+/** The compiled operator's entry point: `tsconfig.build.json` compiled to a temporary folder, once per process. */
+export function compiledOperator(): string {
+  if (compiled) return compiled;
+  const out = mkdtempSync(join(tmpdir(), "azp-bench-dist-"));
+  execFileSync(
+    process.execPath,
+    [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", join(root, "tsconfig.build.json"), "--outDir", out],
+    { cwd: root, stdio: "inherit" },
+  );
+  // As in the image: beside a package.json of type module, with the project's node_modules.
+  writeFileSync(join(out, "package.json"), JSON.stringify({ type: "module" }));
+  symlinkSync(join(root, "node_modules"), join(out, "node_modules"));
+  compiled = join(out, "cli", "operator.js");
+  return compiled;
+}
+
+/** Environment variables the operator image sets (images/operator/Dockerfile). */
+export const imageEnv = { NODE_ENV: "production", MALLOC_ARENA_MAX: "2" };
 
 export type { OperatorProcess };
 
@@ -14,6 +42,8 @@ export function startOperatorProcess(options: {
   args?: string[];
 }): OperatorProcess {
   return start({
+    entry: compiledOperator(),
+    env: imageEnv,
     kubeconfig: options.kubeconfig,
     namespaces: options.namespaces,
     logFile: options.logFile,

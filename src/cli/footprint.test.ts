@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
@@ -38,11 +38,15 @@ async function loadedModules(args: string[]): Promise<string[]> {
     ].join("\n"),
   );
   writeFileSync(log, "");
-  await run(process.execPath, ["--import", hook, ...args], {
-    env: { PATH: process.env.PATH, HOME: dir },
-    timeout: 60_000,
-  });
-  return readFileSync(log, "utf8").split("\n").filter(Boolean);
+  try {
+    await run(process.execPath, ["--import", hook, ...args], {
+      env: { PATH: process.env.PATH, HOME: dir },
+      timeout: 60_000,
+    });
+    return readFileSync(log, "utf8").split("\n").filter(Boolean);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const heavy = (urls: string[]) =>
@@ -56,6 +60,30 @@ describe("the operator loads heavy libraries only when a credential needs them",
       "the hook saw the program's modules",
     );
     assert.deepEqual(heavy(urls), []);
+  });
+
+  test("the compiled program (the image's `npm run build`) runs and needs neither either", async () => {
+    const out = mkdtempSync(join(tmpdir(), "footprint-dist-"));
+    try {
+      const root = fileURLToPath(new URL("../../", import.meta.url));
+      const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+      await run(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", out], {
+        cwd: root,
+        timeout: 120_000,
+      });
+      // dist/ sits beside package.json ("type": "module") and node_modules in the image; here, the same.
+      writeFileSync(join(out, "package.json"), JSON.stringify({ type: "module" }));
+      symlinkSync(join(root, "node_modules"), join(out, "node_modules"));
+      const urls = await loadedModules([join(out, "cli", "operator.js"), "--help"]);
+      assert.ok(
+        urls.some((u) => u.endsWith("/controller/operator.js")),
+        "the compiled modules were loaded",
+      );
+      assert.ok(!urls.some((u) => u.endsWith(".ts")), "no TypeScript module");
+      assert.deepEqual(heavy(urls), []);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   test("a kubeconfig with a token: neither; with an exec plugin: client-node, when credentials are fetched", async () => {
@@ -83,23 +111,27 @@ describe("the operator loads heavy libraries only when a credential needs them",
         clientNode: true,
       },
     ];
-    for (const c of cases) {
-      const file = join(dir, `${c.name}.yaml`);
-      writeFileSync(file, kubeconfig(c.user));
-      // Loads the connection as the operator does and asks for the credentials of its first request.
-      const script = [
-        `const { loadConnection } = await import(${JSON.stringify(kubeconfigModule)});`,
-        `const conn = loadConnection({ paths: [${JSON.stringify(file)}] });`,
-        "if (conn.credentials) await conn.credentials.get();",
-      ].join("\n");
-      const urls = await loadedModules(["--input-type=module", "-e", script]);
-      const loaded = heavy(urls);
-      assert.equal(
-        loaded.some((u) => u.includes("/@kubernetes/client-node/")),
-        c.clientNode,
-        `${c.name}: client-node loaded: ${loaded.length > 0}`,
-      );
-      assert.ok(!loaded.some((u) => u.includes("/@azure/identity/")), `${c.name}: @azure/identity not loaded`);
+    try {
+      for (const c of cases) {
+        const file = join(dir, `${c.name}.yaml`);
+        writeFileSync(file, kubeconfig(c.user));
+        // Loads the connection as the operator does and asks for the credentials of its first request.
+        const script = [
+          `const { loadConnection } = await import(${JSON.stringify(kubeconfigModule)});`,
+          `const conn = loadConnection({ paths: [${JSON.stringify(file)}] });`,
+          "if (conn.credentials) await conn.credentials.get();",
+        ].join("\n");
+        const urls = await loadedModules(["--input-type=module", "-e", script]);
+        const loaded = heavy(urls);
+        assert.equal(
+          loaded.some((u) => u.includes("/@kubernetes/client-node/")),
+          c.clientNode,
+          `${c.name}: client-node loaded: ${loaded.length > 0}`,
+        );
+        assert.ok(!loaded.some((u) => u.includes("/@azure/identity/")), `${c.name}: @azure/identity not loaded`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

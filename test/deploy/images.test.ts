@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { imageEnv } from "../../bench/support/operator.ts";
 import { repoRoot } from "./support.ts";
 
 interface Instruction {
@@ -49,38 +50,58 @@ describe("images/operator/Dockerfile", () => {
   const file = join(repoRoot, "images", "operator", "Dockerfile");
   const ins = instructions(file);
 
-  test("two stages on Node 24 slim: runtime dependencies installed from the lock file, without dev dependencies", () => {
+  test("three stages on Node 24 slim: runtime dependencies without dev dependencies; a build with them", () => {
     const arg = ins.find((i) => i.op === "ARG" && i.args.startsWith("NODE_IMAGE="));
     assert.match(arg?.args ?? "", /^NODE_IMAGE=node:24[-.\w]*slim$/);
     assert.deepEqual(
       stages(ins).map((s) => s.args),
-      ["$" + "{NODE_IMAGE} AS dependencies", "$" + "{NODE_IMAGE}"],
+      ["$" + "{NODE_IMAGE} AS dependencies", "$" + "{NODE_IMAGE} AS build", "$" + "{NODE_IMAGE}"],
     );
-    const install = ins.find((i) => i.op === "RUN" && i.args.includes("npm ci"));
-    assert.match(install?.args ?? "", /npm ci --omit=dev/);
+    const installs = ins.filter((i) => i.op === "RUN" && i.args.includes("npm ci")).map((i) => i.args);
+    assert.match(installs[0] ?? "", /npm ci --omit=dev --ignore-scripts/);
+    assert.match(installs[1] ?? "", /npm ci --ignore-scripts/);
+    assert.doesNotMatch(installs[1] ?? "", /--omit=dev/, "the build needs the TypeScript compiler");
     assert.ok(
       ins.some((i) => i.op === "COPY" && i.args === "package.json package-lock.json ./"),
       "copies the manifest and lock file before installing",
     );
+    assert.ok(ins.some((i) => i.op === "COPY" && i.args === "tsconfig.json tsconfig.build.json ./"));
+    assert.ok(ins.some((i) => i.op === "RUN" && i.args === "npm run build"));
   });
 
-  test("the final stage copies the dependencies, src/ and config/crd/, runs as non-root, starts the operator", () => {
+  test("the final stage copies the dependencies, the compiled dist/ and config/crd/, runs as non-root, starts it", () => {
     const final = lastStage(ins);
     const copies = final.filter((i) => i.op === "COPY").map((i) => i.args);
     assert.ok(copies.includes("--from=dependencies /app/node_modules ./node_modules"));
-    assert.ok(copies.includes("src/ ./src/"));
+    assert.ok(copies.includes("--from=build /app/dist/ ./dist/"));
+    assert.ok(!copies.some((c) => c.startsWith("src/")), "no TypeScript sources in the image");
     assert.ok(copies.includes("config/crd/ ./config/crd/"));
     assert.ok(copies.includes("package.json ./"), "package.json: type module");
     assert.equal(isNonRootUser(ins), "1000:1000");
-    assert.equal(final.filter((i) => i.op === "ENTRYPOINT").at(-1)?.args, '["node", "src/cli/operator.ts"]');
+    assert.equal(final.filter((i) => i.op === "ENTRYPOINT").at(-1)?.args, '["node", "dist/cli/operator.js"]');
     assert.ok(final.some((i) => i.op === "EXPOSE" && i.args === "8080"));
+    // The benchmarks run the operator with the image's environment: the two must agree.
+    const env = Object.fromEntries(
+      final
+        .filter((i) => i.op === "ENV")
+        .flatMap((i) => i.args.split(/\s+/))
+        .map((kv) => kv.split("=")),
+    );
+    assert.deepEqual(env, imageEnv);
   });
 
   test("its .dockerignore keeps tests out and lets in everything the image copies", () => {
     const ignore = readFileSync(join(repoRoot, "images", "operator", "Dockerfile.dockerignore"), "utf8");
     const rules = ignore.split("\n").filter((l) => l && !l.startsWith("#"));
     assert.equal(rules[0], "*");
-    for (const path of ["package.json", "package-lock.json", "src/", "config/crd/"]) {
+    for (const path of [
+      "package.json",
+      "package-lock.json",
+      "tsconfig.json",
+      "tsconfig.build.json",
+      "src/",
+      "config/crd/",
+    ]) {
       assert.ok(rules.includes(`!${path}`), path);
     }
     assert.ok(rules.includes("src/**/*.test.ts"));

@@ -32,6 +32,8 @@ export interface OperatorOptions {
   identity?: string;
   /** Where the operator's log goes; default a new temporary file. */
   logFile?: string;
+  /** The program to run; default the TypeScript entry point `src/cli/operator.ts` (e.g. a compiled build's). */
+  entry?: string;
   /** Interval and log flags; default short intervals (tests stay fast) and text logs at debug level. */
   settings?: string[];
   /**
@@ -77,7 +79,7 @@ export function startOperatorProcess(options: OperatorOptions): OperatorProcess 
   const child = spawn(
     process.execPath,
     [
-      join(root, "src", "cli", "operator.ts"),
+      options.entry ?? join(root, "src", "cli", "operator.ts"),
       ...(options.kubeconfig === undefined ? [] : ["--kubeconfig", options.kubeconfig]),
       "--namespaces",
       options.namespaces.join(","),
