@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { KubeClient } from "../kube/client.ts";
+import { KubeApiError, type KubeClient } from "../kube/client.ts";
 import { silentLogger } from "../runtime/logger.ts";
 import { CredentialResolver } from "./credentials.ts";
 import { DEFAULT_CREDENTIAL_POLICY } from "./policy.ts";
@@ -113,5 +113,117 @@ describe("CredentialResolver and the credential policy", () => {
       resource({ entraIdAuthentication: { ...entra, authorityHost: "https://attacker.example" } }),
     );
     assert.equal(moved.ok ? "ok" : moved.reason, "AuthorityHostNotAllowed");
+  });
+});
+
+describe("CredentialResolver: Secret reads (rule 1)", () => {
+  /** A client whose Secret can change, go missing or be read slowly; counts GETs. */
+  function world() {
+    const state = { data: { pat: "pat-1" } as Record<string, string> | "missing", gets: 0 };
+    let release: (() => void) | undefined;
+    const gate = { hold: false };
+    const client = {
+      async request() {
+        state.gets++;
+        if (gate.hold) await new Promise<void>((r) => (release = r));
+        if (state.data === "missing") throw new KubeApiError(404, "NotFound", 'secrets "azure-pat" not found');
+        const data = state.data;
+        return {
+          data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+        };
+      },
+    } as unknown as KubeClient;
+    let now = 0;
+    const resolver = new CredentialResolver({ client, logger: silentLogger(), secretTtlMs: 5_000, now: () => now });
+    const pat = async (key = "team-a/agents") => {
+      const r = await resolver.resolve(key, resource({ personalAccessTokenSecretName: "azure-pat" }));
+      return r.ok ? (r.credential.kind === "pat" ? r.credential.pat : "?") : r.reason;
+    };
+    return {
+      state,
+      resolver,
+      pat,
+      advance: (ms: number) => {
+        now += ms;
+      },
+      gate,
+      release: () => release?.(),
+    };
+  }
+
+  type Step =
+    | { do: "resolve"; expect: string; gets: number; key?: string }
+    | { do: "advance"; ms: number }
+    | { do: "set"; data: Record<string, string> | "missing" }
+    | { do: "refused" };
+  const cases: { name: string; steps: Step[] }[] = [
+    {
+      name: "a read is used for 5 s, then read again",
+      steps: [
+        { do: "resolve", expect: "pat-1", gets: 1 },
+        { do: "set", data: { pat: "pat-2" } },
+        { do: "advance", ms: 4_999 },
+        { do: "resolve", expect: "pat-1", gets: 1 },
+        { do: "advance", ms: 1 },
+        { do: "resolve", expect: "pat-2", gets: 2 },
+      ],
+    },
+    {
+      name: "resources naming the same Secret share the read",
+      steps: [
+        { do: "resolve", expect: "pat-1", gets: 1 },
+        { do: "resolve", expect: "pat-1", gets: 1, key: "team-a/other" },
+      ],
+    },
+    {
+      name: "a refused credential: its Secret is read again at once",
+      steps: [
+        { do: "resolve", expect: "pat-1", gets: 1 },
+        { do: "set", data: { pat: "pat-2" } },
+        { do: "refused" },
+        { do: "resolve", expect: "pat-2", gets: 2 },
+      ],
+    },
+    {
+      name: "a missing Secret is not kept: created, it is used at the next resolve",
+      steps: [
+        { do: "set", data: "missing" },
+        { do: "resolve", expect: "SecretNotFound", gets: 1 },
+        { do: "set", data: { pat: "pat-1" } },
+        { do: "resolve", expect: "pat-1", gets: 2 },
+      ],
+    },
+    {
+      name: "a Secret without the key is not kept either",
+      steps: [
+        { do: "set", data: { token: "x" } },
+        { do: "resolve", expect: "SecretKeyMissing", gets: 1 },
+        { do: "set", data: { pat: "pat-1" } },
+        { do: "resolve", expect: "pat-1", gets: 2 },
+      ],
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const w = world();
+      for (const [i, step] of c.steps.entries()) {
+        if (step.do === "resolve") {
+          assert.equal(await w.pat(step.key), step.expect, `step ${i}`);
+          assert.equal(w.state.gets, step.gets, `step ${i}: GETs`);
+        } else if (step.do === "advance") w.advance(step.ms);
+        else if (step.do === "set") w.state.data = step.data;
+        else w.resolver.refused("team-a/agents");
+      }
+    });
+  }
+
+  test("concurrent resolves share one GET in flight", async () => {
+    const w = world();
+    w.gate.hold = true;
+    const both = Promise.all([w.pat(), w.pat("team-a/other")]);
+    await new Promise((r) => setImmediate(r));
+    w.release();
+    assert.deepEqual(await both, ["pat-1", "pat-1"]);
+    assert.equal(w.state.gets, 1);
   });
 });

@@ -3,8 +3,11 @@
  * ServiceAccount's federated token, or the operator's own workload identity) into an Azure DevOps `Credential`.
  *
  * Rules:
- * 1. `personalAccessTokenSecretName` wins: the Secret's key `pat` is read on every reconcile (a rotated PAT is used
- *    at once).
+ * 1. `personalAccessTokenSecretName` wins: the Secret's key `pat` is read from the API server, and a successful read
+ *    is kept for `secretTtlMs` (default 5 s; reconciles of resources naming the same Secret share one read). A
+ *    failed read is not kept (a Secret created or fixed is used at the next reconcile), and `refused` (the pool's
+ *    polls were refused) drops the reads of that resource: a rotated PAT is used within seconds, at once if the
+ *    old one was revoked. The same holds for the Secret of `clientSecretRef`.
  * 2. Else `entraIdAuthentication`: a client secret from `clientSecretRef` (key `clientSecret` by default), or a
  *    TokenRequest for `workloadIdentity.serviceAccountName` (audience `api://AzureADTokenExchange`) as the client
  *    assertion, or the operator's own federated token for `workloadIdentity: {}`.
@@ -29,10 +32,14 @@ import { type CredentialPolicy, DEFAULT_CREDENTIAL_POLICY, judgeCredentialUse } 
 import type { CredentialResult, CredentialsPort, Resource } from "./ports.ts";
 
 type SecretRead = { ok: true; value: string } | { ok: false; reason: string; message: string };
+type SecretObject = { data?: Record<string, string> };
 
 export interface CredentialResolverOptions {
   client: KubeClient;
   logger: Logger;
+  /** How long a successful Secret read is used (rule 1); default 5 s. */
+  secretTtlMs?: number;
+  now?: () => number;
   /** Where credentials may be sent and who may use the operator's identity; default `DEFAULT_CREDENTIAL_POLICY`. */
   policy?: CredentialPolicy;
   /** Told about every Entra ID token request (request metrics). */
@@ -46,16 +53,29 @@ export class CredentialResolver implements CredentialsPort {
   readonly #onTokenRequest: ((observation: TokenRequestObservation) => void) | undefined;
   /** Entra ID credentials by resource key (they cache and refresh their tokens). */
   readonly #entra = new Map<string, { fingerprint: string; credential: Credential }>();
+  /** Secret reads by `namespace/name` (rule 1), and which of them each resource used. */
+  readonly #secrets = new Map<string, { at: number; read: Promise<SecretObject> }>();
+  readonly #secretsOf = new Map<string, Set<string>>();
+  readonly #secretTtlMs: number;
+  readonly #now: () => number;
 
   constructor(options: CredentialResolverOptions) {
     this.#client = options.client;
     this.#logger = options.logger;
+    this.#secretTtlMs = options.secretTtlMs ?? 5_000;
+    this.#now = options.now ?? Date.now;
     this.#policy = options.policy ?? DEFAULT_CREDENTIAL_POLICY;
     this.#onTokenRequest = options.onTokenRequest;
   }
 
   forget(key: string): void {
     this.#entra.delete(key);
+    this.refused(key);
+    this.#secretsOf.delete(key);
+  }
+
+  refused(key: string): void {
+    for (const secret of this.#secretsOf.get(key) ?? []) this.#secrets.delete(secret);
   }
 
   async resolve(key: string, resource: Resource): Promise<CredentialResult> {
@@ -73,7 +93,7 @@ export class CredentialResolver implements CredentialsPort {
     }
     if (patSecret) {
       const what = "spec.personalAccessTokenSecretName: the Azure DevOps personal access token";
-      const pat = await this.#readSecretKey(ns, patSecret, PAT_SECRET_KEY, what);
+      const pat = await this.#readSecretKey(key, ns, patSecret, PAT_SECRET_KEY, what);
       return pat.ok ? { ok: true, credential: patCredential(pat.value) } : pat;
     }
     if (entra) return this.#entraCredential(key, ns, entra, verdict.authorityHost);
@@ -84,14 +104,32 @@ export class CredentialResolver implements CredentialsPort {
     };
   }
 
-  async #readSecretKey(ns: string, name: string, key: string, what: string): Promise<SecretRead> {
+  /** The Secret, from a read made less than `secretTtlMs` ago or from a new one (rule 1). */
+  #readSecret(resourceKey: string, ns: string, name: string): Promise<SecretObject> {
+    const id = `${ns}/${name}`;
+    const used = this.#secretsOf.get(resourceKey) ?? new Set<string>();
+    this.#secretsOf.set(resourceKey, used.add(id));
+    const kept = this.#secrets.get(id);
+    if (kept && this.#now() - kept.at < this.#secretTtlMs) return kept.read;
+    const read = this.#client.request<SecretObject>({
+      path: `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(name)}`,
+    });
+    const entry = { at: this.#now(), read };
+    this.#secrets.set(id, entry);
+    read.catch(() => {
+      if (this.#secrets.get(id) === entry) this.#secrets.delete(id);
+    });
+    return read;
+  }
+
+  async #readSecretKey(resourceKey: string, ns: string, name: string, key: string, what: string): Promise<SecretRead> {
     try {
-      const secret = await this.#client.request<{ data?: Record<string, string> }>({
-        path: `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(name)}`,
-      });
+      const secret = await this.#readSecret(resourceKey, ns, name);
       const value = secret.data?.[key];
       const text = value === undefined ? "" : Buffer.from(value, "base64").toString("utf8").trim();
       if (text) return { ok: true, value: text };
+      // Not kept: the key may be added any moment (rule 1).
+      this.#secrets.delete(`${ns}/${name}`);
       return {
         ok: false,
         reason: "SecretKeyMissing",
@@ -122,7 +160,7 @@ export class CredentialResolver implements CredentialsPort {
     if (entra.clientSecretRef) {
       const ref = entra.clientSecretRef;
       const what = "spec.entraIdAuthentication.clientSecretRef";
-      const secret = await this.#readSecretKey(ns, ref.name, ref.key ?? CLIENT_SECRET_KEY, what);
+      const secret = await this.#readSecretKey(key, ns, ref.name, ref.key ?? CLIENT_SECRET_KEY, what);
       if (!secret.ok) return secret;
       resolved.clientSecret = secret.value;
       fingerprint = JSON.stringify([entra, identityKey(patCredential(secret.value))]);

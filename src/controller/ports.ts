@@ -158,6 +158,11 @@ export interface CredentialsPort {
   resolve(key: string, resource: Resource): Promise<CredentialResult>;
   /** Drops what is cached for the resource (deleted or invalid). */
   forget(key: string): void;
+  /**
+   * The resource's credential was refused (Azure DevOps or Entra ID answered 401 or 403): the Secrets it names are
+   * read again at its next resolve, so that a rotated secret is used at once.
+   */
+  refused(key: string): void;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -272,7 +272,11 @@ function harness(world: World) {
     caches,
     kube,
     azureDevOps,
-    credentials: { resolve: async () => ({ ok: true, credential: patCredential("secret") }), forget: () => {} },
+    credentials: {
+      resolve: async () => ({ ok: true, credential: patCredential("secret") }),
+      forget: () => {},
+      refused: () => {},
+    },
     pods: createPodFactory({ terminatorImage: "busybox:stable" }),
     events: eventsPort,
     metrics,

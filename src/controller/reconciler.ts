@@ -171,6 +171,8 @@ export class Reconciler {
     const problem = subscription.lastError();
     const snapshot = problem ? undefined : subscription.latest();
     if (problem) {
+      // A refused credential may have been rotated: read its Secret again next time (credentials.ts, rule 1).
+      if (problem.kind === "auth" || problem.kind === "forbidden") o.credentials.refused(key);
       o.metrics.azureDevOpsErrors.inc({ kind: problem.kind });
       const reason = azureDevOpsReason(problem.kind);
       findings.azureDevOps = { ok: false, reason, message: problem.message };
