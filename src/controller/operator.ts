@@ -34,6 +34,7 @@ import { CredentialResolver } from "./credentials.ts";
 import { kubeWriter } from "./kube-writer.ts";
 import { OrganizationLanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
+import { agentPodView } from "./pod-view.ts";
 import type { CredentialPolicy } from "./policy.ts";
 import type { AzureDevOpsPort, Caches, PodFactory, PodObject, PvcObject } from "./ports.ts";
 import { PrePullController, type PrePullSettings } from "./prepull.ts";
@@ -112,7 +113,12 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const metrics = deps.metrics ?? createMetrics();
   const namespaces = config.namespaces.length > 0 ? config.namespaces : [""];
   const managed = `${labels.managedBy}=${MANAGED_BY_VALUE}`;
-  const informersOf = <T extends KubeObject>(resource: string, apiVersion: string, labelSelector?: string) =>
+  const informersOf = <T extends KubeObject>(
+    resource: string,
+    apiVersion: string,
+    labelSelector?: string,
+    transform: (obj: T) => T = withoutManagedFields,
+  ) =>
     namespaces.map(
       (ns) =>
         new Informer<T>({
@@ -123,12 +129,13 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
             ...(labelSelector ? { labelSelector } : {}),
           }),
           logger: logger.child({ informer: resource }),
-          transform: withoutManagedFields,
+          transform,
           ...(labelSelector ? { indexers: { [ownerIndex]: ownerUids } } : {}),
         }),
     );
   const asaInformers = informersOf<AutoScaledAgent & KubeObject>(PLURAL, API_VERSION);
-  const podInformers = informersOf<PodObject & KubeObject>("pods", "v1", managed);
+  // Agent pods are cached as the reconciler reads them (pod-view.ts): a fraction of their size.
+  const podInformers = informersOf<PodObject & KubeObject>("pods", "v1", managed, agentPodView);
   const pvcInformers = informersOf<PvcObject & KubeObject>("persistentvolumeclaims", "v1", managed);
 
   const caches: Caches = {
