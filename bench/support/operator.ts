@@ -41,9 +41,11 @@ export function startOperatorProcess(options: {
   logFile: string;
   args?: string[];
 }): OperatorProcess {
+  // AZP_BENCH_OPERATOR_NODE_OPTIONS: Node flags for the operator alone (e.g. `--cpu-prof --cpu-prof-dir=...`).
+  const nodeOptions = process.env.AZP_BENCH_OPERATOR_NODE_OPTIONS;
   return start({
     entry: compiledOperator(),
-    env: imageEnv,
+    env: { ...imageEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
     kubeconfig: options.kubeconfig,
     namespaces: options.namespaces,
     logFile: options.logFile,

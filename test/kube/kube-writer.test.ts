@@ -87,7 +87,8 @@ describe("kubeWriter: pod deletes", () => {
     cluster.client.request<Pod>({
       method: "POST",
       path: `/api/v1/namespaces/${ns}/pods`,
-      body: { metadata: { name }, spec: { containers: [{ name: "agent", image: "agent:1" }] } },
+      // No scheduler serves this name: nothing but the test changes the pod.
+      body: { metadata: { name }, spec: { schedulerName: "none", containers: [{ name: "agent", image: "agent:1" }] } },
     });
   const exists = (name: string) =>
     cluster.client.request({ path: podPath(name) }).then(
