@@ -44,14 +44,26 @@ function list(value: string | undefined): string[] {
     .filter(Boolean);
 }
 
+/** Template indexes by capability-set key, per templates list (a resource's lists are replaced, never edited). */
+const templateKeys = new WeakMap<readonly DefaultedPodsWithCapabilities[], Map<string, number>>();
+
 /** Index of the template with this key in the resource, or null (template removed or changed). */
 export function templateIndexOf(
   templates: readonly DefaultedPodsWithCapabilities[],
   key: string | undefined,
 ): number | null {
   if (key === undefined) return null;
-  const i = templates.findIndex((t) => capabilitySetKey(t.capabilities as Record<string, string>) === key);
-  return i >= 0 ? i : null;
+  let byKey = templateKeys.get(templates);
+  if (byKey === undefined) {
+    byKey = new Map();
+    for (const [i, t] of templates.entries()) {
+      const k = capabilitySetKey(t.capabilities as Record<string, string>);
+      // The first of equal capability sets wins, as a search from the start would find it.
+      if (!byKey.has(k)) byKey.set(k, i);
+    }
+    templateKeys.set(templates, byKey);
+  }
+  return byKey.get(key) ?? null;
 }
 
 export function observePod(pod: PodObject, templates: readonly DefaultedPodsWithCapabilities[]): ObservedPod {
@@ -174,11 +186,11 @@ export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], minCounts?
 /**
  * Validation results by resource object. The informers' caches replace an object when it changes and never edit
  * one in place, so a result stays true for as long as its object lives; without this, every plan validated every
- * resource of the cluster (most of the operator's CPU with 50 resources).
+ * resource of the cluster (most of the operator's CPU with 50 resources). The result is shared: never edit it.
  */
 const validated = new WeakMap<AutoScaledAgent, ReturnType<typeof validateAutoScaledAgent>>();
 
-function validateCached(r: AutoScaledAgent): ReturnType<typeof validateAutoScaledAgent> {
+export function validateCached(r: AutoScaledAgent): ReturnType<typeof validateAutoScaledAgent> {
   let v = validated.get(r);
   if (v === undefined) {
     v = validateAutoScaledAgent(r);

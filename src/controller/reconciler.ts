@@ -28,6 +28,7 @@ import {
   observePod,
   resourcesOnPool,
   templateSpecs,
+  validateCached,
   withExpectedPods,
 } from "./observe.ts";
 import type { PlaceholderWork } from "./placeholders.ts";
@@ -130,7 +131,7 @@ export class Reconciler {
     };
 
     // 1. Validate.
-    const validation = validateAutoScaledAgent(raw);
+    const validation = validateCached(raw);
     if (!validation.ok) {
       const message = validation.errors.join("; ");
       o.events.warning(resourceRef(raw), "InvalidSpec", message, "Validate");
