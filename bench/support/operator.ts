@@ -32,6 +32,8 @@ export function compiledOperator(): string {
 
 /** Environment variables the operator image sets (images/operator/Dockerfile). */
 export const imageEnv = { NODE_ENV: "production", MALLOC_ARENA_MAX: "2" };
+/** Node flags of the image's entry point (images/operator/Dockerfile). */
+export const imageNodeFlags = ["--max-semi-space-size=4"];
 
 export type { OperatorProcess };
 
@@ -45,6 +47,7 @@ export function startOperatorProcess(options: {
   const nodeOptions = process.env.AZP_BENCH_OPERATOR_NODE_OPTIONS;
   return start({
     entry: compiledOperator(),
+    nodeFlags: imageNodeFlags,
     env: { ...imageEnv, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) },
     kubeconfig: options.kubeconfig,
     namespaces: options.namespaces,

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { imageEnv } from "../../bench/support/operator.ts";
+import { imageEnv, imageNodeFlags } from "../../bench/support/operator.ts";
 import { repoRoot } from "./support.ts";
 
 interface Instruction {
@@ -78,9 +78,12 @@ describe("images/operator/Dockerfile", () => {
     assert.ok(copies.includes("config/crd/ ./config/crd/"));
     assert.ok(copies.includes("package.json ./"), "package.json: type module");
     assert.equal(isNonRootUser(ins), "1000:1000");
-    assert.equal(final.filter((i) => i.op === "ENTRYPOINT").at(-1)?.args, '["node", "dist/cli/operator.js"]');
+    // The benchmarks run the operator with the image's Node flags and environment: they must agree.
+    assert.equal(
+      final.filter((i) => i.op === "ENTRYPOINT").at(-1)?.args,
+      JSON.stringify(["node", ...imageNodeFlags, "dist/cli/operator.js"]).replaceAll(",", ", "),
+    );
     assert.ok(final.some((i) => i.op === "EXPOSE" && i.args === "8080"));
-    // The benchmarks run the operator with the image's environment: the two must agree.
     const env = Object.fromEntries(
       final
         .filter((i) => i.op === "ENV")

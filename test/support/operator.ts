@@ -34,6 +34,8 @@ export interface OperatorOptions {
   logFile?: string;
   /** The program to run; default the TypeScript entry point `src/cli/operator.ts` (e.g. a compiled build's). */
   entry?: string;
+  /** Flags for Node itself, before the program. */
+  nodeFlags?: string[];
   /** Interval and log flags; default short intervals (tests stay fast) and text logs at debug level. */
   settings?: string[];
   /**
@@ -79,6 +81,7 @@ export function startOperatorProcess(options: OperatorOptions): OperatorProcess 
   const child = spawn(
     process.execPath,
     [
+      ...(options.nodeFlags ?? []),
       options.entry ?? join(root, "src", "cli", "operator.ts"),
       ...(options.kubeconfig === undefined ? [] : ["--kubeconfig", options.kubeconfig]),
       "--namespaces",
