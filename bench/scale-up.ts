@@ -27,6 +27,7 @@ import { type AzureDevOpsEmulator, startAzureDevOpsEmulator } from "../sim/azure
 import { parseDuration } from "../src/api/v1/duration.ts";
 import { patCredential } from "../src/azure-devops/auth.ts";
 import { AzureDevOpsClient } from "../src/azure-devops/client.ts";
+import { budgetShare } from "../src/azure-devops/governor.ts";
 import { budgetIntervalMs, defaultPollerOptions } from "../src/azure-devops/poller.ts";
 import { flags } from "../src/cli/config.ts";
 import {
@@ -79,8 +80,8 @@ function flagValue(args: readonly string[], name: string): string {
 /** The quiet poll interval of a configuration with one pool on its identity, as the poller computes it. */
 export function expectedIdleMs(args: readonly string[]): number {
   const idle = parseDuration(flagValue(args, "idle-poll-interval"));
-  const budget = Number(flagValue(args, "poll-budget"));
-  return Math.max(idle, budgetIntervalMs({ requestsPerMinute: budget, live: false }, defaultPollerOptions));
+  const share = budgetShare(Number(flagValue(args, "poll-budget")), 1, Number(flagValue(args, "pool-poll-budget")));
+  return Math.max(idle, budgetIntervalMs({ requestsPerMinute: share, live: false }, defaultPollerOptions));
 }
 
 export const operatorConfigs: OperatorConfigUnderTest[] = [
@@ -97,7 +98,7 @@ export const operatorConfigs: OperatorConfigUnderTest[] = [
   { name: "budget 10", args: ["--poll-budget", "10"], singles: 8, bursts: [], idleWith: [3] },
   {
     name: "budget 40",
-    args: ["--idle-poll-interval", "1500ms", "--poll-budget", "40"],
+    args: ["--idle-poll-interval", "1500ms", "--poll-budget", "40", "--pool-poll-budget", "40"],
     singles: 8,
     bursts: [],
     idleWith: [3],

@@ -310,7 +310,9 @@ describe("RateLimitGovernor", () => {
   });
 
   test("the identity's polling budget is shared evenly by its pollers", () => {
-    const governor = new RateLimitGovernor("pat:x", { policy: { pollBudgetPerMinute: 30 } });
+    const governor = new RateLimitGovernor("pat:x", {
+      policy: { pollBudgetPerMinute: 30, poolPollBudgetPerMinute: Number.POSITIVE_INFINITY },
+    });
     assert.equal(governor.budgetShare(), 30, "no poller yet: the whole budget");
     const a = governor.attach();
     const b = governor.attach();
@@ -322,15 +324,24 @@ describe("RateLimitGovernor", () => {
     b();
   });
 
-  test("budgetShare: a budget of 0 (or none) is no budget of our own", () => {
-    for (const [budget, pollers, share] of [
-      [20, 1, 20],
-      [20, 4, 5],
-      [20, 0, 20],
-      [0, 3, Number.POSITIVE_INFINITY],
-      [Number.POSITIVE_INFINITY, 3, Number.POSITIVE_INFINITY],
+  test("budgetShare: a budget of 0 (or none) is no budget of our own; a pool gets at most its cap", () => {
+    const none = Number.POSITIVE_INFINITY;
+    for (const [budget, pollers, perPool, share] of [
+      [20, 1, none, 20],
+      [20, 4, none, 5],
+      [20, 0, none, 20],
+      [0, 3, none, none],
+      [none, 3, none, none],
+      // The defaults: 40 an identity, 20 a pool.
+      [40, 1, 20, 20],
+      [40, 2, 20, 20],
+      [40, 5, 20, 8],
+      [40, 10, 20, 4],
+      // A cap of 0 is no cap; no budget is no cap either.
+      [40, 1, 0, 40],
+      [0, 1, 20, none],
     ] as const) {
-      assert.equal(budgetShare(budget, pollers), share, `${budget} over ${pollers}`);
+      assert.equal(budgetShare(budget, pollers, perPool), share, `${budget} over ${pollers}, cap ${perPool}`);
     }
   });
 

@@ -111,6 +111,8 @@ export interface GovernorPolicy {
    * divided evenly by its pollers (`budgetShare`). Infinity: no budget of our own (only the service's headers).
    */
   readonly pollBudgetPerMinute: number;
+  /** The most one poller (one pool) spends of it, however few pollers share it. Infinity: no cap. */
+  readonly poolPollBudgetPerMinute: number;
 }
 
 export const defaultGovernorPolicy: GovernorPolicy = {
@@ -125,13 +127,18 @@ export const defaultGovernorPolicy: GovernorPolicy = {
   budgetMemoryMs: 5 * 60_000,
   blockBackoff: { initialMs: 2_000, maxMs: 5 * 60_000, jitter: 0.2 },
   maxPollDelayMs: 5 * 60_000,
-  pollBudgetPerMinute: 20,
+  pollBudgetPerMinute: 40,
+  poolPollBudgetPerMinute: 20,
 };
 
-/** Requests a minute one poller may spend: the identity's budget shared evenly by its pollers. */
-export function budgetShare(budgetPerMinute: number, pollers: number): number {
+/**
+ * Requests a minute one poller may spend: the identity's budget shared evenly by its pollers, at most `perPool`.
+ * No budget (0 or Infinity): no limit of our own, the cap included.
+ */
+export function budgetShare(budgetPerMinute: number, pollers: number, perPool = Number.POSITIVE_INFINITY): number {
   if (!(budgetPerMinute > 0)) return Number.POSITIVE_INFINITY;
-  return budgetPerMinute / Math.max(1, pollers);
+  const cap = perPool > 0 ? perPool : Number.POSITIVE_INFINITY;
+  return Math.min(cap, budgetPerMinute / Math.max(1, pollers));
 }
 
 /**
@@ -304,7 +311,7 @@ export class RateLimitGovernor {
 
   /** Requests a minute each poller of this identity may spend while its pool is quiet. */
   budgetShare(): number {
-    return budgetShare(this.policy.pollBudgetPerMinute, this.#consumers);
+    return budgetShare(this.policy.pollBudgetPerMinute, this.#consumers, this.policy.poolPollBudgetPerMinute);
   }
 
   /** The next poll's delay for a poller with this base interval. */

@@ -654,10 +654,15 @@ const fast: Partial<PollerOptions> = {
   errorBackoff: { initialMs: 50, maxMs: 200, jitter: 0.2 },
 };
 
-function newRegistry(poller: Partial<PollerOptions> = fast, budgetPerMinute = 0): PollerRegistry {
+function newRegistry(
+  poller: Partial<PollerOptions> = fast,
+  budgetPerMinute = 0,
+  poolBudgetPerMinute = 0,
+): PollerRegistry {
   registry = new PollerRegistry({
     poller,
     budgetPerMinute,
+    poolBudgetPerMinute,
     client: { timeoutMs: 5_000, retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 20 } },
   });
   return registry;
@@ -755,6 +760,16 @@ describe("PollerRegistry with the emulator", () => {
     await a.until(() => ha.status().lastDelayReason === "idle", "the first pool back to its interval");
     await ha.release();
     await hc.release();
+  });
+
+  test("a pool alone spends no more than the per-pool cap of its identity's budget", async () => {
+    // 300 requests a minute for the identity, at most 120 a pool: one pool alone polls every 60 s / (120 - 12).
+    const reg = newRegistry(fast, 300, 120);
+    const a = new Recorder();
+    const ha = reg.acquire(target("sim-pool"), a);
+    await a.until(() => ha.status().polls >= 2 && ha.status().lastDelayReason === "budget", "capped pace");
+    assert.equal(ha.status().lastDelayMs, Math.round(60_000 / (120 - 12)));
+    await ha.release();
   });
 
   test("a late subscriber gets the latest snapshot at once", async () => {

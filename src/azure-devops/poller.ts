@@ -760,9 +760,11 @@ export interface PollerRegistryOptions {
   poller?: Partial<PollerOptions>;
   /**
    * Requests a minute each identity's pollers spend on quiet pools, shared evenly by its pools (the governors'
-   * `pollBudgetPerMinute`; default 20). Only used when `governors` is not given.
+   * `pollBudgetPerMinute`; default 40). Only used when `governors` is not given.
    */
   budgetPerMinute?: number;
+  /** The most one pool's poller spends of it (`poolPollBudgetPerMinute`; default 20). */
+  poolBudgetPerMinute?: number;
   clock?: Clock;
   random?: Random;
   logger?: Logger;
@@ -792,7 +794,12 @@ export class PollerRegistry {
       new GovernorRegistry({
         clock: this.#clock,
         random: this.#random,
-        ...(options.budgetPerMinute === undefined ? {} : { policy: { pollBudgetPerMinute: options.budgetPerMinute } }),
+        policy: {
+          ...(options.budgetPerMinute === undefined ? {} : { pollBudgetPerMinute: options.budgetPerMinute }),
+          ...(options.poolBudgetPerMinute === undefined
+            ? {}
+            : { poolPollBudgetPerMinute: options.poolBudgetPerMinute }),
+        },
       });
   }
 

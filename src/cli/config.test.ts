@@ -10,7 +10,8 @@ describe("parseConfig", () => {
     assert.deepEqual(c.namespaces, []);
     assert.equal(c.pollIntervalMs, 1000);
     assert.equal(c.idlePollIntervalMs, 3000);
-    assert.equal(c.pollBudgetPerMinute, 20);
+    assert.equal(c.pollBudgetPerMinute, 40);
+    assert.equal(c.poolPollBudgetPerMinute, 20);
     assert.equal(c.leaderElect, true);
     assert.equal(c.leaderElectionNamespace, "default");
     assert.equal(c.port, 8080);

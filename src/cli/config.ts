@@ -31,6 +31,7 @@ export interface OperatorConfig extends OperatorSettings {
   idlePollIntervalMs: number;
   /** Azure DevOps requests a minute one identity spends polling quiet pools, shared by its pools; 0: no limit. */
   pollBudgetPerMinute: number;
+  poolPollBudgetPerMinute: number;
   azureDevOpsTimeoutMs: number;
   /** Image a classic sidecar is switched to so that it exits once the agent has finished. */
   terminatorImage: string;
@@ -138,7 +139,13 @@ export const flags: Record<string, FlagSpec> = {
   },
   "poll-budget": {
     env: "POLL_BUDGET",
-    help: "Azure DevOps requests per minute one identity spends polling quiet pools (job-request and agent lists), shared evenly by its pools; 0: no limit of our own",
+    help: "Azure DevOps requests per minute one identity spends polling quiet pools (job-request and agent lists), shared evenly by its pools, at most --pool-poll-budget each; 0: no limit of our own",
+    default: "40",
+    kind: "int",
+  },
+  "pool-poll-budget": {
+    env: "POOL_POLL_BUDGET",
+    help: "the most one pool spends of --poll-budget (requests per minute); 0: no cap",
     default: "20",
     kind: "int",
   },
@@ -407,6 +414,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     pollIntervalMs: duration("poll-interval"),
     idlePollIntervalMs: duration("idle-poll-interval"),
     pollBudgetPerMinute: int("poll-budget", 0),
+    poolPollBudgetPerMinute: int("pool-poll-budget", 0),
     azureDevOpsTimeoutMs: duration("azure-devops-timeout"),
     resyncIntervalMs: duration("resync-interval"),
     offlineAgentGraceMs: duration("offline-agent-grace"),

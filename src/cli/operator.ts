@@ -52,6 +52,7 @@ const azureDevOps = createAzureDevOpsPort({
   pollIntervalMs: cfg.pollIntervalMs,
   idlePollIntervalMs: cfg.idlePollIntervalMs,
   pollBudgetPerMinute: cfg.pollBudgetPerMinute,
+  poolPollBudgetPerMinute: cfg.poolPollBudgetPerMinute,
 });
 // Service hooks: the credentials are read on every delivery; once now, so that a missing file stops the start.
 const hookCredentials = cfg.serviceHooks ? credentialSource(cfg.serviceHooks.credentials) : undefined;

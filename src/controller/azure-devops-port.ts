@@ -19,8 +19,10 @@ export interface AzureDevOpsPortOptions {
   timeoutMs: number;
   pollIntervalMs: number;
   idlePollIntervalMs: number;
-  /** Requests a minute per identity for polling quiet pools, shared by its pools (default 20). */
+  /** Requests a minute per identity for polling quiet pools, shared by its pools (default 40). */
   pollBudgetPerMinute?: number;
+  /** The most one pool spends of it (default 20). */
+  poolPollBudgetPerMinute?: number;
   fetch?: typeof fetch;
   /** Where every HTTP attempt of every client is counted (request and rate-limit metrics). */
   metrics?: Metrics;
@@ -44,6 +46,7 @@ export function createAzureDevOpsPort(
     logger: options.logger,
     client: clientOptions,
     ...(options.pollBudgetPerMinute === undefined ? {} : { budgetPerMinute: options.pollBudgetPerMinute }),
+    ...(options.poolPollBudgetPerMinute === undefined ? {} : { poolBudgetPerMinute: options.poolPollBudgetPerMinute }),
     poller: {
       fastIntervalMs: options.pollIntervalMs,
       idleIntervalMs: options.idlePollIntervalMs,

@@ -178,6 +178,8 @@ describe("helm template with the default values", () => {
       "workers",
       "pollIntervalMs",
       "idlePollIntervalMs",
+      "pollBudgetPerMinute",
+      "poolPollBudgetPerMinute",
       "azureDevOpsTimeoutMs",
       "resyncIntervalMs",
       "terminatorImage",
