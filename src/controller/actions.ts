@@ -20,8 +20,8 @@
  *    `src/scaling/failures.ts`): its creates wait, with an `AgentsFailing` problem and a warning.
  * 9. A pod removed without an agent to unregister first (never scheduled, as far as the cache knows) is deleted only
  *    if it is still the version the plan saw (a DELETE precondition on its resourceVersion): a cache that lags may
- *    not show yet that the pod was scheduled and its agent took a job. A pod the cache does not hold yet (created
- *    but not observed) is not removed in this reconcile.
+ *    not show yet that the pod was scheduled and its agent took a job. A pod the cache does not hold yet is deleted
+ *    only if unchanged since this process created it (the version its POST answered); without one, not now.
  * 8. An entry's problem (a declared capability its agents replace with their own value) is a problem of every
  *    reconcile, listed first (it is often why jobs go unserved), and a warning each time (the event recorder folds
  *    the repeats into one event's series).
@@ -72,6 +72,8 @@ export interface ActionInput {
   readonly azureDevOpsFresh: boolean;
   /** The resource's pods as the cache shows them. */
   readonly podObjects: readonly PodObject[];
+  /** Versions of pods created here that the cache does not show yet, as their POSTs answered (rule 9). */
+  readonly createdVersions?: ReadonlyMap<string, string>;
   /** Ids of the job requests still pending (to forget reported ones). */
   readonly pendingRequestIds: ReadonlySet<number>;
   /** Job request ids already reported as unmatched. */
@@ -130,7 +132,10 @@ export function decideActions(input: ActionInput): ActionList {
       problems.push({ reason: "AgentsFailing", message: held.message });
       event("Warning", "AgentsFailing", held.message, "CreatePod");
     }
-    const versions = new Map(input.podObjects.map((p) => [p.metadata.name, p.metadata.resourceVersion]));
+    const versions = new Map(input.createdVersions);
+    for (const p of input.podObjects) {
+      if (p.metadata.resourceVersion) versions.set(p.metadata.name, p.metadata.resourceVersion);
+    }
     for (const r of plan.removals) {
       // Rule 9.
       const resourceVersion = r.agentId === null ? versions.get(r.podName) : undefined;

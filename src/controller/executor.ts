@@ -222,6 +222,7 @@ export async function execute(
       pod: expectedPod(name, create, ports.now()),
       pvcNames: Object.values(claims.mapping),
       confirmed: created.outcome === "created",
+      ...(created.outcome === "created" && created.resourceVersion ? { resourceVersion: created.resourceVersion } : {}),
     });
     if (created.outcome === "unknown") {
       problem("PodCreateFailed", `creating pod ${name} may have failed: ${created.message}`, true);

@@ -26,8 +26,13 @@ export function kubeWriter(client: KubeClient): KubeWriter {
   return {
     async createPod(ns, pod) {
       try {
-        await client.request({ method: "POST", path: podsPath(ns), body: pod });
-        return { outcome: "created" };
+        const created = await client.request<{ metadata?: { resourceVersion?: string } }>({
+          method: "POST",
+          path: podsPath(ns),
+          body: pod,
+        });
+        const resourceVersion = created?.metadata?.resourceVersion;
+        return { outcome: "created", ...(resourceVersion ? { resourceVersion } : {}) };
       } catch (err) {
         // A 4xx other than a timeout means the API server refused: no pod. Anything else: it may have been stored.
         const refused = err instanceof KubeApiError && err.status >= 400 && err.status < 500 && err.status !== 408;

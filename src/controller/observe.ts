@@ -127,6 +127,8 @@ export interface Expectation {
   readonly pvcNames: readonly string[];
   /** The API server confirmed the create (false: the POST timed out or failed in an unknown way). */
   readonly confirmed: boolean;
+  /** The created pod's resourceVersion, as the POST answered it (a removal's precondition until it is cached). */
+  readonly resourceVersion?: string;
 }
 
 export interface ExpectationClock {

@@ -87,7 +87,9 @@ export type WriteResult = "done" | "gone";
  * A pod POST: created; refused (the API server answered no: the pod does not exist); or unknown (timeout, lost
  * connection, server error: it may exist).
  */
-export type PodCreateResult = { outcome: "created" } | { outcome: "refused" | "unknown"; message: string };
+export type PodCreateResult =
+  | { outcome: "created" /** The created pod's version. */; resourceVersion?: string }
+  | { outcome: "refused" | "unknown"; message: string };
 
 export interface KubeWriter {
   /** Never throws: the outcome says whether the pod may exist. */

@@ -194,7 +194,9 @@ function harness(world: World) {
       const spec = (p as { spec: { volumes?: { persistentVolumeClaim?: { claimName: string } }[] } }).spec;
       const claims = (spec.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []);
       calls.push(`createPod${claims.length ? ` with ${claims.join(",")}` : ""}`);
-      return world.createOutcome === "unknown" ? { outcome: "unknown", message: "timeout" } : { outcome: "created" };
+      return world.createOutcome === "unknown"
+        ? { outcome: "unknown", message: "timeout" }
+        : { outcome: "created", resourceVersion: "rv-created" };
     },
     async deletePod(_ns, name, resourceVersion) {
       deletes.inFlight++;
@@ -405,6 +407,17 @@ const cases: Case[] = [
     world: { resource: resource(), pods: [pod("agents-p1", "pending")], pool: {} },
     calls: [["deletePod agents-p1 if rv=rv-agents-p1: done"]],
     events: ["PodDeleted"],
+  },
+  {
+    name: "a pod created here, not cached yet, then not needed -> deleted if unchanged since its POST",
+    world: {
+      resource: resource(),
+      pool: { jobRequests: [queued(1)] },
+      // The job is cancelled before the cache shows the pod.
+      afterwards: { pool: { jobRequests: [] } },
+    },
+    calls: [["createPod"], ["deletePod agents-p1xxx if rv=rv-created: done"]],
+    events: ["PodCreated", "PodDeleted"],
   },
   {
     name: "... and if it changed since (scheduled, its agent may hold a job) -> kept",

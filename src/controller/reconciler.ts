@@ -218,6 +218,9 @@ export class Reconciler {
       plan,
       azureDevOpsFresh: snapshot !== undefined,
       podObjects,
+      createdVersions: new Map(
+        [...open].flatMap(([name, e]) => (e.resourceVersion ? [[name, e.resourceVersion] as const] : [])),
+      ),
       pendingRequestIds: new Set((snapshot?.jobRequests ?? []).map((j) => j.requestId)),
       reported: snapshot ? memory.reported : new Set(),
       held: failing.held,

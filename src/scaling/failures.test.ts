@@ -33,6 +33,10 @@ describe("agentFailures", () => {
     ["after the wait, creating goes on", streak(1, 0, "a"), [], 10_000, []],
     ["an agent that ran a job (exit 0) ends the streak", streak(3, 0, "a"), [pod("ok", 0)], 1, []],
     ["pods of removed templates do not count", noFailures, [pod("x", 1, null)], 0, []],
+    // Rule 5: the operator unregistered these agents itself (scale-down); they exit with an error.
+    ["an idle pod being scaled down does not count", noFailures, [{ ...pod("idle", 1), idleMarkedAtMs: 5 }], 0, []],
+    ["a pod being deleted does not count", noFailures, [{ ...pod("gone", 1), deleting: true }], 0, []],
+    ["... nor ends a streak", streak(1, 100, "a"), [{ ...pod("idle", 0), idleMarkedAtMs: 5 }], 200, [[0, 10_100, 1]]],
   ];
   for (const [name, memory, pods, now, want] of cases) {
     test(name, () => {

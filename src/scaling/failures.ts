@@ -9,6 +9,9 @@
  * 3. With a streak of n failures, creates for the template wait until the last failure + backoff(n - 1)
  *    (`initialMs` doubling up to `maxMs`).
  * 4. Pods no longer observed are forgotten (their failure stays counted in the streak).
+ * 5. A pod the operator was taking away (marked idle for scale-down, or being deleted) proves nothing: removing an
+ *    idle agent unregisters it first, and an agent whose registration is deleted under it exits with an error (the
+ *    real agent as the simulated one). It neither counts as a failure nor ends a streak.
  */
 import { backoffDelay } from "../runtime/backoff.ts";
 import type { ObservedPod } from "./types.ts";
@@ -48,6 +51,8 @@ export function agentFailures(
     if (p.templateIndex === null || p.agentContainer !== "terminated" || p.agentExitCode == null) continue;
     counted.add(p.name);
     if (memory.counted.has(p.name)) continue;
+    // Rule 5.
+    if (p.idleMarkedAtMs != null || p.deleting) continue;
     if (p.agentExitCode === 0) {
       streaks.delete(p.templateIndex);
       continue;

@@ -105,6 +105,18 @@ describe("kubeWriter: pod deletes", () => {
     assert.equal(await exists("unscheduled-a"), true);
   });
 
+  test("a create answers the pod's version; a delete conditional on it works while nothing changed", async () => {
+    const writer = kubeWriter(cluster.client);
+    const created = await writer.createPod(ns, {
+      metadata: { name: "created-c" },
+      spec: { schedulerName: "none", containers: [{ name: "agent", image: "agent:1" }] },
+    });
+    assert.equal(created.outcome, "created");
+    const version = created.outcome === "created" ? created.resourceVersion : undefined;
+    assert.match(version ?? "", /^\d+$/);
+    assert.equal(await writer.deletePod(ns, "created-c", version), "done");
+  });
+
   test("a conditional delete of the version seen deletes; a pod that is gone is gone", async () => {
     const seen = await createPod("unscheduled-b");
     const writer = kubeWriter(cluster.client);
