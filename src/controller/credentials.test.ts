@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { KubeApiError, type KubeClient } from "../kube/client.ts";
 import { silentLogger } from "../runtime/logger.ts";
-import { CredentialResolver } from "./credentials.ts";
+import { CredentialResolver, decideSecretRead } from "./credentials.ts";
 import { DEFAULT_CREDENTIAL_POLICY } from "./policy.ts";
 import type { Resource } from "./ports.ts";
 
@@ -158,14 +158,25 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
     | { do: "refused" };
   const cases: { name: string; steps: Step[] }[] = [
     {
-      name: "a read is used for 5 s, then read again",
+      name: "a read is used for 5 s; then it still serves while it is read again; the next resolve gets the new value",
       steps: [
         { do: "resolve", expect: "pat-1", gets: 1 },
         { do: "set", data: { pat: "pat-2" } },
         { do: "advance", ms: 4_999 },
         { do: "resolve", expect: "pat-1", gets: 1 },
         { do: "advance", ms: 1 },
+        { do: "resolve", expect: "pat-1", gets: 2 },
         { do: "resolve", expect: "pat-2", gets: 2 },
+      ],
+    },
+    {
+      name: "a Secret deleted since: the background read fails, the next resolve reads and reports it",
+      steps: [
+        { do: "resolve", expect: "pat-1", gets: 1 },
+        { do: "set", data: "missing" },
+        { do: "advance", ms: 5_000 },
+        { do: "resolve", expect: "pat-1", gets: 2 },
+        { do: "resolve", expect: "SecretNotFound", gets: 3 },
       ],
     },
     {
@@ -226,4 +237,18 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
     assert.deepEqual(await both, ["pat-1", "pat-1"]);
     assert.equal(w.state.gets, 1);
   });
+});
+
+describe("decideSecretRead", () => {
+  const kept = (at: number, settled = true, refreshing = false) => ({ at, settled, refreshing });
+  const cases: [string, ReturnType<typeof kept> | undefined, number, "read" | "use" | "refresh"][] = [
+    ["nothing kept: read", undefined, 0, "read"],
+    ["fresh: use", kept(0), 4_999, "use"],
+    ["in flight, however old: use", kept(0, false), 60_000, "use"],
+    ["stale: use and refresh", kept(0), 5_000, "refresh"],
+    ["stale with a refresh under way: use", kept(0, true, true), 9_000, "use"],
+  ];
+  for (const [name, entry, now, want] of cases) {
+    test(name, () => assert.equal(decideSecretRead(entry, now, 5_000), want));
+  }
 });

@@ -4,10 +4,11 @@
  *
  * Rules:
  * 1. `personalAccessTokenSecretName` wins: the Secret's key `pat` is read from the API server, and a successful read
- *    is kept for `secretTtlMs` (default 5 s; reconciles of resources naming the same Secret share one read). A
- *    failed read is not kept (a Secret created or fixed is used at the next reconcile), and `refused` (the pool's
- *    polls were refused) drops the reads of that resource: a rotated PAT is used within seconds, at once if the
- *    old one was revoked. The same holds for the Secret of `clientSecretRef`.
+ *    is kept (reconciles of resources naming the same Secret share it); after `secretTtlMs` (default 5 s) it is read
+ *    again in the background while the kept value serves (`decideSecretRead`). A failed read is not kept (a Secret
+ *    created or fixed is used at the next reconcile), and `refused` (the pool's polls were refused) drops the reads
+ *    of that resource: a rotated PAT is used within seconds, at once if the old one was revoked. The same holds for
+ *    the Secret of `clientSecretRef`.
  * 2. Else `entraIdAuthentication`: a client secret from `clientSecretRef` (key `clientSecret` by default), or a
  *    TokenRequest for `workloadIdentity.serviceAccountName` (audience `api://AzureADTokenExchange`) as the client
  *    assertion, or the operator's own federated token for `workloadIdentity: {}`.
@@ -34,6 +35,34 @@ import type { CredentialResult, CredentialsPort, Resource } from "./ports.ts";
 type SecretRead = { ok: true; value: string } | { ok: false; reason: string; message: string };
 type SecretObject = { data?: Record<string, string> };
 
+/** A Secret read kept for the resources that name it (rule 1). */
+interface KeptSecret {
+  readonly at: number;
+  readonly read: Promise<SecretObject>;
+  /** The read succeeded. */
+  settled: boolean;
+  /** A newer read runs in the background. */
+  refreshing: boolean;
+}
+
+/**
+ * What a resolve does with the kept read of its Secret (rule 1):
+ * 1. none kept: read it, and wait for the answer;
+ * 2. kept less than `ttlMs` ago, or still in flight: use it;
+ * 3. older, answered, nothing newer under way: use it, and read again in the background (a reconcile never waits
+ *    for a Secret it has read before; the next one gets the new value);
+ * 4. older with a newer read under way: use it.
+ */
+export function decideSecretRead(
+  kept: Pick<KeptSecret, "at" | "settled" | "refreshing"> | undefined,
+  now: number,
+  ttlMs: number,
+): "read" | "use" | "refresh" {
+  if (kept === undefined) return "read";
+  if (now - kept.at < ttlMs || !kept.settled) return "use";
+  return kept.refreshing ? "use" : "refresh";
+}
+
 export interface CredentialResolverOptions {
   client: KubeClient;
   logger: Logger;
@@ -54,7 +83,7 @@ export class CredentialResolver implements CredentialsPort {
   /** Entra ID credentials by resource key (they cache and refresh their tokens). */
   readonly #entra = new Map<string, { fingerprint: string; credential: Credential }>();
   /** Secret reads by `namespace/name` (rule 1), and which of them each resource used. */
-  readonly #secrets = new Map<string, { at: number; read: Promise<SecretObject> }>();
+  readonly #secrets = new Map<string, KeptSecret>();
   readonly #secretsOf = new Map<string, Set<string>>();
   readonly #secretTtlMs: number;
   readonly #now: () => number;
@@ -110,16 +139,34 @@ export class CredentialResolver implements CredentialsPort {
     const used = this.#secretsOf.get(resourceKey) ?? new Set<string>();
     this.#secretsOf.set(resourceKey, used.add(id));
     const kept = this.#secrets.get(id);
-    if (kept && this.#now() - kept.at < this.#secretTtlMs) return kept.read;
+    const decision = decideSecretRead(kept, this.#now(), this.#secretTtlMs);
+    if (kept && decision !== "read") {
+      if (decision === "refresh") this.#startRead(id, ns, name, kept);
+      return kept.read;
+    }
+    return this.#startRead(id, ns, name).read;
+  }
+
+  /** A GET of the Secret, kept under `id` when it succeeds; `behind`: the entry it refreshes (served meanwhile). */
+  #startRead(id: string, ns: string, name: string, behind?: KeptSecret): KeptSecret {
     const read = this.#client.request<SecretObject>({
       path: `/api/v1/namespaces/${ns}/secrets/${encodeURIComponent(name)}`,
     });
-    const entry = { at: this.#now(), read };
-    this.#secrets.set(id, entry);
-    read.catch(() => {
-      if (this.#secrets.get(id) === entry) this.#secrets.delete(id);
-    });
-    return read;
+    const entry: KeptSecret = { at: this.#now(), read, settled: false, refreshing: false };
+    if (behind) behind.refreshing = true;
+    else this.#secrets.set(id, entry);
+    read.then(
+      () => {
+        entry.settled = true;
+        // Replaces what it refreshes, unless that was dropped meanwhile (`refused`, a failed read).
+        if (behind && this.#secrets.get(id) === behind) this.#secrets.set(id, entry);
+      },
+      () => {
+        const current = this.#secrets.get(id);
+        if (current === entry || current === behind) this.#secrets.delete(id);
+      },
+    );
+    return entry;
   }
 
   async #readSecretKey(resourceKey: string, ns: string, name: string, key: string, what: string): Promise<SecretRead> {
