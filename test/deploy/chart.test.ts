@@ -534,6 +534,7 @@ describe("helm template with metrics.grafanaDashboard.enabled", () => {
       "azp_scaler_azure_devops_requests_total",
       "azp_scaler_azure_devops_rate_limit_remaining_ratio",
       "azp_scaler_reconcile_duration_seconds_bucket",
+      "azp_scaler_reconcile_stage_duration_seconds_bucket",
       "azp_scaler_placeholder_agents",
     ]) {
       assert.ok(names.has(wanted), `no panel shows ${wanted}`);
