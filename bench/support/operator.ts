@@ -33,7 +33,7 @@ export function compiledOperator(): string {
 /** Environment variables the operator image sets (images/operator/Dockerfile). */
 export const imageEnv = { NODE_ENV: "production", MALLOC_ARENA_MAX: "2" };
 /** Node flags of the image's entry point (images/operator/Dockerfile). */
-export const imageNodeFlags = ["--max-semi-space-size=4"];
+export const imageNodeFlags = ["--max-semi-space-size=4", "--optimize-for-size"];
 
 export type { OperatorProcess };
 
