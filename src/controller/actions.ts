@@ -18,13 +18,13 @@
  * 6. The first job blocked by maxCount gets a `MaxCountReached` event.
  * 7. A template whose agents keep exiting with an error before running a job is held back (see
  *    `src/scaling/failures.ts`): its creates wait, with an `AgentsFailing` problem and a warning.
+ * 8. An entry's problem (a declared capability its agents replace with their own value) is a problem of every
+ *    reconcile, listed first (it is often why jobs go unserved), and a warning each time (the event recorder folds
+ *    the repeats into one event's series).
  * 9. A pod removed without an agent to unregister first (never scheduled, as far as the cache knows) is deleted only
  *    if it is still the version the plan saw (a DELETE precondition on its resourceVersion): a cache that lags may
  *    not show yet that the pod was scheduled and its agent took a job. A pod the cache does not hold yet is deleted
  *    only if unchanged since this process created it (the version its POST answered); without one, not now.
- * 8. An entry's problem (a declared capability its agents replace with their own value) is a problem of every
- *    reconcile, listed first (it is often why jobs go unserved), and a warning each time (the event recorder folds
- *    the repeats into one event's series).
  */
 import { podAnnotations } from "../api/v1/index.ts";
 import type { HeldTemplate } from "../scaling/failures.ts";

@@ -7,8 +7,6 @@
  *    may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a refused
  *    POST releases them. Claims and builds go one by one in the plan's order; up to `CREATES_IN_FLIGHT` POSTs
  *    overlap, and every other action waits until they are done.
- * 6. The other pod writes (removals, idle marks, sidecar stops, finished-pod deletes) overlap too, up to
- *    `WRITES_IN_FLIGHT`, but the writes of one pod keep their order; claim releases wait until they are all done.
  * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
  *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone. Both run in the organization's
  *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once,
@@ -19,6 +17,8 @@
  * 5. Before the first create, the resource is read from the API server: if it is gone, being deleted or another
  *    instance (a stale cache after a stalled watch), nothing is created (garbage collection would kill the pods,
  *    and the jobs their agents took).
+ * 6. The other pod writes (removals, idle marks, sidecar stops, finished-pod deletes) overlap too, up to
+ *    `WRITES_IN_FLIGHT`, but the writes of one pod keep their order; claim releases wait until they are all done.
  */
 import { type AutoScaledAgent, podAnnotations, resourceRef } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -239,6 +239,8 @@ export async function execute(
   };
   const posting = limiter(CREATES_IN_FLIGHT);
   const writing = limiter(WRITES_IN_FLIGHT);
+  /** A write to one pod (rule 6): overlaps the others, after this pod's earlier ones. */
+  const podWrite = (pod: string, write: () => Promise<void>) => writing.launch(write, pod);
 
   for (const action of actions) {
     if (ctx.signal?.aborted) break;
@@ -292,10 +294,9 @@ export async function execute(
           ports.events.normal(ref, "PodDeleted", `deleted pod ${action.podName}: ${action.message}`, "DeletePod");
         };
         if (action.agentId === null) {
-          // Rule 6.
-          await writing.launch(async () => {
+          await podWrite(action.podName, async () => {
             if (await deletePod(action.podName, report.problems, action.resourceVersion)) removed(action.reason);
-          }, action.podName);
+          });
           break;
         }
         const agentId = action.agentId;
@@ -315,7 +316,7 @@ export async function execute(
         break;
       }
       case "mark-idle":
-        await writing.launch(async () => {
+        await podWrite(action.podName, async () => {
           await patchPod(action.podName, {
             type: "merge",
             body: {
@@ -324,14 +325,14 @@ export async function execute(
               },
             },
           });
-        }, action.podName);
+        });
         break;
       case "stop-sidecars": {
         const body = {
           ...ports.pods.stopSidecarsPatch(action.containers),
           metadata: { annotations: { [podAnnotations.sidecarsStopped]: action.stoppedAnnotation } },
         };
-        await writing.launch(async () => {
+        await podWrite(action.podName, async () => {
           if (await patchPod(action.podName, { type: "strategic", body })) {
             ports.events.normal(
               ref,
@@ -340,12 +341,12 @@ export async function execute(
               "StopSidecars",
             );
           }
-        }, action.podName);
+        });
         break;
       }
       case "delete-finished":
         // Rule 3.
-        await writing.launch(async () => {
+        await podWrite(action.podName, async () => {
           if (await deletePod(action.podName)) {
             report.changed = true;
             ports.metrics.podsDeleted.inc({ ...labels, reason: "finished" });
@@ -356,7 +357,7 @@ export async function execute(
               await deleteAgent(pool, agentId, problems);
             });
           }
-        }, action.podName);
+        });
         break;
       case "release-claims": {
         // Rule 4.
