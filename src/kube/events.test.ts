@@ -235,6 +235,47 @@ describe("EventRecorder", () => {
     assert.equal(sink.calls.filter((c) => c.op === "create").length, 4);
   });
 
+  test("similar events beyond the threshold are combined into one event that counts them", async () => {
+    const { clock, sink, recorder } = setup({ similarThreshold: 3 });
+    for (let i = 1; i <= 6; i++) recorder.normal(pod, "PodCreated", `created pod p${i}`, "CreatePod");
+    recorder.normal(pod, "PodCreated", "created pod p1", "CreatePod"); // a repeat of an early one: its own series
+    recorder.warning(pod, "PodCreated", "created pod p9", "CreatePod"); // another type: not similar
+    await clock.tick();
+    await clock.tick(1000);
+    await recorder.flush();
+    const creates = sink.calls.filter((c) => c.op === "create").map((c) => c.body as KubeEvent);
+    assert.deepEqual(
+      creates.map((e) => [e.type, e.note, e.series?.count]),
+      [
+        ["Normal", "created pod p1", 2],
+        ["Normal", "created pod p2", undefined],
+        ["Normal", "created pod p3", undefined],
+        ["Normal", "(combined from similar events): created pod p4", 3],
+        ["Warning", "created pod p9", undefined],
+      ],
+    );
+    assert.deepEqual(recorder.stats(), { created: 5, aggregated: 3, dropped: 0, failed: 0 });
+    // Later similar events update the combined event's series (an Event's note cannot change).
+    recorder.normal(pod, "PodCreated", "created pod p7", "CreatePod");
+    await clock.tick(1000);
+    await recorder.flush();
+    assert.deepEqual(sink.calls.at(-1)?.op, "patch");
+    assert.equal(sink.body(sink.calls.length - 1).count, 4);
+  });
+
+  test("similar events are counted per window: after a quiet window they are created one by one again", async () => {
+    const { clock, sink, recorder } = setup({ similarThreshold: 2, aggregationWindowMs: 60_000 });
+    for (const n of ["a", "b", "c"]) recorder.normal(pod, "R", n);
+    await recorder.flush();
+    await clock.tick(61_000);
+    for (const n of ["d", "e"]) recorder.normal(pod, "R", n);
+    await recorder.flush();
+    assert.deepEqual(
+      sink.calls.map((c) => (c.body as KubeEvent).note),
+      ["a", "b", "(combined from similar events): c", "d", "e"],
+    );
+  });
+
   test("notes are redacted and truncated to 1024 bytes; reason and action to 128", async () => {
     const { sink, recorder } = setup({ redact: (n) => n.replace(/token=\S+/g, "token=***") });
     recorder.record(pod, { type: "Normal", reason: "R".repeat(200), note: `x token=abc ${"é".repeat(2000)}` });

@@ -12,6 +12,11 @@
  *   of the previous one do not create objects: the first creates an Event, later ones bump its `series.count`
  *   (one write in flight per series; further repeats are folded into the next write, at most one per
  *   `seriesUpdateIntervalMs`). If the Event has expired on the server (404), a new one is created.
+ * - Similar events (same object, type, reason, action and related, different notes) are combined once more than
+ *   `similarThreshold` of them came within `aggregationWindowMs`: the later ones join one event whose note is
+ *   "(combined from similar events): " and the first of their notes (an Event's note cannot change), its series
+ *   counting them, as client-go's event correlator does. A burst of 200 `PodCreated` events about one resource
+ *   is 11 Events and a few series updates.
  * - New (non-repeat) events are rate-limited per object (token bucket) so a flapping controller cannot flood etcd.
  * - `record` never throws and never waits: failures are logged (without the note) and counted.
  *
@@ -84,6 +89,8 @@ export interface EventRecorderOptions {
   reportingInstance: string;
   /** Repeats closer than this to the previous occurrence join its series. Default 10 minutes. */
   aggregationWindowMs?: number;
+  /** More distinct similar events than this within the window are combined into one. Default 10. */
+  similarThreshold?: number;
   /** Minimum time between two series updates of one event. Default 1 s. */
   seriesUpdateIntervalMs?: number;
   /** Per-object token bucket for new events: burst, and one token back every refillMs. Default 25 / 2 s. */
@@ -99,7 +106,7 @@ export interface EventRecorderOptions {
 
 export interface EventRecorderStats {
   created: number;
-  /** Occurrences folded into an existing event's series. */
+  /** Occurrences folded into an existing event's series (combined similar events included). */
   aggregated: number;
   /** New events dropped by the rate limit. */
   dropped: number;
@@ -120,6 +127,9 @@ interface SeriesEntry {
   lastWriteAt: number;
   inflight: Promise<void> | undefined;
 }
+
+/** Prefix of a combined event's note. */
+export const COMBINED_NOTE_PREFIX = "(combined from similar events): ";
 
 /** Truncates to at most `maxBytes` UTF-8 bytes without splitting a character. */
 export function truncateUtf8(text: string, maxBytes: number): string {
@@ -158,6 +168,9 @@ export class EventRecorder {
   readonly #burst: number;
   readonly #refillMs: number;
   readonly #maxEntries: number;
+  readonly #similarThreshold: number;
+  /** Distinct similar events per similar key, counted since `first`. */
+  readonly #similar = new Map<string, { first: number; distinct: number }>();
   readonly #redact: (note: string) => string;
   readonly #clock: Clock;
   readonly #random: Random;
@@ -181,6 +194,7 @@ export class EventRecorder {
     this.#burst = options.rateLimit?.burst ?? 25;
     this.#refillMs = options.rateLimit?.refillMs ?? 2000;
     this.#maxEntries = options.maxEntries ?? 4096;
+    this.#similarThreshold = options.similarThreshold ?? 10;
     this.#redact = options.redact ?? ((n) => n);
     this.#clock = options.clock ?? systemClock();
     this.#random = options.random ?? Math.random;
@@ -229,9 +243,9 @@ export class EventRecorder {
     const namespace = regarding.namespace || "default";
     const reason = spec.reason.slice(0, 128);
     const action = (spec.action || spec.reason).slice(0, 128);
-    const note = truncateUtf8(this.#redact(spec.note ?? ""), 1024);
+    let note = truncateUtf8(this.#redact(spec.note ?? ""), 1024);
     const related = spec.related ? referenceTo(spec.related) : undefined;
-    const key = JSON.stringify([
+    const similarKey = JSON.stringify([
       namespace,
       regarding.kind ?? "",
       regarding.name,
@@ -239,12 +253,27 @@ export class EventRecorder {
       spec.type,
       reason,
       action,
-      note,
       related ? [related.kind, related.namespace, related.name, related.uid] : null,
     ]);
+    let key = `${similarKey}${JSON.stringify(note)}`;
     const now = this.#clock.now();
-    const existing = this.#series.get(key);
-    if (existing && now - existing.lastObserved <= this.#windowMs) {
+    let combined = false;
+    if (!this.#live(key, now)) {
+      // A new note: one of the similar events; beyond the threshold it joins their combined event.
+      let similar = this.#similar.get(similarKey);
+      if (!similar || now - similar.first > this.#windowMs) similar = { first: now, distinct: 0 };
+      similar.distinct++;
+      this.#similar.delete(similarKey);
+      this.#similar.set(similarKey, similar);
+      this.#forgetOldest(this.#similar);
+      if (similar.distinct > this.#similarThreshold) {
+        combined = true;
+        key = `${similarKey}combined`;
+        note = truncateUtf8(`${COMBINED_NOTE_PREFIX}${note}`, 1024);
+      }
+    }
+    const existing = this.#live(key, now);
+    if (existing) {
       existing.count++;
       existing.lastObserved = now;
       this.#stats.aggregated++;
@@ -297,20 +326,32 @@ export class EventRecorder {
     }
   }
 
+  /** The series of `key` if it is still within the aggregation window. */
+  #live(key: string, now: number): SeriesEntry | undefined {
+    const entry = this.#series.get(key);
+    return entry && now - entry.lastObserved <= this.#windowMs ? entry : undefined;
+  }
+
+  /** Forgets the oldest entries of a map kept in use order beyond `maxEntries`. */
+  #forgetOldest(map: Map<string, unknown>): void {
+    while (map.size > this.#maxEntries) {
+      const oldest = map.keys().next().value;
+      if (oldest === undefined) break;
+      map.delete(oldest);
+    }
+  }
+
   #takeToken(objectKey: string, now: number): boolean {
     let bucket = this.#buckets.get(objectKey);
     if (!bucket) {
       bucket = { tokens: this.#burst, at: now };
-      if (this.#buckets.size >= this.#maxEntries) {
-        const oldest = this.#buckets.keys().next().value;
-        if (oldest !== undefined) this.#buckets.delete(oldest);
-      }
     } else {
       bucket.tokens = Math.min(this.#burst, bucket.tokens + (now - bucket.at) / this.#refillMs);
       bucket.at = now;
       this.#buckets.delete(objectKey);
     }
     this.#buckets.set(objectKey, bucket);
+    this.#forgetOldest(this.#buckets);
     if (bucket.tokens < 1) return false;
     bucket.tokens -= 1;
     return true;

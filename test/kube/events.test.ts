@@ -109,6 +109,25 @@ describe("event recorder on a real API server", () => {
     await r.close();
   });
 
+  test("similar events beyond the threshold become one combined Event whose series counts them", async () => {
+    const r = recorder({ similarThreshold: 2 });
+    const ref = { apiVersion: "v1", kind: "ConfigMap", namespace: ns, name: "bursting" };
+    for (let i = 1; i <= 5; i++) {
+      r.normal(ref, "PodCreated", `created pod agent-${i}`, "CreatePod");
+      await r.flush();
+    }
+    const events = await eventsAbout("bursting");
+    assert.deepEqual(events.map((e) => e.note).sort(), [
+      "(combined from similar events): created pod agent-3",
+      "created pod agent-1",
+      "created pod agent-2",
+    ]);
+    const combined = events.find((e) => e.note?.startsWith("(combined"));
+    assert.equal(combined?.series?.count, 3);
+    assert.deepEqual(r.stats(), { created: 3, aggregated: 2, dropped: 0, failed: 0 });
+    await r.close();
+  });
+
   test("an Event deleted on the server (expired) is created again on the next repeat", async () => {
     const r = recorder();
     const ref = { apiVersion: "v1", kind: "ConfigMap", namespace: ns, name: "expiring" };
