@@ -20,7 +20,7 @@ import { type AutoScaledAgent, FINALIZER, resourceRef } from "../api/v1/index.ts
 import { agentsToRemoveOnDelete, wantedPlaceholders } from "../placeholders/plan.ts";
 import { podNamePrefix } from "../scaling/naming.ts";
 import { agentHoldsJob, reservations } from "../scaling/plan.ts";
-import type { OrganizationLanes } from "./lanes.ts";
+import type { Lanes } from "./lanes.ts";
 import { observeAgent, resourcesOnPool } from "./observe.ts";
 import type { AzureDevOpsPort, Caches, EventsPort, KubeWriter, PoolSnapshot, PoolTarget, Resource } from "./ports.ts";
 
@@ -92,7 +92,7 @@ export interface DeletionPorts {
   kube: KubeWriter;
   azureDevOps: AzureDevOpsPort;
   events: EventsPort;
-  lanes: OrganizationLanes;
+  lanes: Lanes;
   enqueue(key: string): void;
   now(): number;
   /** How long a deletion may wait for the cleanup. */

@@ -3,10 +3,12 @@
  * becomes a problem (and usually an event); it never stops the ones after it.
  *
  * Rules:
- * 1. Create: name the pod, get its cache-volume PVCs (claims are conditional writes), build it, POST it. A pod that
- *    may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a refused
- *    POST releases them. Claims and builds go one by one in the plan's order; up to `CREATES_IN_FLIGHT` POSTs
- *    overlap, and every other action waits until they are done.
+ * 1. Create: name the pod, get its cache-volume PVCs (claims are conditional writes), build it, expect it, then
+ *    POST it in the namespace's lane, outside the reconcile (up to `CREATES_IN_FLIGHT` POSTs of a namespace at once,
+ *    in the plan's order). The pod is expected from before its POST (`pending`), so the reconciles that run while
+ *    the POSTs wait count it. The answer goes to `createDone`: a created pod is expected until the cache shows it;
+ *    one that may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a
+ *    refused POST ends the expectation and releases its claims.
  * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
  *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone. Both run in the organization's
  *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once,
@@ -27,11 +29,11 @@ import { type CacheVolumeState, withClaims } from "../scaling/cache-volumes.ts";
 import { podName } from "../scaling/naming.ts";
 import { type Action, expectedPod, type Problem } from "./actions.ts";
 import type { CacheVolumes } from "./cache-volumes.ts";
-import type { OrganizationLanes } from "./lanes.ts";
+import type { Lanes } from "./lanes.ts";
 import type { Expectation } from "./observe.ts";
 import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, PvcObject, Resource } from "./ports.ts";
 
-/** Pod POSTs of one reconcile in flight at once (a burst of 200 jobs is 200 creates). */
+/** Pod POSTs of one namespace in flight at once (a burst of 200 jobs is 200 creates). */
 export const CREATES_IN_FLIGHT = 8;
 /** Other pod writes (deletes, patches) of one reconcile in flight at once (after a burst, 200 finished pods). */
 export const WRITES_IN_FLIGHT = 8;
@@ -87,7 +89,9 @@ export interface ExecutorPorts {
   events: EventsPort;
   metrics: Metrics;
   cacheVolumes: CacheVolumes;
-  lanes: OrganizationLanes;
+  lanes: Lanes;
+  /** Pod creates, one lane per namespace (rule 1). */
+  podLanes: Lanes;
   now(): number;
   /** A new random pod-name suffix. */
   suffix(): string;
@@ -106,13 +110,24 @@ export interface ExecutionContext {
   signal?: AbortSignal;
   /** A pending job's queueTime (epoch ms), for the wait metrics; undefined when unknown. */
   queueTimeOf?(requestId: number): number | undefined;
+  /** A pod is expected from now on (its POST is about to be queued). */
+  expect(podName: string, expectation: Expectation): void;
+  /** A pod's POST answered (rule 1). */
+  createDone(podName: string, done: CreateDone): void;
+}
+
+export interface CreateDone {
+  readonly outcome: "created" | "unknown" | "refused";
+  /** The created pod's resourceVersion, as the POST answered it. */
+  readonly resourceVersion?: string;
+  readonly templateIndex: number;
+  /** Why it failed or may have failed (also a warning event). */
+  readonly problem?: Problem;
 }
 
 export interface ExecutionReport {
   problems: Problem[];
-  /** Pods created (or possibly created) by this run, to expect until the cache shows them. */
-  expected: Map<string, Expectation>;
-  /** Something changed in the pool's view (a pod created or deleted): poll again soon. */
+  /** Something changed in the pool's view (a pod deleted): poll again soon. */
   changed: boolean;
   /** PVC claims released by this run. */
   released: Set<string>;
@@ -123,7 +138,7 @@ export async function execute(
   ctx: ExecutionContext,
   ports: ExecutorPorts,
 ): Promise<ExecutionReport> {
-  const report: ExecutionReport = { problems: [], expected: new Map(), changed: false, released: new Set() };
+  const report: ExecutionReport = { problems: [], changed: false, released: new Set() };
   const { resource } = ctx;
   const ns = resource.metadata.namespace;
   const ref = resourceRef(resource as AutoScaledAgent);
@@ -198,14 +213,22 @@ export async function execute(
     return current;
   };
 
-  /** POSTs a built pod and records the outcome (rule 1); several run at once (`CREATES_IN_FLIGHT`). */
+  /** POSTs a built pod in the namespace's lane and reports the answer (rule 1). */
   const post = async (
     name: string,
     create: Extract<Action, { kind: "create-pod" }>["create"],
     claims: { mapping: Record<string, string>; claimed: string[] },
     pod: Parameters<KubeWriter["createPod"]>[1],
   ): Promise<void> => {
-    const created = await ports.kube.createPod(ns, pod);
+    const { templateIndex } = create;
+    const failed = (outcome: "unknown" | "refused", message: string) => {
+      const reason = "PodCreateFailed";
+      ports.events.warning(ref, reason, message, "CreatePod");
+      ctx.createDone(name, { outcome, templateIndex, problem: { reason, message } });
+    };
+    const created = await ports.kube
+      .createPod(ns, pod)
+      .catch((err: unknown) => ({ outcome: "unknown" as const, message: errorMessage(err) }));
     if (created.outcome === "refused") {
       await ports.cacheVolumes
         .release(
@@ -213,21 +236,18 @@ export async function execute(
           claims.claimed.map((c) => ({ name: c, holder: name })),
         )
         .catch(() => []);
-      problem("PodCreateFailed", `creating pod ${name} failed: ${created.message}`, true);
+      failed("refused", `creating pod ${name} failed: ${created.message}`);
       return;
     }
-    report.changed = true;
-    report.expected.set(name, {
-      at: ports.now(),
-      pod: expectedPod(name, create, ports.now()),
-      pvcNames: Object.values(claims.mapping),
-      confirmed: created.outcome === "created",
-      ...(created.outcome === "created" && created.resourceVersion ? { resourceVersion: created.resourceVersion } : {}),
+    if (created.outcome !== "created") {
+      failed("unknown", `creating pod ${name} may have failed: ${created.message}`);
+      return;
+    }
+    ctx.createDone(name, {
+      outcome: "created",
+      templateIndex,
+      ...(created.resourceVersion ? { resourceVersion: created.resourceVersion } : {}),
     });
-    if (created.outcome === "unknown") {
-      problem("PodCreateFailed", `creating pod ${name} may have failed: ${created.message}`, true);
-      return;
-    }
     ports.metrics.podsCreated.inc({ ...labels, reason: create.reason });
     for (const id of create.forRequestIds) {
       const queued = ctx.queueTimeOf?.(id);
@@ -237,15 +257,13 @@ export async function execute(
     }
     ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
   };
-  const posting = limiter(CREATES_IN_FLIGHT);
   const writing = limiter(WRITES_IN_FLIGHT);
   /** A write to one pod (rule 6): overlaps the others, after this pod's earlier ones. */
   const podWrite = (pod: string, write: () => Promise<void>) => writing.launch(write, pod);
 
   for (const action of actions) {
     if (ctx.signal?.aborted) break;
-    // Creates overlap each other; every other action waits for them (rule 1), claim releases for all pod writes.
-    if (action.kind !== "create-pod") await posting.drain();
+    // Claim releases wait for the pod writes before them (rule 6).
     if (action.kind === "release-claims") await writing.drain();
     switch (action.kind) {
       case "create-pod": {
@@ -283,7 +301,16 @@ export async function execute(
           continue;
         }
         for (const w of built.warnings) ports.events.warning(ref, "PodTemplateAdjusted", w, "CreatePod");
-        await posting.launch(() => post(name, create, claims, built.pod));
+        const now = ports.now();
+        ctx.expect(name, {
+          at: now,
+          pod: expectedPod(name, create, now),
+          pvcNames: Object.values(claims.mapping),
+          confirmed: false,
+          pending: true,
+        });
+        const pod = built.pod;
+        ports.podLanes.submit(ns, { key: `create:${ns}/${name}`, run: () => post(name, create, claims, pod) });
         break;
       }
       case "remove-pod": {
@@ -374,7 +401,6 @@ export async function execute(
         break;
     }
   }
-  await posting.drain();
   await writing.drain();
   return report;
 }

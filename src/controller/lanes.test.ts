@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { OrganizationLanes, tasksToStart } from "./lanes.ts";
+import { Lanes, tasksToStart } from "./lanes.ts";
 
 describe("tasksToStart", () => {
   const cases: [string[], number, number, string[]][] = [
@@ -35,9 +35,9 @@ function held(log: string[], name: string) {
   };
 }
 
-describe("OrganizationLanes", () => {
+describe("Lanes", () => {
   test("bounded per organization; another organization is not held up", async () => {
-    const lanes = new OrganizationLanes({ concurrency: 1 });
+    const lanes = new Lanes({ concurrency: 1 });
     const log: string[] = [];
     const a1 = held(log, "a1");
     const a2 = held(log, "a2");
@@ -57,7 +57,7 @@ describe("OrganizationLanes", () => {
   });
 
   test("a key queued or running is not added twice; a failing task does not stop the lane", async () => {
-    const lanes = new OrganizationLanes({ concurrency: 1 });
+    const lanes = new Lanes({ concurrency: 1 });
     const log: string[] = [];
     const x = held(log, "x");
     assert.equal(lanes.submit("o", x.task), true);
@@ -80,7 +80,7 @@ describe("OrganizationLanes", () => {
   });
 
   test("close drops queued tasks, waits for running ones, and takes no new ones", async () => {
-    const lanes = new OrganizationLanes({ concurrency: 1 });
+    const lanes = new Lanes({ concurrency: 1 });
     const log: string[] = [];
     const r = held(log, "running");
     const q = held(log, "queued");

@@ -1,12 +1,14 @@
 /**
- * Azure DevOps writes (agent deletions, placeholder registration and garbage collection) run outside the reconcile,
- * in one lane per organization with bounded concurrency, so a slow or failing organization never holds the workers
- * that create pods for the others.
+ * Writes that run outside the reconcile, in lanes of bounded concurrency, so that slow answers never hold the workers:
+ * - Azure DevOps writes (agent deletions, placeholder registration and garbage collection), one lane per
+ *   organization: a slow or failing organization never holds the workers that create pods for the others.
+ * - Pod creates, one lane per namespace: a burst of 200 jobs in one namespace neither holds a worker for the time of
+ *   200 POSTs nor queues ahead of another namespace's pods (executor.ts, rule 1).
  *
  * Rules:
  * 1. A task has a key; a task whose key is queued or running is not added again (the next reconcile may ask for
  *    the same deletion while the first is under way).
- * 2. At most `concurrency` tasks of one organization run at once; the others wait in order of submission.
+ * 2. At most `concurrency` tasks of one lane run at once; the others wait in order of submission.
  * 3. A task's failure is its own (it reports through its callback); the lane goes on.
  * 4. After `close()` nothing new starts; `idle()` resolves when nothing is queued or running.
  */
@@ -22,7 +24,7 @@ export function tasksToStart(queued: readonly string[], running: number, concurr
   return queued.slice(0, Math.max(0, concurrency - running));
 }
 
-export class OrganizationLanes {
+export class Lanes {
   readonly #concurrency: number;
   readonly #lanes = new Map<string, { queue: LaneTask[]; running: number }>();
   readonly #keys = new Set<string>();
@@ -38,17 +40,17 @@ export class OrganizationLanes {
     return this.#keys.has(key);
   }
 
-  /** Queues a task in the organization's lane; false when a task with its key is already there (rule 1). */
-  submit(organization: string, task: LaneTask): boolean {
+  /** Queues a task in the lane (an organization, a namespace); false when its key is already there (rule 1). */
+  submit(laneName: string, task: LaneTask): boolean {
     if (this.#closed || this.#keys.has(task.key)) return false;
     this.#keys.add(task.key);
-    let lane = this.#lanes.get(organization);
+    let lane = this.#lanes.get(laneName);
     if (!lane) {
       lane = { queue: [], running: 0 };
-      this.#lanes.set(organization, lane);
+      this.#lanes.set(laneName, lane);
     }
     lane.queue.push(task);
-    this.#pump(organization);
+    this.#pump(laneName);
     return true;
   }
 
@@ -69,8 +71,8 @@ export class OrganizationLanes {
     await this.idle();
   }
 
-  #pump(organization: string): void {
-    const lane = this.#lanes.get(organization);
+  #pump(laneName: string): void {
+    const lane = this.#lanes.get(laneName);
     if (!lane || this.#closed) return;
     const start = tasksToStart(
       lane.queue.map((t) => t.key),
@@ -87,8 +89,8 @@ export class OrganizationLanes {
         .finally(() => {
           lane.running--;
           this.#keys.delete(task.key);
-          if (lane.running === 0 && lane.queue.length === 0) this.#lanes.delete(organization);
-          this.#pump(organization);
+          if (lane.running === 0 && lane.queue.length === 0) this.#lanes.delete(laneName);
+          this.#pump(laneName);
           this.#checkIdle();
         });
     }

@@ -18,6 +18,11 @@ export interface Memory {
   reported: ReadonlySet<number>;
   /** Problems of lane tasks (agent deletions) by task key, until the task succeeds or its pod is gone. */
   background: Map<string, Problem[]>;
+  /**
+   * The last failed pod create per template index, until a create of the template succeeds or the plan no longer
+   * creates pods of it (creates answer in their lane, after the reconcile that asked for them).
+   */
+  createProblems: Map<number, Problem>;
   /** Agents that exited with an error before running a job, per template (see `agentFailures`). */
   failures: FailureMemory;
   /** The cleanup of a deletion under way. */
@@ -33,6 +38,7 @@ export const newMemory = (): Memory => ({
   reported: new Set(),
   endedJobs: new Map(),
   background: new Map(),
+  createProblems: new Map(),
   failures: noFailures,
   deletion: {},
 });

@@ -14,6 +14,7 @@ import {
   resourcesOnPool,
   templateIndexOf,
   templateSpecs,
+  validateCached,
   withExpectedPods,
 } from "./observe.ts";
 import type { PodObject, Resource } from "./ports.ts";
@@ -146,11 +147,12 @@ describe("jobsOfEndedPods", () => {
 describe("withExpectedPods", () => {
   const base = observePod(pod(), []);
   const seen = { ...base, name: "seen" };
-  const expectation = (name: string, at: number, confirmed = true) => ({
+  const expectation = (name: string, at: number, confirmed = true, pending = false) => ({
     at,
     pod: { ...base, name },
     pvcNames: [],
     confirmed,
+    ...(pending ? { pending } : {}),
   });
   const cases: [string, ReturnType<typeof expectation>, number | undefined, boolean][] = [
     ["the cache shows it: no longer expected", expectation("seen", 0), undefined, false],
@@ -160,6 +162,9 @@ describe("withExpectedPods", () => {
     ["confirmed, unseen for 10 minutes, no relist: still expected", expectation("p", 0), undefined, true],
     ["unconfirmed, unseen past its TTL: dropped", expectation("p", 0, false), undefined, false],
     ["unconfirmed, within its TTL: expected", expectation("p", 590_000, false), undefined, true],
+    ["POST not answered, a list since: still expected", expectation("p", 1_000, false, true), 2_000, true],
+    ["POST not answered for 10 minutes: still expected", expectation("p", 0, false, true), undefined, true],
+    ["POST not answered, the cache shows it: no longer expected", expectation("seen", 0, false, true), 2_000, false],
   ];
   for (const [name, e, listedAt, kept] of cases) {
     test(name, () => {
@@ -246,4 +251,71 @@ describe("resourcesOnPool", () => {
     assert.deepEqual(keys([a, b, c, gone, invalid], a), ["ns/a", "ns/b"]);
     assert.deepEqual(keys([a, resource("b", "other"), c], a), ["ns/a"]);
   });
+});
+
+describe("validateCached", () => {
+  const spec = (maxCount: unknown) => ({
+    poolName: "p",
+    organizationUrl: "https://dev.azure.com/org",
+    personalAccessTokenSecretName: "pat",
+    podsWithCapabilities: [
+      { capabilities: {}, maxCount, podTemplateSpec: { spec: { containers: [{ name: "a", image: "x" }] } } },
+    ],
+  });
+  let version = 0;
+  const object = (uid: string, generation: number | undefined, maxCount: unknown, status?: unknown) =>
+    ({
+      apiVersion: "azurepipelines.k8s.scaler.io/v1",
+      kind: "AutoScaledAgent",
+      metadata: {
+        name: "r",
+        namespace: "ns",
+        uid,
+        resourceVersion: String(++version),
+        ...(generation === undefined ? {} : { generation }),
+      },
+      spec: spec(maxCount),
+      ...(status ? { status } : {}),
+    }) as unknown as AutoScaledAgent;
+  /** What stays the same object when the result is kept: the defaulted spec, or the errors. */
+  const specOf = (v: ReturnType<typeof validateCached>) => (v.ok ? v.value.spec : v.errors);
+
+  test("a new object of the same generation (a status write) keeps the result, with its own metadata and status", () => {
+    const first = validateCached(object("u-1", 1, 3));
+    const statusWritten = object("u-1", 1, 3, { observedGeneration: 1 });
+    const second = validateCached(statusWritten);
+    assert.ok(first.ok && second.ok);
+    assert.equal(second.value.spec, first.value.spec, "the same defaulted spec object (downstream caches hit)");
+    assert.equal(second.value.metadata, statusWritten.metadata);
+    assert.deepEqual(second.value.status, { observedGeneration: 1 });
+    const noStatus = validateCached(object("u-1", 1, 3));
+    assert.ok(noStatus.ok && noStatus.value.status === undefined);
+  });
+
+  const cases: [string, AutoScaledAgent, AutoScaledAgent, "same" | "anew"][] = [
+    ["a new generation is validated anew (now invalid)", object("u-2", 1, 3), object("u-2", 2, "x"), "anew"],
+    ["another uid (the resource was replaced) is validated anew", object("u-3", 1, 3), object("u-4", 1, 5), "anew"],
+    [
+      "without a generation (not from an API server), only the same object keeps it",
+      object("u-5", undefined, 3),
+      object("u-5", undefined, 4),
+      "anew",
+    ],
+    ["an invalid result is kept like a valid one", object("u-6", 1, "x"), object("u-6", 1, "x"), "same"],
+    [
+      "without a resourceVersion (not from an API server), only the same object keeps it",
+      { ...object("u-7", 1, 3), metadata: { name: "r", namespace: "ns", uid: "u-7", generation: 1 } },
+      { ...object("u-7", 1, 4), metadata: { name: "r", namespace: "ns", uid: "u-7", generation: 1 } },
+      "anew",
+    ],
+  ];
+  for (const [name, before, after, expected] of cases) {
+    test(name, () => {
+      const a = validateCached(before);
+      const b = validateCached(after);
+      assert.equal(validateCached(after), b, "the same object: the same result");
+      if (expected === "same") assert.equal(specOf(b), specOf(a));
+      else assert.notEqual(specOf(b), specOf(a));
+    });
+  }
 });

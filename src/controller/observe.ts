@@ -129,6 +129,8 @@ export interface Expectation {
   readonly confirmed: boolean;
   /** The created pod's resourceVersion, as the POST answered it (a removal's precondition until it is cached). */
   readonly resourceVersion?: string;
+  /** The POST is queued or under way (executor.ts, rule 1): `at` is when it was asked for. */
+  readonly pending?: boolean;
 }
 
 export interface ExpectationClock {
@@ -145,6 +147,8 @@ export interface ExpectationClock {
  * 1. An expectation ends when the cache shows the pod (the reconciler also drops it when a watch event names it).
  * 2. It ends when the pod cache was listed after the create: a list is authoritative, so a pod it lacks is gone.
  * 3. An unconfirmed create also ends after `unconfirmedTtlMs`: the pod probably does not exist.
+ * 4. A create whose POST has not answered yet ends only by rule 1: the pod may be created at any moment, after a
+ *    list or however long the POST waits in its lane (the answer makes it confirmed or unconfirmed, or ends it).
  * Otherwise it stays, however long the watch is silent: the watchdog restarts it, and the resumed watch or relist
  * decides. Returns the expectations still open.
  */
@@ -158,6 +162,11 @@ export function withExpectedPods(
   const pods = [...cached];
   for (const [name, e] of expected) {
     if (names.has(name)) continue;
+    if (e.pending) {
+      open.set(name, e);
+      pods.push(e.pod);
+      continue;
+    }
     if (clock.listedAt !== undefined && clock.listedAt > e.at) continue;
     if (!e.confirmed && clock.now - e.at > clock.unconfirmedTtlMs) continue;
     open.set(name, e);
@@ -186,18 +195,40 @@ export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], minCounts?
 }
 
 /**
- * Validation results by resource object. The informers' caches replace an object when it changes and never edit
- * one in place, so a result stays true for as long as its object lives; without this, every plan validated every
- * resource of the cluster (most of the operator's CPU with 50 resources). The result is shared: never edit it.
+ * Validation results by resource object, and by uid while the generation stays. The informers' caches replace an
+ * object when it changes and never edit one in place, so a result stays true for as long as its object lives; and
+ * since the API server raises `metadata.generation` on every change of the spec (the status and metadata do not
+ * count, and validation reads neither), a status write (every reconcile's own, during a burst) keeps the result too,
+ * with the new object's metadata and status (objects that do not come from an API server, without a resourceVersion,
+ * are kept by identity only). Without this, every plan validated every resource of its pool (most of
+ * the operator's CPU with 50 resources). The result is shared: never edit it.
  */
 const validated = new WeakMap<AutoScaledAgent, ReturnType<typeof validateAutoScaledAgent>>();
+const byGeneration = new Map<string, { generation: number; result: ReturnType<typeof validateAutoScaledAgent> }>();
+/** Uids remembered by generation at most (resources of the cluster; past this, the oldest go). */
+const BY_GENERATION_MAX = 10_000;
 
 export function validateCached(r: AutoScaledAgent): ReturnType<typeof validateAutoScaledAgent> {
   let v = validated.get(r);
-  if (v === undefined) {
+  if (v !== undefined) return v;
+  // Only objects from an API server (they have a resourceVersion) are known to raise their generation.
+  const uid = r.metadata?.resourceVersion === undefined ? undefined : r.metadata?.uid;
+  const generation = r.metadata?.generation;
+  const prior = uid === undefined ? undefined : byGeneration.get(uid);
+  if (prior !== undefined && generation !== undefined && prior.generation === generation) {
+    if (prior.result.ok) {
+      const { status: _, ...same } = prior.result.value;
+      v = { ok: true, value: { ...same, metadata: r.metadata, ...(r.status ? { status: r.status } : {}) } };
+    } else v = prior.result;
+  } else {
     v = validateAutoScaledAgent(r);
-    validated.set(r, v);
+    if (uid !== undefined && generation !== undefined) {
+      byGeneration.delete(uid);
+      byGeneration.set(uid, { generation, result: v });
+      if (byGeneration.size > BY_GENERATION_MAX) byGeneration.delete(byGeneration.keys().next().value as string);
+    }
   }
+  validated.set(r, v);
   return v;
 }
 

@@ -31,8 +31,9 @@ import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
 import { podNameSuffix } from "../scaling/naming.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
 import { CredentialResolver } from "./credentials.ts";
+import { CREATES_IN_FLIGHT } from "./executor.ts";
 import { kubeWriter } from "./kube-writer.ts";
-import { OrganizationLanes } from "./lanes.ts";
+import { Lanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import { agentPodView } from "./pod-view.ts";
 import type { CredentialPolicy } from "./policy.ts";
@@ -165,7 +166,8 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   });
   const kube = kubeWriter(client);
   const suffix = () => podNameSuffix(randomBytes(16));
-  const lanes = new OrganizationLanes({ concurrency: config.azureDevOpsConcurrency });
+  const lanes = new Lanes({ concurrency: config.azureDevOpsConcurrency });
+  const podLanes = new Lanes({ concurrency: CREATES_IN_FLIGHT });
   const reconciler = new Reconciler({
     caches,
     kube,
@@ -188,6 +190,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       offlineAgentGraceMs: config.offlineAgentGraceMs,
     }),
     lanes,
+    podLanes,
     standby: new StandbyWork({
       store: configMapHistoryStore(client),
       events,
@@ -196,7 +199,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       writeIntervalMs: config.standbyHistoryWriteIntervalMs ?? 60_000,
       logger: logger.child({ component: "standby" }),
     }),
-    enqueue: (key) => queue.add(key),
+    enqueue: (key, afterMs) => (afterMs ? queue.addAfter(key, afterMs) : queue.add(key)),
     now,
     suffix,
     resyncIntervalMs: config.resyncIntervalMs,
@@ -357,10 +360,10 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       stopping = true;
       clearInterval(queueGauge);
       await hookServer?.close();
-      // Workers first: abort in-flight reconciles and wait for them, then give the lease up.
+      // Workers first: abort in-flight reconciles and wait for them and their writes, then give the lease up.
       await queue.shutdown({ drain: false });
       await running;
-      await lanes.close();
+      await Promise.all([lanes.close(), podLanes.close()]);
       await prePull.stop();
       reconciler.close();
       await elector?.stop();

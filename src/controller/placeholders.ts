@@ -16,7 +16,7 @@ import {
 } from "../placeholders/plan.ts";
 import { podNamePrefix } from "../scaling/naming.ts";
 import type { Problem } from "./actions.ts";
-import type { OrganizationLanes } from "./lanes.ts";
+import type { Lanes } from "./lanes.ts";
 import type { AzureDevOpsPort, EventsPort, PoolSnapshot, PoolTarget, Resource } from "./ports.ts";
 
 export interface PlaceholderWorkOptions {
@@ -44,7 +44,7 @@ export interface PlaceholderRunInput {
 /** What the reconcile's placeholder step needs; the pool-wide inputs are read only when a run is submitted. */
 export interface PlaceholderStepInput extends Omit<PlaceholderRunInput, "samePool" | "liveAgentPodNames"> {
   organization: string;
-  lanes: OrganizationLanes;
+  lanes: Lanes;
   samePool(): PlaceholderRunInput["samePool"];
   liveAgentPodNames(): PlaceholderRunInput["liveAgentPodNames"];
   /** Called when a submitted run ends (the reconciler requeues the resource). */

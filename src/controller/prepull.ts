@@ -30,7 +30,6 @@ import {
   prePullKeys,
   resourcePath,
   resourceRef,
-  validateAutoScaledAgent,
 } from "../api/v1/index.ts";
 import { isNotFound, type KubeClient } from "../kube/client.ts";
 import { controllerOwnerKeys, Informer, withoutManagedFields } from "../kube/informer.ts";
@@ -44,6 +43,7 @@ import type { StructuredLogger } from "../observability/logger.ts";
 import { needsApply, type ObservedDaemonSet, type ObservedPrePullPod, observePrePull } from "../prepull/observe.ts";
 import { canonicalJson, type PrePullImages, planPrePull } from "../prepull/plan.ts";
 import { errorMessage } from "../runtime/logger.ts";
+import { validateCached } from "./observe.ts";
 import type { EventsPort } from "./ports.ts";
 
 export interface PrePullSettings extends PrePullImages {
@@ -174,7 +174,7 @@ export class PrePullController {
       return undefined;
     }
     if (obj.metadata.deletionTimestamp) return undefined;
-    const valid = validateAutoScaledAgent(obj);
+    const valid = validateCached(obj);
     if (!valid.ok) return undefined; // The main reconciler reports it; existing DaemonSets stay as they are.
     const { name, namespace, uid } = obj.metadata;
     const ref = resourceRef(obj);

@@ -13,7 +13,7 @@ import { capabilitySetKey } from "../scaling/naming.ts";
 import type { JobRequest } from "../scaling/types.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
 import { CREATES_IN_FLIGHT, WRITES_IN_FLIGHT } from "./executor.ts";
-import { OrganizationLanes } from "./lanes.ts";
+import { Lanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import { createPodFactory } from "./pod-factory.ts";
 import type {
@@ -149,7 +149,7 @@ interface World {
   /** The API server no longer has the resource (the cache is behind). */
   resourceGone?: boolean;
   /** The outcome of pod POSTs (default created). */
-  createOutcome?: "created" | "unknown";
+  createOutcome?: "created" | "unknown" | "refused";
   /** Pod POSTs take this long (default: answered at once). */
   createDelayMs?: number;
   /** Answers of PVC claim patches, in order (then "done"). */
@@ -165,6 +165,8 @@ function harness(world: World) {
   /** The capability sets of each placeholder registration run. */
   const ensured: string[][] = [];
   const events: string[] = [];
+  const statuses: { conditions?: { type: string; status: string; reason: string; message: string }[] }[] = [];
+  const enqueued: (number | undefined)[] = [];
   const pvcPatches = [...(world.pvcPatches ?? [])];
   const snapshot = (): PoolSnapshot | undefined =>
     "error" in world.pool
@@ -194,6 +196,7 @@ function harness(world: World) {
       const spec = (p as { spec: { volumes?: { persistentVolumeClaim?: { claimName: string } }[] } }).spec;
       const claims = (spec.volumes ?? []).flatMap((v) => v.persistentVolumeClaim?.claimName ?? []);
       calls.push(`createPod${claims.length ? ` with ${claims.join(",")}` : ""}`);
+      if (world.createOutcome === "refused") return { outcome: "refused", message: "pods is forbidden: quota" };
       return world.createOutcome === "unknown"
         ? { outcome: "unknown", message: "timeout" }
         : { outcome: "created", resourceVersion: "rv-created" };
@@ -229,7 +232,8 @@ function harness(world: World) {
       calls.push(`release ${name} if held by ${holder}`);
       return "done";
     },
-    async patchStatus() {
+    async patchStatus(_ns, _name, status) {
+      statuses.push(status as { conditions?: { type: string; status: string; reason: string; message: string }[] });
       return "done";
     },
     async setFinalizers() {
@@ -268,7 +272,8 @@ function harness(world: World) {
   };
   let n = 0;
   const now = () => NOW;
-  const lanes = new OrganizationLanes({ concurrency: 2 });
+  const lanes = new Lanes({ concurrency: 2 });
+  const podLanes = new Lanes({ concurrency: CREATES_IN_FLIGHT });
   const metrics = createMetrics({ defaultMetrics: false });
   const reconciler = new Reconciler({
     caches,
@@ -286,7 +291,8 @@ function harness(world: World) {
     cacheVolumes: new CacheVolumes(kube, now, () => `v${++n}`),
     placeholders: new PlaceholderWork({ azureDevOps, events: eventsPort, now }),
     lanes,
-    enqueue: () => {},
+    podLanes,
+    enqueue: (_key, afterMs) => enqueued.push(afterMs),
     now,
     suffix: () => `p${++n}`.padEnd(5, "x"),
     resyncIntervalMs: 30_000,
@@ -296,7 +302,7 @@ function harness(world: World) {
   };
   const reconcile = async () => {
     await reconciler.reconcile("ci/agents");
-    await lanes.idle();
+    await Promise.all([lanes.idle(), podLanes.idle()]);
   };
   return {
     calls,
@@ -309,6 +315,9 @@ function harness(world: World) {
     reconcile,
     reconcileOnly: () => reconciler.reconcile("ci/agents"),
     lanes,
+    podLanes,
+    statuses,
+    enqueued,
   };
 }
 
@@ -561,7 +570,7 @@ test("a hanging agent deletion holds no reconcile: the next job of the resource 
   assert.deepEqual(h.calls, ["createPod", "patchPod agents-idle1 merge idle=null"]);
 });
 
-test("a burst: pod POSTs overlap (at most CREATES_IN_FLIGHT at once); removals wait until they are done", async () => {
+test("a burst: pod POSTs run in the namespace's lane (CREATES_IN_FLIGHT at once), after the reconcile; the next one counts them", async () => {
   const world: World = {
     resource: resource({
       podsWithCapabilities: [
@@ -578,12 +587,51 @@ test("a burst: pod POSTs overlap (at most CREATES_IN_FLIGHT at once); removals w
   };
   const h = harness(world);
   await h.reconcileOnly();
-  const creates = h.calls.filter((c) => c === "createPod").length;
-  assert.equal(creates, 21, h.calls.join("; "));
+  assert.equal(h.creates.inFlight, CREATES_IN_FLIGHT, "the reconcile ended with POSTs in flight");
+  assert.deepEqual(h.calls, ["deletePod agents-done2"], "the finished pod went at once, not after 21 POSTs");
+  // A reconcile while the POSTs wait: the pods are expected, none is created twice.
+  await h.reconcileOnly();
+  await h.podLanes.idle();
   assert.equal(h.creates.maxInFlight, CREATES_IN_FLIGHT);
-  assert.equal(h.creates.inFlight, 0, "every POST answered before the reconcile ended");
-  const deletion = h.calls.findIndex((c) => c.startsWith("deletePod"));
-  assert.ok(deletion > h.calls.lastIndexOf("createPod"), h.calls.join("; "));
+  assert.equal(h.calls.filter((c) => c === "createPod").length, 21, h.calls.join("; "));
+  await h.reconcile();
+  assert.equal(h.calls.filter((c) => c === "createPod").length, 21, "answered creates are still expected");
+});
+
+test("a refused create: a problem of the next reconcile (2 s later) while the template needs pods, then cleared", async () => {
+  const world: World = {
+    resource: resource(),
+    pool: { jobRequests: [queued(1)] },
+    createOutcome: "refused",
+  };
+  const h = harness(world);
+  await h.reconcile();
+  assert.deepEqual(h.calls, ["createPod"]);
+  assert.deepEqual(h.events, ["PodCreateFailed"]);
+  assert.deepEqual(
+    h.enqueued.filter((ms) => ms !== undefined),
+    [2_000],
+    "a reconcile 2 s later reports it and tries again",
+  );
+  const degraded = (i: number) => h.statuses[i]?.conditions?.find((c) => c.type === "Degraded");
+  assert.equal(degraded(0)?.status, "False", "the reconcile that asked did not know yet");
+  await h.reconcile();
+  assert.deepEqual(h.calls, ["createPod", "createPod"], "the refused pod is not expected: created again");
+  assert.equal(degraded(1)?.reason, "PodCreateFailed");
+  assert.match(degraded(1)?.message ?? "", /creating pod agents-p\w+ failed: pods is forbidden: quota/);
+  // The job is gone: no pod is wanted, the problem goes with it.
+  world.pool = { jobRequests: [] };
+  await h.reconcile();
+  assert.equal(degraded(2)?.status, "False", JSON.stringify(h.statuses[2]));
+  // A create that succeeds clears it too.
+  world.pool = { jobRequests: [queued(2)] };
+  await h.reconcile();
+  world.createOutcome = "created";
+  await h.reconcile();
+  const latest = () => h.statuses.at(-1)?.conditions?.find((c) => c.type === "Degraded");
+  assert.equal(latest()?.reason, "PodCreateFailed", "still failing until a create succeeds");
+  await h.reconcile();
+  assert.equal(latest()?.status, "False", JSON.stringify(h.statuses.at(-1)));
 });
 
 test("after a burst: finished-pod deletes overlap (at most WRITES_IN_FLIGHT at once), all done in the reconcile", async () => {

@@ -19,8 +19,8 @@ import { decideActions, type Problem } from "./actions.ts";
 import { type CacheVolumes, cacheState, cacheVolumeStatus, releasableClaims } from "./cache-volumes.ts";
 import type { Findings } from "./conditions.ts";
 import { cleanUpDeleted, hasFinalizer, setFinalizer } from "./deletion.ts";
-import { execute, laneProblems } from "./executor.ts";
-import type { OrganizationLanes } from "./lanes.ts";
+import { type CreateDone, execute, laneProblems } from "./executor.ts";
+import type { Lanes } from "./lanes.ts";
 import { type Memory, newMemory } from "./memory.ts";
 import {
   jobsOfEndedPods,
@@ -61,11 +61,13 @@ export interface ReconcilerOptions {
   cacheVolumes: CacheVolumes;
   placeholders: PlaceholderWork;
   /** Azure DevOps writes, one lane per organization, outside the reconcile. */
-  lanes: OrganizationLanes;
+  lanes: Lanes;
+  /** Pod creates, one lane per namespace, outside the reconcile (executor.ts, rule 1). */
+  podLanes: Lanes;
   /** Standby agents (schedules, predictive standby); without it every template keeps its minCount. */
   standby?: StandbyWork;
-  /** Requeue a resource (when its pool poll changes). */
-  enqueue(key: string): void;
+  /** Requeue a resource (when its pool poll changes), at once or after `afterMs`. */
+  enqueue(key: string, afterMs?: number): void;
   now(): number;
   /** A new random pod-name suffix. */
   suffix(): string;
@@ -78,6 +80,9 @@ export interface ReconcilerOptions {
   /** How long a pod whose create had an unknown outcome is expected without being seen (default 60 s). */
   expectationTtlMs?: number;
 }
+
+/** How soon a reconcile follows a failed pod create (reports it, and tries again). */
+const CREATE_RETRY_MS = 2_000;
 
 export type ReconcileResult = { requeueAfterMs: number } | undefined;
 
@@ -227,6 +232,10 @@ export class Reconciler {
       claimsToRelease: cache ? releasableClaims(cache) : [],
     });
     if (snapshot) memory.reported = decided.reported;
+    // A failed create is a problem while its template still needs pods (memory.ts).
+    const creating = new Set(decided.actions.flatMap((a) => (a.kind === "create-pod" ? [a.create.templateIndex] : [])));
+    for (const t of memory.createProblems.keys()) if (!creating.has(t)) memory.createProblems.delete(t);
+    findings.problems.push(...memory.createProblems.values(), ...decided.problems);
     stage("plan");
     const organization = o.azureDevOps.organizationKey(target.organizationUrl);
     const backgroundDone = (taskKey: string, problems: Problem[]) => {
@@ -244,11 +253,12 @@ export class Reconciler {
         pvcs: new Map(pvcObjects.map((p) => [p.metadata.name, p])),
         ...(signal ? { signal } : {}),
         ...(snapshot ? { queueTimeOf: queueTimeLookup(snapshot.jobRequests) } : {}),
+        expect: (name, e) => memory.expected.set(name, e),
+        createDone: (name, done) => this.#createDone(key, memory, name, done),
       },
       o,
     );
-    for (const [name, e] of executed.expected) memory.expected.set(name, e);
-    findings.problems.push(...decided.problems, ...executed.problems);
+    findings.problems.push(...executed.problems);
     const podNames = new Set(podObjects.map((p) => p.metadata.name));
     findings.problems.push(...laneProblems(memory.background, podNames, (k) => o.lanes.has(k)));
     if (cache) findings.cacheVolumes = cacheVolumeStatus(cache, executed.released);
@@ -320,6 +330,36 @@ export class Reconciler {
     return plan;
   }
 
+  /**
+   * A pod's POST answered (executor.ts, rule 1). Its expectation, if still open, becomes confirmed or unconfirmed
+   * (the `listedAt` rule counts from now), or ends when refused. A failure is the template's create problem and is
+   * reported by a reconcile 2 s later (which tries again: at most one failing POST per template every 2 s, not one
+   * per answer); a success clears it and polls the pool soon, as the pod's agent will come online.
+   */
+  #createDone(key: string, memory: Memory, name: string, done: CreateDone): void {
+    const o = this.#o;
+    const e = memory.expected.get(name);
+    if (e?.pending) {
+      if (done.outcome === "refused") memory.expected.delete(name);
+      else {
+        const { pending: _, ...rest } = e;
+        memory.expected.set(name, {
+          ...rest,
+          at: o.now(),
+          confirmed: done.outcome === "created",
+          ...(done.resourceVersion ? { resourceVersion: done.resourceVersion } : {}),
+        });
+      }
+    }
+    if (done.problem) {
+      memory.createProblems.set(done.templateIndex, done.problem);
+      o.enqueue(key, CREATE_RETRY_MS);
+    } else {
+      memory.createProblems.delete(done.templateIndex);
+      memory.attached?.subscription.pollNow();
+    }
+  }
+
   #writeStatus(raw: AutoScaledAgent, findings: Findings, snapshot?: PoolSnapshot, plan?: ScalePlan): Promise<void> {
     return writeStatus(raw, { findings, poolId: snapshot?.poolId, plan }, this.#o);
   }
@@ -329,6 +369,8 @@ export class Reconciler {
     const o = this.#o;
     this.#sharing.unavailable(key);
     this.#poolMetrics.unavailable(key);
+    // Creates still waiting in their lane finish first: the cleanup then sees their pods.
+    if ([...memory.expected.values()].some((e) => e.pending)) return { requeueAfterMs: 500 };
     if (!hasFinalizer(raw)) {
       this.#detach(memory);
       return undefined;

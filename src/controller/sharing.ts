@@ -87,9 +87,10 @@ export class PoolSharing {
     jobRequests: readonly JobRequest[],
   ): Set<number> {
     const all = this.#caches.allResources();
+    const uids = new Map(all.map((r) => [`${r.metadata?.namespace}/${r.metadata?.name}`, r.metadata?.uid]));
     const contender = (k: string, spec: Resource["spec"]): ResourceTemplates => {
       const standing = this.#standing.get(k);
-      const uid = all.find((r) => `${r.metadata?.namespace}/${r.metadata?.name}` === k)?.metadata?.uid;
+      const uid = uids.get(k);
       const live = uid === undefined ? [] : this.#caches.podsOf(uid).filter((p) => !podHasEnded(p));
       const pods = [...live.map((p) => this.#observe(p, spec.podsWithCapabilities)), ...this.#expected(k)];
       return {

@@ -257,7 +257,6 @@ export class EventRecorder {
     ]);
     let key = `${similarKey}${JSON.stringify(note)}`;
     const now = this.#clock.now();
-    let combined = false;
     if (!this.#live(key, now)) {
       // A new note: one of the similar events; beyond the threshold it joins their combined event.
       let similar = this.#similar.get(similarKey);
@@ -267,7 +266,6 @@ export class EventRecorder {
       this.#similar.set(similarKey, similar);
       this.#forgetOldest(this.#similar);
       if (similar.distinct > this.#similarThreshold) {
-        combined = true;
         key = `${similarKey}combined`;
         note = truncateUtf8(`${COMBINED_NOTE_PREFIX}${note}`, 1024);
       }

@@ -62,9 +62,7 @@ export function podStanding(
   jobRequests: readonly JobRequest[],
   templateCount: number,
 ): { covers: Map<number, number>; spare: number[] } {
-  // Agents run one job (`--once`): one that ran a job, finished or not, takes no other.
-  const busy = new Set(jobRequests.flatMap((r) => (r.reservedAgent !== undefined ? [r.reservedAgent.name] : [])));
-  const pending = new Set(jobRequests.filter(isPending).map((r) => r.requestId));
+  const { busy, pending } = requestSets(jobRequests);
   const covers = new Map<number, number>();
   const spare = Array.from({ length: templateCount }, () => 0);
   for (const p of pods) {
@@ -75,6 +73,24 @@ export function podStanding(
       spare[p.templateIndex] = (spare[p.templateIndex] ?? 0) + 1;
   }
   return { covers, spare };
+}
+
+/**
+ * The agents busy with a job and the pending request ids, by request list: the sharing of a pool asks for every
+ * resource on it with the same list.
+ */
+const requestSetsOf = new WeakMap<readonly JobRequest[], { busy: Set<string>; pending: Set<number> }>();
+
+function requestSets(jobRequests: readonly JobRequest[]): { busy: Set<string>; pending: Set<number> } {
+  let sets = requestSetsOf.get(jobRequests);
+  if (sets === undefined) {
+    // Agents run one job (`--once`): one that ran a job, finished or not, takes no other.
+    const busy = new Set(jobRequests.flatMap((r) => (r.reservedAgent !== undefined ? [r.reservedAgent.name] : [])));
+    const pending = new Set(jobRequests.filter(isPending).map((r) => r.requestId));
+    sets = { busy, pending };
+    requestSetsOf.set(jobRequests, sets);
+  }
+  return sets;
 }
 
 interface Candidate {

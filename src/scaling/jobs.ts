@@ -64,17 +64,26 @@ export function selectPendingJobs(requests: readonly JobRequest[]): PendingJob[]
     if (seen.has(r.requestId)) continue;
     seen.add(r.requestId);
     if (!isPending(r)) continue;
-    const rawDemands = r.demands ?? [];
-    const { demands, errors } = parseDemands(rawDemands);
-    out.push({
-      requestId: r.requestId,
-      queueTimeMs: parseTime(r.queueTime),
-      rawDemands,
-      demands,
-      demandErrors: errors,
-    });
+    out.push(pendingJob(r));
   }
   return out.sort(compareQueueOrder);
+}
+
+/**
+ * Parsed pending jobs by request object: a poll's requests are read by every reconcile of the resources on its pool
+ * (their plans and the sharing of the pool), each parsing the same demands. Requests are never edited in place.
+ */
+const parsed = new WeakMap<JobRequest, PendingJob>();
+
+function pendingJob(r: JobRequest): PendingJob {
+  let job = parsed.get(r);
+  if (job === undefined) {
+    const rawDemands = r.demands ?? [];
+    const { demands, errors } = parseDemands(rawDemands);
+    job = { requestId: r.requestId, queueTimeMs: parseTime(r.queueTime), rawDemands, demands, demandErrors: errors };
+    parsed.set(r, job);
+  }
+  return job;
 }
 
 /**
