@@ -3,7 +3,7 @@
  * becomes a problem (and usually an event); it never stops the ones after it.
  *
  * Rules:
- * 1. Create: name the pod, get its cache-volume PVCs (claims are conditional writes), build it, expect it, then
+ * 1. Create: name the pod, get its cache-volume PVCs (claims are conditional writes), expect it, then build and
  *    POST it in the namespace's lane, outside the reconcile (up to `CREATES_IN_FLIGHT` POSTs of a namespace at once,
  *    in the plan's order). The pod is expected from before its POST (`pending`), so the reconciles that run while
  *    the POSTs wait count it. The answer goes to `createDone`: a created pod is expected until the cache shows it;
@@ -213,29 +213,37 @@ export async function execute(
     return current;
   };
 
-  /** POSTs a built pod in the namespace's lane and reports the answer (rule 1). */
+  /** Builds and POSTs a pod in the namespace's lane and reports the answer (rule 1). */
   const post = async (
     name: string,
     create: Extract<Action, { kind: "create-pod" }>["create"],
     claims: { mapping: Record<string, string>; claimed: string[] },
-    pod: Parameters<KubeWriter["createPod"]>[1],
   ): Promise<void> => {
     const { templateIndex } = create;
-    const failed = (outcome: "unknown" | "refused", message: string) => {
-      const reason = "PodCreateFailed";
+    const failed = (outcome: "unknown" | "refused", message: string, reason = "PodCreateFailed") => {
       ports.events.warning(ref, reason, message, "CreatePod");
       ctx.createDone(name, { outcome, templateIndex, problem: { reason, message } });
     };
-    const created = await ports.kube
-      .createPod(ns, pod)
-      .catch((err: unknown) => ({ outcome: "unknown" as const, message: errorMessage(err) }));
-    if (created.outcome === "refused") {
-      await ports.cacheVolumes
+    const release = () =>
+      ports.cacheVolumes
         .release(
           ns,
           claims.claimed.map((c) => ({ name: c, holder: name })),
         )
         .catch(() => []);
+    // Built here, not in the reconcile: the builds of a burst's 200 pods would hold the event loop at once.
+    const built = ports.pods.build({ resource, create, podName: name, cacheVolumes: claims.mapping });
+    if (!built.ok) {
+      await release();
+      failed("refused", built.message, built.reason);
+      return;
+    }
+    for (const w of built.warnings) ports.events.warning(ref, "PodTemplateAdjusted", w, "CreatePod");
+    const created = await ports.kube
+      .createPod(ns, built.pod)
+      .catch((err: unknown) => ({ outcome: "unknown" as const, message: errorMessage(err) }));
+    if (created.outcome === "refused") {
+      await release();
       failed("refused", `creating pod ${name} failed: ${created.message}`);
       return;
     }
@@ -289,18 +297,6 @@ export async function execute(
           claims = prepared;
           cache = withClaims(cache, name, prepared.mapping, ports.now());
         }
-        const built = ports.pods.build({ resource, create, podName: name, cacheVolumes: claims.mapping });
-        if (!built.ok) {
-          await ports.cacheVolumes
-            .release(
-              ns,
-              claims.claimed.map((c) => ({ name: c, holder: name })),
-            )
-            .catch(() => []);
-          problem(built.reason, built.message, true);
-          continue;
-        }
-        for (const w of built.warnings) ports.events.warning(ref, "PodTemplateAdjusted", w, "CreatePod");
         const now = ports.now();
         ctx.expect(name, {
           at: now,
@@ -309,8 +305,8 @@ export async function execute(
           confirmed: false,
           pending: true,
         });
-        const pod = built.pod;
-        ports.podLanes.submit(ns, { key: `create:${ns}/${name}`, run: () => post(name, create, claims, pod) });
+        const held = claims;
+        ports.podLanes.submit(ns, { key: `create:${ns}/${name}`, run: () => post(name, create, held) });
         break;
       }
       case "remove-pod": {

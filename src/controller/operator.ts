@@ -45,6 +45,9 @@ import { StandbyWork } from "./standby.ts";
 import { configMapHistoryStore, standbyClock } from "./standby-store.ts";
 
 /** What the operator process is told (the CLI's configuration carries these and more). */
+/** How long pod (and PVC) events of a resource are gathered before its reconcile. */
+export const POD_EVENT_BATCH_MS = 250;
+
 export interface OperatorSettings {
   /** Namespaces to watch; empty: all namespaces. */
   namespaces: string[];
@@ -222,13 +225,17 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     });
   }
   const ownerKeys = controllerOwnerKeys(KIND);
-  const podEvents = enqueueHandler<PodObject & KubeObject>(queue, (p) => {
+  // Pod events are batched: the first event of a resource's pods asks for a reconcile POD_EVENT_BATCH_MS later, and
+  // the events until then join it. A burst's 200 pods change about 1,000 times in 10 s; one reconcile per change
+  // would plan the pool 4,000 times a minute (pod creates run outside the reconcile, so nothing else batches them).
+  const batched = { add: (key: string) => queue.addAfter(key, POD_EVENT_BATCH_MS) };
+  const podEvents = enqueueHandler<PodObject & KubeObject>(batched, (p) => {
     const keys = ownerKeys(p);
     for (const key of keys) reconciler.podObserved(key, p.metadata.name);
     return keys;
   });
   for (const inf of podInformers) inf.addHandler(podEvents);
-  for (const inf of pvcInformers) inf.addHandler({ onUpdate: enqueueHandler(queue, ownerKeys).onUpdate });
+  for (const inf of pvcInformers) inf.addHandler({ onUpdate: enqueueHandler(batched, ownerKeys).onUpdate });
 
   // Image pre-pull: a loop of its own, on the same resources (and DaemonSet and pod informers when enabled).
   const prePull = new PrePullController({
@@ -363,7 +370,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       // Workers first: abort in-flight reconciles and wait for them and their writes, then give the lease up.
       await queue.shutdown({ drain: false });
       await running;
-      await Promise.all([lanes.close(), podLanes.close()]);
+      await Promise.all([lanes.close(), podLanes.close(), reconciler.writesDone()]);
       await prePull.stop();
       reconciler.close();
       await elector?.stop();

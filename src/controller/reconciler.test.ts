@@ -302,7 +302,7 @@ function harness(world: World) {
   };
   const reconcile = async () => {
     await reconciler.reconcile("ci/agents");
-    await Promise.all([lanes.idle(), podLanes.idle()]);
+    await Promise.all([lanes.idle(), podLanes.idle(), reconciler.writesDone()]);
   };
   return {
     calls,

@@ -47,7 +47,7 @@ import type {
 } from "./ports.ts";
 import { PoolSharing, podHasEnded } from "./sharing.ts";
 import type { StandbyWork } from "./standby.ts";
-import { azureDevOpsReason, writeStatus } from "./status.ts";
+import { azureDevOpsReason, StatusWrites, writeStatus } from "./status.ts";
 
 export interface ReconcilerOptions {
   caches: Caches;
@@ -93,10 +93,13 @@ export class Reconciler {
   readonly #sharing: PoolSharing;
   /** Per-pool gauges and job-wait histograms (pool-metrics.ts). */
   readonly #poolMetrics: PoolMetrics;
+  /** Status writes, outside the reconcile. */
+  readonly #statusWrites: StatusWrites;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
     this.#poolMetrics = new PoolMetrics(options.metrics);
+    this.#statusWrites = new StatusWrites(options.kube, options.logger);
     this.#sharing = new PoolSharing({
       caches: options.caches,
       pods: options.pods,
@@ -108,6 +111,11 @@ export class Reconciler {
   /** A watch event named this pod of the resource: it is no longer only expected. */
   podObserved(key: string, podName: string): void {
     this.#memory.get(key)?.expected.delete(podName);
+  }
+
+  /** Resolves when no status write waits or runs (shutdown: before the lease goes). */
+  writesDone(): Promise<void> {
+    return this.#statusWrites.idle();
   }
 
   /** Releases every pool subscription (shutdown, or leadership lost). */
@@ -146,7 +154,7 @@ export class Reconciler {
       this.#sharing.unavailable(key);
       this.#poolMetrics.unavailable(key);
       o.credentials.forget(key);
-      await this.#writeStatus(raw, findings, undefined, undefined);
+      this.#writeStatus(raw, findings, undefined, undefined);
       return undefined;
     }
     const resource = validation.value as Resource;
@@ -163,7 +171,7 @@ export class Reconciler {
       this.#detach(memory);
       this.#sharing.unavailable(key);
       this.#poolMetrics.unavailable(key);
-      await this.#writeStatus(raw, findings, undefined, undefined);
+      this.#writeStatus(raw, findings, undefined, undefined);
       return { requeueAfterMs: Math.min(o.resyncIntervalMs, 30_000) };
     }
 
@@ -288,7 +296,7 @@ export class Reconciler {
 
     // 7. Status.
     stageStart = performance.now();
-    await this.#writeStatus(raw, findings, snapshot, snapshot ? plan : undefined);
+    this.#writeStatus(raw, findings, snapshot, snapshot ? plan : undefined);
     stage("status");
     o.metrics.reconciles.inc({ result: "ok" });
     o.logger.debug("reconciled", { resource: key, actions: decided.actions.length, fresh: Boolean(snapshot) });
@@ -360,8 +368,9 @@ export class Reconciler {
     }
   }
 
-  #writeStatus(raw: AutoScaledAgent, findings: Findings, snapshot?: PoolSnapshot, plan?: ScalePlan): Promise<void> {
-    return writeStatus(raw, { findings, poolId: snapshot?.poolId, plan }, this.#o);
+  /** Submits the status (written outside the reconcile: status.ts). */
+  #writeStatus(raw: AutoScaledAgent, findings: Findings, snapshot?: PoolSnapshot, plan?: ScalePlan): void {
+    writeStatus(raw, { findings, poolId: snapshot?.poolId, plan }, { ...this.#o, statusWrites: this.#statusWrites });
   }
 
   /** A resource being deleted: its cleanup (deletion.ts), one step per reconcile. */
@@ -442,5 +451,6 @@ export class Reconciler {
     this.#o.credentials.forget(key);
     this.#o.placeholders.forget(key);
     this.#o.standby?.forget(key);
+    this.#statusWrites.forget(key);
   }
 }

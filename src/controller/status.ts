@@ -106,12 +106,84 @@ export function canonical(value: unknown): string {
   return JSON.stringify(sort(value));
 }
 
-/** Sets the resource's gauges, builds its status and writes it when it changed. */
-export async function writeStatus(
+/**
+ * Status writes, outside the reconcile (a status PATCH waits as long as a pod POST on a busy API server).
+ *
+ * Rules:
+ * 1. One write per resource at a time. A status submitted while one is being written waits; a newer one replaces it
+ *    (the newest wins, the replaced one is never written).
+ * 2. While its write waits or runs, and then until the cached resource changes, the status last submitted is what the
+ *    next status is built on and compared with (`previous`): otherwise a reconcile right after a write, before the
+ *    watch shows it, would find it changed again (and move its condition transition times). After a failed write,
+ *    or once the cache has a newer object, the cache's status is used.
+ * 3. `idle()` resolves when nothing waits or is being written (shutdown waits for it before the lease goes).
+ */
+export class StatusWrites {
+  readonly #write: (namespace: string, name: string, status: AutoScaledAgentStatus) => Promise<unknown>;
+  readonly #logger: Logger;
+  /** Rule 2: by `namespace/name`, with the object (uid, resourceVersion) it was built from. */
+  readonly #submitted = new Map<
+    string,
+    { status: AutoScaledAgentStatus; uid: string | undefined; builtOn: string | undefined }
+  >();
+  readonly #waiting = new Map<string, AutoScaledAgentStatus>();
+  readonly #running = new Map<string, Promise<void>>();
+
+  constructor(kube: Pick<KubeWriter, "patchStatus">, logger: Logger) {
+    this.#write = (ns, name, status) => kube.patchStatus(ns, name, status);
+    this.#logger = logger;
+  }
+
+  /** The status to build on and compare with (rule 2). */
+  previous(raw: AutoScaledAgent): AutoScaledAgentStatus | undefined {
+    const key = keyOf(raw);
+    const s = this.#submitted.get(key);
+    if (s === undefined) return raw.status;
+    const same = s.uid === raw.metadata?.uid;
+    if (same && (this.#running.has(key) || s.builtOn === raw.metadata?.resourceVersion)) return s.status;
+    this.#submitted.delete(key);
+    return raw.status;
+  }
+
+  submit(raw: AutoScaledAgent, status: AutoScaledAgentStatus): void {
+    const key = keyOf(raw);
+    this.#submitted.set(key, { status, uid: raw.metadata?.uid, builtOn: raw.metadata?.resourceVersion });
+    this.#waiting.set(key, status);
+    if (this.#running.has(key)) return; // rule 1: the running write takes it next
+    const ns = raw.metadata?.namespace ?? "";
+    const name = raw.metadata?.name ?? "";
+    const run = (async () => {
+      for (let next = this.#waiting.get(key); next !== undefined; next = this.#waiting.get(key)) {
+        this.#waiting.delete(key);
+        try {
+          await this.#write(ns, name, next);
+        } catch (err) {
+          if (this.#submitted.get(key)?.status === next) this.#submitted.delete(key);
+          this.#logger.warn("status update failed", { resource: key, error: err });
+        }
+      }
+    })().finally(() => this.#running.delete(key));
+    this.#running.set(key, run);
+  }
+
+  /** The resource (`namespace/name`) is gone: forget what was submitted for it. */
+  forget(key: string): void {
+    this.#submitted.delete(key);
+  }
+
+  async idle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.all([...this.#running.values()]);
+  }
+}
+
+const keyOf = (raw: AutoScaledAgent) => `${raw.metadata?.namespace ?? ""}/${raw.metadata?.name ?? ""}`;
+
+/** Sets the resource's gauges, builds its status and submits it when it changed. */
+export function writeStatus(
   raw: AutoScaledAgent,
   found: { findings: Findings; poolId?: number | undefined; plan?: ScalePlan | undefined },
-  ports: { kube: KubeWriter; metrics: Metrics; logger: Logger; now(): number },
-): Promise<void> {
+  ports: { metrics: Metrics; statusWrites: StatusWrites; now(): number },
+): void {
   const ns = raw.metadata?.namespace ?? "";
   const name = raw.metadata?.name ?? "";
   const { plan } = found;
@@ -127,20 +199,17 @@ export async function writeStatus(
       );
     }
   }
+  const previous = ports.statusWrites.previous(raw);
   const status = buildStatus({
-    previous: raw.status,
+    previous,
     generation: raw.metadata?.generation,
     findings: found.findings,
     poolId: found.poolId,
     plan,
     now: ports.now(),
   });
-  if (!statusChanged(raw.status, status)) return;
-  try {
-    await ports.kube.patchStatus(ns, name, status);
-  } catch (err) {
-    ports.logger.warn("status update failed", { resource: `${ns}/${name}`, error: err });
-  }
+  if (!statusChanged(previous, status)) return;
+  ports.statusWrites.submit(raw, status);
 }
 
 function stripTimes(status: AutoScaledAgentStatus): unknown {
