@@ -1027,7 +1027,7 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
         }),
       ]),
       notes: [
-        "the operator's azp_scaler_reconcile_stage_duration_seconds: credentials, observe (pods, expectations, standby), plan (sharing, plan, actions), execute (Kubernetes writes other than pod creates, which run in lanes), status (building it; the write runs afterwards)",
+        "the operator's azp_scaler_reconcile_stage_duration_seconds: credentials, observe (pods, expectations, standby), plan (sharing, plan, actions), execute (queueing the writes, which run in lanes; cache-volume claims), status (building it; the write runs afterwards)",
       ],
     },
     {

@@ -4,23 +4,25 @@
  *
  * Rules:
  * 1. Create: name the pod, get its cache-volume PVCs (claims are conditional writes), expect it, then build and
- *    POST it in the namespace's lane, outside the reconcile (up to `CREATES_IN_FLIGHT` POSTs of a namespace at once,
- *    in the plan's order). The pod is expected from before its POST (`pending`), so the reconciles that run while
+ *    POST it in the namespace's lane, outside the reconcile (up to `POD_WRITES_IN_FLIGHT` writes of a namespace at
+ *    once, in the plan's order). The pod is expected from before its POST (`pending`), so the reconciles that run while
  *    the POSTs wait count it. The answer goes to `createDone`: a created pod is expected until the cache shows it;
  *    one that may exist (POST timed out, server error) is expected like a created one and keeps its claims; only a
  *    refused POST ends the expectation and releases its claims.
  * 2. Remove: delete the agent registration first; Azure DevOps refuses while the agent holds a job, and then the pod
  *    stays (`ScaleDownDeferred`). The pod is deleted only after the agent is gone. Both run in the organization's
- *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted at once,
- *    if it has not changed since it was observed (a precondition on its resourceVersion).
+ *    lane, outside the reconcile (a slow organization holds no worker); a pod without an agent is deleted (rule 6)
+ *    only if it has not changed since it was observed (a precondition on its resourceVersion).
  * 3. Finished pods are deleted, then their agent registration, in the lane (best effort; garbage collection catches
  *    the rest).
  * 4. A claim is released only if it still names the pod it is released for, so a claim made since is never wiped.
- * 5. Before the first create, the resource is read from the API server: if it is gone, being deleted or another
- *    instance (a stale cache after a stalled watch), nothing is created (garbage collection would kill the pods,
+ * 5. Before the first POST of a run, in the lane, the resource is read from the API server: if it is gone, being
+ *    deleted or another instance (a stale cache after a stalled watch), none of the run's pods is created (garbage collection would kill the pods,
  *    and the jobs their agents took).
- * 6. The other pod writes (removals, idle marks, sidecar stops, finished-pod deletes) overlap too, up to
- *    `WRITES_IN_FLIGHT`, but the writes of one pod keep their order; claim releases wait until they are all done.
+ * 6. The other writes to one pod (removal without an agent, idle mark, sidecar stop, finished-pod delete) run in
+ *    order as one task of the namespace's lane, after the creates queued before them; a pod with a task queued or
+ *    running gets no second one (the watch event of that write brings the next reconcile, which decides again).
+ *    Their problems come back to later reconciles while the pod exists.
  */
 import { type AutoScaledAgent, podAnnotations, resourceRef } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
@@ -33,37 +35,13 @@ import type { Lanes } from "./lanes.ts";
 import type { Expectation } from "./observe.ts";
 import type { AzureDevOpsPort, EventsPort, KubeWriter, PodFactory, PoolTarget, PvcObject, Resource } from "./ports.ts";
 
-/** Pod POSTs of one namespace in flight at once (a burst of 200 jobs is 200 creates). */
-export const CREATES_IN_FLIGHT = 8;
-/** Other pod writes (deletes, patches) of one reconcile in flight at once (after a burst, 200 finished pods). */
-export const WRITES_IN_FLIGHT = 8;
-
-/**
- * Runs tasks with at most `n` at once; `drain` waits for all started ones. Tasks with the same `key` run one
- * after the other, in launch order. Tasks handle their own errors.
- */
-function limiter(n: number) {
-  const running = new Set<Promise<void>>();
-  const lastOf = new Map<string, Promise<void>>();
-  return {
-    async launch(task: () => Promise<void>, key?: string): Promise<void> {
-      while (running.size >= n) await Promise.race(running);
-      const before = key === undefined ? undefined : lastOf.get(key);
-      const p: Promise<void> = (before ? before.then(task) : task()).finally(() => {
-        running.delete(p);
-        if (key !== undefined && lastOf.get(key) === p) lastOf.delete(key);
-      });
-      running.add(p);
-      if (key !== undefined) lastOf.set(key, p);
-    },
-    async drain(): Promise<void> {
-      while (running.size > 0) await Promise.race(running);
-    },
-  };
-}
+/** Pod writes of one namespace in flight at once: creates (a burst of 200 jobs is 200), deletes, patches. */
+export const POD_WRITES_IN_FLIGHT = 8;
 
 /** Lane task keys of pod removals: `remove:<namespace>/<pod>`. */
 const REMOVE_TASK = "remove:";
+/** Lane task keys of the other writes to one pod: `pod:<namespace>/<pod>`. */
+const POD_TASK = "pod:";
 
 /**
  * Problems of lane tasks (agent deletions) by task key, as kept between reconciles: a removal's problems stay while
@@ -76,7 +54,8 @@ export function laneProblems(
   running: (taskKey: string) => boolean,
 ): Problem[] {
   for (const taskKey of background.keys()) {
-    const pod = taskKey.startsWith(REMOVE_TASK) ? taskKey.slice(taskKey.lastIndexOf("/") + 1) : undefined;
+    const ofPod = taskKey.startsWith(REMOVE_TASK) || taskKey.startsWith(POD_TASK);
+    const pod = ofPod ? taskKey.slice(taskKey.lastIndexOf("/") + 1) : undefined;
     if (pod !== undefined && !podNames.has(pod) && !running(taskKey)) background.delete(taskKey);
   }
   return [...background.values()].flat();
@@ -103,6 +82,10 @@ export interface ExecutionContext {
   pool?: { target: PoolTarget; poolId: number; organization: string };
   /** A lane task ended: its problems (empty when it went well) replace those it reported before. */
   backgroundDone(taskKey: string, problems: Problem[]): void;
+  /** A pod was deleted (in a lane): poll the pool again soon. */
+  podsChanged(): void;
+  /** A pod's writes (rule 6) ended: their problems (empty when all went well) replace those reported before. */
+  podWritesDone(taskKey: string, problems: Problem[]): void;
   /** The cache-volume state as observed (claims made here are added as it goes). */
   cache?: CacheVolumeState;
   pvcs: ReadonlyMap<string, PvcObject>;
@@ -127,8 +110,6 @@ export interface CreateDone {
 
 export interface ExecutionReport {
   problems: Problem[];
-  /** Something changed in the pool's view (a pod deleted): poll again soon. */
-  changed: boolean;
   /** PVC claims released by this run. */
   released: Set<string>;
 }
@@ -138,7 +119,7 @@ export async function execute(
   ctx: ExecutionContext,
   ports: ExecutorPorts,
 ): Promise<ExecutionReport> {
-  const report: ExecutionReport = { problems: [], changed: false, released: new Set() };
+  const report: ExecutionReport = { problems: [], released: new Set() };
   const { resource } = ctx;
   const ns = resource.metadata.namespace;
   const ref = resourceRef(resource as AutoScaledAgent);
@@ -185,31 +166,32 @@ export async function execute(
       return "failed" as const;
     }
   };
-  const patchPod = async (name: string, patch: { type: "merge" | "strategic"; body: unknown }) => {
+  const patchPod = async (name: string, patch: { type: "merge" | "strategic"; body: unknown }, problems: Problem[]) => {
     try {
       return (await ports.kube.patchPod(ns, name, patch)) === "done";
     } catch (err) {
-      problem("PodUpdateFailed", `updating pod ${name} failed: ${errorMessage(err)}`);
+      problems.push({ reason: "PodUpdateFailed", message: `updating pod ${name} failed: ${errorMessage(err)}` });
       return false;
     }
   };
 
-  let current: boolean | undefined;
-  const resourceIsCurrent = async () => {
-    if (current === undefined) {
-      try {
-        const live = await ports.kube.liveResource(ns, resource.metadata.name);
-        current = live !== undefined && !live.deleting && live.uid === resource.metadata.uid;
-        if (!current)
-          problem(
-            "ResourceChanged",
-            "the cached resource is not the one the API server has (deleted or replaced): no pod is created until the cache catches up",
-          );
-      } catch (err) {
-        current = false;
-        problem("ResourceUnreadable", `reading the resource before creating pods failed: ${errorMessage(err)}`);
-      }
-    }
+  /** Rule 5, once for the creates of this run, in their lane: undefined when current, else why not. */
+  let current: Promise<Problem | undefined> | undefined;
+  const resourceIsCurrent = () => {
+    current ??= ports.kube.liveResource(ns, resource.metadata.name).then(
+      (live) =>
+        live !== undefined && !live.deleting && live.uid === resource.metadata.uid
+          ? undefined
+          : {
+              reason: "ResourceChanged",
+              message:
+                "the cached resource is not the one the API server has (deleted or replaced): no pod is created until the cache catches up",
+            },
+      (err: unknown) => ({
+        reason: "ResourceUnreadable",
+        message: `reading the resource before creating pods failed: ${errorMessage(err)}`,
+      }),
+    );
     return current;
   };
 
@@ -231,6 +213,12 @@ export async function execute(
           claims.claimed.map((c) => ({ name: c, holder: name })),
         )
         .catch(() => []);
+    const stale = await resourceIsCurrent();
+    if (stale) {
+      await release();
+      ctx.createDone(name, { outcome: "refused", templateIndex, problem: stale });
+      return;
+    }
     // Built here, not in the reconcile: the builds of a burst's 200 pods would hold the event loop at once.
     const built = ports.pods.build({ resource, create, podName: name, cacheVolumes: claims.mapping });
     if (!built.ok) {
@@ -265,19 +253,19 @@ export async function execute(
     }
     ports.events.normal(ref, "PodCreated", `created pod ${name}: ${create.message}`, "CreatePod");
   };
-  const writing = limiter(WRITES_IN_FLIGHT);
-  /** A write to one pod (rule 6): overlaps the others, after this pod's earlier ones. */
-  const podWrite = (pod: string, write: () => Promise<void>) => writing.launch(write, pod);
+  /** The writes of each pod, in order (rule 6). */
+  const podWrites = new Map<string, ((problems: Problem[]) => Promise<void>)[]>();
+  const podWrite = (pod: string, write: (problems: Problem[]) => Promise<void>) => {
+    const writes = podWrites.get(pod) ?? [];
+    writes.push(write);
+    podWrites.set(pod, writes);
+  };
 
   for (const action of actions) {
     if (ctx.signal?.aborted) break;
-    // Claim releases wait for the pod writes before them (rule 6).
-    if (action.kind === "release-claims") await writing.drain();
     switch (action.kind) {
       case "create-pod": {
-        // Rule 5.
-        if (!(await resourceIsCurrent())) continue;
-        // Rule 1.
+        // Rule 1 (and rule 5, in the lane).
         const { create } = action;
         const name = podName(resource.metadata.name, ports.suffix());
         let claims: { mapping: Record<string, string>; claimed: string[] } = { mapping: {}, claimed: [] };
@@ -312,13 +300,13 @@ export async function execute(
       case "remove-pod": {
         // Rule 2.
         const removed = (reason: string) => {
-          report.changed = true;
+          ctx.podsChanged();
           ports.metrics.podsDeleted.inc({ ...labels, reason });
           ports.events.normal(ref, "PodDeleted", `deleted pod ${action.podName}: ${action.message}`, "DeletePod");
         };
         if (action.agentId === null) {
-          await podWrite(action.podName, async () => {
-            if (await deletePod(action.podName, report.problems, action.resourceVersion)) removed(action.reason);
+          podWrite(action.podName, async (problems) => {
+            if (await deletePod(action.podName, problems, action.resourceVersion)) removed(action.reason);
           });
           break;
         }
@@ -339,15 +327,10 @@ export async function execute(
         break;
       }
       case "mark-idle":
-        await podWrite(action.podName, async () => {
-          await patchPod(action.podName, {
-            type: "merge",
-            body: {
-              metadata: {
-                annotations: { [podAnnotations.idleSince]: action.sinceMs === null ? null : String(action.sinceMs) },
-              },
-            },
-          });
+        podWrite(action.podName, async (problems) => {
+          const idleSince = action.sinceMs === null ? null : String(action.sinceMs);
+          const body = { metadata: { annotations: { [podAnnotations.idleSince]: idleSince } } };
+          await patchPod(action.podName, { type: "merge", body }, problems);
         });
         break;
       case "stop-sidecars": {
@@ -355,8 +338,8 @@ export async function execute(
           ...ports.pods.stopSidecarsPatch(action.containers),
           metadata: { annotations: { [podAnnotations.sidecarsStopped]: action.stoppedAnnotation } },
         };
-        await podWrite(action.podName, async () => {
-          if (await patchPod(action.podName, { type: "strategic", body })) {
+        podWrite(action.podName, async (problems) => {
+          if (await patchPod(action.podName, { type: "strategic", body }, problems)) {
             ports.events.normal(
               ref,
               "SidecarsStopped",
@@ -369,9 +352,9 @@ export async function execute(
       }
       case "delete-finished":
         // Rule 3.
-        await podWrite(action.podName, async () => {
-          if (await deletePod(action.podName)) {
-            report.changed = true;
+        podWrite(action.podName, async (problems) => {
+          if (await deletePod(action.podName, problems)) {
+            ctx.podsChanged();
             ports.metrics.podsDeleted.inc({ ...labels, reason: "finished" });
           }
           if (action.agentId !== null) {
@@ -397,6 +380,21 @@ export async function execute(
         break;
     }
   }
-  await writing.drain();
+  // Rule 6: each pod's writes as one task of the namespace's lane; a pod that has one queued or running is left to
+  // the next reconcile (the watch event of that write asks for it).
+  for (const [pod, writes] of podWrites) {
+    const key = `${POD_TASK}${ns}/${pod}`;
+    ports.podLanes.submit(ns, {
+      key,
+      run: async () => {
+        const problems: Problem[] = [];
+        try {
+          for (const write of writes) await write(problems);
+        } finally {
+          ctx.podWritesDone(key, problems);
+        }
+      },
+    });
+  }
   return report;
 }

@@ -2,8 +2,8 @@
  * Writes that run outside the reconcile, in lanes of bounded concurrency, so that slow answers never hold the workers:
  * - Azure DevOps writes (agent deletions, placeholder registration and garbage collection), one lane per
  *   organization: a slow or failing organization never holds the workers that create pods for the others.
- * - Pod creates, one lane per namespace: a burst of 200 jobs in one namespace neither holds a worker for the time of
- *   200 POSTs nor queues ahead of another namespace's pods (executor.ts, rule 1).
+ * - Pod writes, one lane per namespace: a burst of 200 jobs in one namespace neither holds a worker for the time of
+ *   200 POSTs nor queues ahead of another namespace's pods (executor.ts, rules 1 and 6).
  *
  * Rules:
  * 1. A task has a key; a task whose key is queued or running is not added again (the next reconcile may ask for

@@ -31,7 +31,7 @@ import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
 import { podNameSuffix } from "../scaling/naming.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
 import { CredentialResolver } from "./credentials.ts";
-import { CREATES_IN_FLIGHT } from "./executor.ts";
+import { POD_WRITES_IN_FLIGHT } from "./executor.ts";
 import { kubeWriter } from "./kube-writer.ts";
 import { Lanes } from "./lanes.ts";
 import { PlaceholderWork } from "./placeholders.ts";
@@ -170,7 +170,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const kube = kubeWriter(client);
   const suffix = () => podNameSuffix(randomBytes(16));
   const lanes = new Lanes({ concurrency: config.azureDevOpsConcurrency });
-  const podLanes = new Lanes({ concurrency: CREATES_IN_FLIGHT });
+  const podLanes = new Lanes({ concurrency: POD_WRITES_IN_FLIGHT });
   const reconciler = new Reconciler({
     caches,
     kube,
@@ -227,7 +227,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const ownerKeys = controllerOwnerKeys(KIND);
   // Pod events are batched: the first event of a resource's pods asks for a reconcile POD_EVENT_BATCH_MS later, and
   // the events until then join it. A burst's 200 pods change about 1,000 times in 10 s; one reconcile per change
-  // would plan the pool 4,000 times a minute (pod creates run outside the reconcile, so nothing else batches them).
+  // would plan the pool 4,000 times a minute (pod writes run outside the reconcile, so nothing else batches them).
   const batched = { add: (key: string) => queue.addAfter(key, POD_EVENT_BATCH_MS) };
   const podEvents = enqueueHandler<PodObject & KubeObject>(batched, (p) => {
     const keys = ownerKeys(p);

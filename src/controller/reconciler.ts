@@ -62,7 +62,7 @@ export interface ReconcilerOptions {
   placeholders: PlaceholderWork;
   /** Azure DevOps writes, one lane per organization, outside the reconcile. */
   lanes: Lanes;
-  /** Pod creates, one lane per namespace, outside the reconcile (executor.ts, rule 1). */
+  /** Pod writes, one lane per namespace, outside the reconcile (executor.ts, rules 1 and 6). */
   podLanes: Lanes;
   /** Standby agents (schedules, predictive standby); without it every template keeps its minCount. */
   standby?: StandbyWork;
@@ -262,15 +262,21 @@ export class Reconciler {
         ...(signal ? { signal } : {}),
         ...(snapshot ? { queueTimeOf: queueTimeLookup(snapshot.jobRequests) } : {}),
         expect: (name, e) => memory.expected.set(name, e),
+        podsChanged: () => subscription.pollNow(),
+        // Their watch events bring the next reconcile; only a change of problems asks for one.
+        podWritesDone: (taskKey, problems) => {
+          const had = memory.background.delete(taskKey);
+          if (problems.length > 0) memory.background.set(taskKey, problems);
+          if (had || problems.length > 0) o.enqueue(key);
+        },
         createDone: (name, done) => this.#createDone(key, memory, name, done),
       },
       o,
     );
     findings.problems.push(...executed.problems);
     const podNames = new Set(podObjects.map((p) => p.metadata.name));
-    findings.problems.push(...laneProblems(memory.background, podNames, (k) => o.lanes.has(k)));
+    findings.problems.push(...laneProblems(memory.background, podNames, (k) => o.lanes.has(k) || o.podLanes.has(k)));
     if (cache) findings.cacheVolumes = cacheVolumeStatus(cache, executed.released);
-    if (executed.changed) subscription.pollNow();
     stage("execute");
     if (signal?.aborted) return undefined;
 

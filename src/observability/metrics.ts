@@ -30,7 +30,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}) {
       name: "azp_scaler_reconcile_stage_duration_seconds",
       help:
         "Time each stage of a reconcile takes: credentials, observe (pods, expectations, standby), plan, execute " +
-        "(Kubernetes writes other than pod creates), status (building the status; it is written afterwards).",
+        "(queueing writes; cache-volume claims), status (building the status; it is written afterwards).",
       labelNames: ["stage"] as const,
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
