@@ -177,10 +177,10 @@ export function withExpectedPods(
 
 /**
  * The scaling core's view of a spec's templates: the declared capabilities, and what the pods' agents will report
- * (the declared ones plus the agent's own, from the pod template). `minCounts` (by index) replaces the spec's
- * minCounts with the ones in force (standby agents: src/controller/standby.ts).
+ * (the declared ones plus the agent's own, from the pod template). `standby` (by index) is the standby in force
+ * (src/controller/standby.ts): the plan then keeps that many pods free beside the busy ones instead of the minCount.
  */
-export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], minCounts?: readonly number[]): TemplateSpec[] {
+export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], standby?: readonly number[]): TemplateSpec[] {
   return spec.podsWithCapabilities.map((t, i) => {
     const declared = t.capabilities as Record<string, string>;
     const reported = reportedCapabilities(declared, t.podTemplateSpec);
@@ -188,8 +188,9 @@ export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], minCounts?
       capabilities: declared,
       reportedCapabilities: reported.capabilities,
       overriddenCapabilities: reported.overridden.map((o) => o.message),
-      minCount: minCounts?.[i] ?? t.minCount,
+      minCount: t.minCount,
       maxCount: t.maxCount,
+      ...(standby?.[i] === undefined ? {} : { standby: standby[i] }),
     };
   });
 }

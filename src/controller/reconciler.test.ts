@@ -28,6 +28,8 @@ import type {
   PvcObject,
 } from "./ports.ts";
 import { Reconciler } from "./reconciler.ts";
+import { StandbyWork } from "./standby.ts";
+import { standbyClock } from "./standby-store.ts";
 
 const NOW = Date.parse("2026-12-01T12:00:00Z");
 const iso = (msAgo: number) => new Date(NOW - msAgo).toISOString();
@@ -158,6 +160,8 @@ interface World {
   deleteDelayMs?: number;
   /** The answer to conditional pod deletes (default done). */
   conditionalDelete?: "done" | "changed";
+  /** Standby agents decided as the operator does (src/controller/standby.ts); default: none. */
+  standby?: boolean;
 }
 
 function harness(world: World) {
@@ -292,6 +296,24 @@ function harness(world: World) {
     placeholders: new PlaceholderWork({ azureDevOps, events: eventsPort, now }),
     lanes,
     podLanes,
+    ...(world.standby
+      ? {
+          standby: new StandbyWork({
+            store: {
+              read: async () => {
+                throw new Error("no history: no template is predictive");
+              },
+              write: async () => {
+                throw new Error("no history: no template is predictive");
+              },
+            },
+            events: eventsPort,
+            clock: standbyClock(now),
+            realNow: now,
+            writeIntervalMs: 60_000,
+          }),
+        }
+      : {}),
     enqueue: (_key, afterMs) => enqueued.push(afterMs),
     now,
     suffix: () => `p${++n}`.padEnd(5, "x"),
@@ -600,6 +622,33 @@ test("a burst: pod POSTs run in the namespace's lane (POD_WRITES_IN_FLIGHT at on
   assert.ok(deletion >= 21 - POD_WRITES_IN_FLIGHT, h.calls.join("; "));
   await h.reconcile();
   assert.equal(h.calls.filter((c) => c === "createPod").length, 21, "answered creates are still expected");
+});
+
+test("the end of a burst: a job list that lags the agent list creates no warm pod for minCount 0", async () => {
+  // Pod a1 was created for job 1 but its agent ran job 2; pod a2, created for job 2, ran job 1 and has just
+  // completed it (the agent list says so); a1 has ended. The job list, older, still shows job 1 reserved by a2.
+  // Job 1 counts as a job of an ended pod (a1 was created for it), so the plan leaves it out and sees a2 finishing;
+  // the standby work, reading the whole list, saw a2 busy: a minCount of 1 made a warm pod nobody asked for.
+  const world: World = {
+    resource: resource(),
+    standby: true,
+    pods: [pod("agents-a1", "agent-done", { createdFor: 1 }), pod("agents-a2", "running", { createdFor: 2 })],
+    pool: {
+      fetchedMsAgo: 2_000,
+      jobRequests: [{ ...queued(1), assignTime: iso(60_000), reservedAgent: { id: 12, name: "agents-a2" } }],
+      agents: [
+        agent(11, "agents-a1", { lastCompletedRequest: { requestId: 2, finishTime: iso(3_000) } }),
+        agent(12, "agents-a2", { lastCompletedRequest: { requestId: 1, finishTime: iso(1_000) } }),
+      ],
+    },
+  };
+  const h = harness(world);
+  await h.reconcile();
+  assert.deepEqual(
+    h.calls.filter((c) => c.startsWith("createPod")),
+    [],
+    h.calls.join("; "),
+  );
 });
 
 test("a refused create: a problem of the next reconcile (2 s later) while the template needs pods, then cleared", async () => {

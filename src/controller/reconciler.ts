@@ -211,14 +211,14 @@ export class Reconciler {
       maxMs: 5 * 60_000,
     });
     memory.failures = failing.memory;
-    // Standby agents in force per template (schedules, predictive standby): the plan's minCounts.
+    // Standby agents in force per template (schedules, predictive standby), kept free beside the busy pods.
     const standby = await o.standby?.decide({ key, resource, previous: raw.status, snapshot, pods });
     if (standby) {
       findings.problems.push(...standby.problems);
       findings.standby = standby.status;
     }
     stage("observe");
-    const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs, standby?.minCounts);
+    const plan = this.#plan(key, resource, snapshot, pods, memory.endedJobs, standby?.standby);
     if (snapshot) {
       this.#sharing.planned(key, resource, plan);
       const organization = o.azureDevOps.organizationKey(resource.spec.organizationUrl);
@@ -319,10 +319,10 @@ export class Reconciler {
     snapshot: PoolSnapshot | undefined,
     pods: readonly ObservedPod[],
     endedJobs: ReadonlyMap<number, number>,
-    minCounts?: readonly number[],
+    standbyCounts?: readonly number[],
   ): ScalePlan {
     const started = performance.now();
-    const specs = templateSpecs(resource.spec, minCounts);
+    const specs = templateSpecs(resource.spec, standbyCounts);
     let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
     if (snapshot) {
       // Jobs go to the best resource on the pool that can serve them now (sharing.ts).

@@ -11,7 +11,9 @@
  *
  * Rules:
  * 1. Every template keeps its standby agents ready beside its busy ones: the plan's minCount is busy + the standby in
- *    force (at most maxCount), so a job that takes a warm agent has it replaced within one poll. (The original
+ *    force (at most maxCount), so a job that takes a warm agent has it replaced within one poll. The plan counts the
+ *    busy pods itself (`TemplateSpec.standby`): its job list leaves out jobs of ended pods, and busy pods counted
+ *    from the whole list could outnumber its live ones and make warm pods at the end of a burst. (The original
  *    operator counted busy pods toward minCount: its warm agent came back only when the job had ended.)
  * 2. Without a standby block the standby in force is the template's minCount; with one, the baseline, schedules and
  *    prediction decide (`decideStandby`).
@@ -82,8 +84,10 @@ export interface StandbyInput {
 }
 
 export interface StandbyResult {
-  /** The scale plan's minCount per template (spec order). */
+  /** The scale plan's minCount per template (spec order): busy + standby, from this view of the pods. */
   minCounts: number[];
+  /** The standby in force per template (spec order): the plan keeps this many free beside its busy pods. */
+  standby: number[];
   /** `status.templates[].standby` per template; undefined for templates without a standby block. */
   status: (StandbyStatus | undefined)[];
   /** Reconcile again after this many real milliseconds: the standby may change then. */
@@ -175,6 +179,7 @@ export class StandbyWork {
       templates.length,
     );
     const minCounts: number[] = [];
+    const standby: number[] = [];
     const status: (StandbyStatus | undefined)[] = [];
     let next: number | undefined;
     const decisions: (StandbyDecision | undefined)[] = templates.map((t, i) => {
@@ -206,10 +211,12 @@ export class StandbyWork {
       const d = decisions[i];
       if (d === undefined) {
         minCounts.push(planMinCount(t.minCount, busy[i] ?? 0, t.maxCount));
+        standby.push(t.minCount);
         status.push(undefined);
         return;
       }
       minCounts.push(planMinCount(d.minCount, busy[i] ?? 0, t.maxCount));
+      standby.push(d.minCount);
       status.push({
         minCount: d.minCount,
         reason: d.reason,
@@ -225,7 +232,7 @@ export class StandbyWork {
       ...(next === undefined ? [] : [Math.max(100, Math.ceil(this.#o.clock.realDelay(next - now)))]),
       ...(requeueWriteMs === undefined ? [] : [Math.max(100, requeueWriteMs)]),
     ];
-    return { minCounts, status, ...(waits.length ? { requeueAfterMs: Math.min(...waits) } : {}), problems };
+    return { minCounts, standby, status, ...(waits.length ? { requeueAfterMs: Math.min(...waits) } : {}), problems };
   }
 
   #stateOf(key: string): State {

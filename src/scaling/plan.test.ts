@@ -188,6 +188,33 @@ describe("scale up", () => {
       creates: [[0, null, [], "min-count"]],
     },
     {
+      name: "standby 2 beside busy pods: one busy, one idle -> one more pod",
+      templates: [{ ...tpl({}, 0, 5), standby: 2 }],
+      jobs: [running(9, "b1")],
+      pods: [
+        { pod: pod("b1"), agent: agent("b1") },
+        { pod: pod("i1"), agent: agent("i1") },
+      ],
+      creates: [[0, null, [], "min-count"]],
+    },
+    {
+      name: "standby 0: no warm pod, whatever another view of the pods counted as busy (the spec's minCount is ignored)",
+      templates: [{ ...tpl({}, 3, 5), standby: 0 }],
+      // Its job list no longer reserves f1 (the job ended), its agent list says f1 completed a job: finishing.
+      pods: [{ pod: pod("f1"), agent: agent("f1", { lastCompletedRequestFinishMs: NOW - 1000 }) }],
+      creates: [],
+    },
+    {
+      name: "standby beside busy pods stays within maxCount",
+      templates: [{ ...tpl({}, 0, 2), standby: 2 }],
+      jobs: [running(8, "b1"), running(9, "b2")],
+      pods: [
+        { pod: pod("b1"), agent: agent("b1") },
+        { pod: pod("b2"), agent: agent("b2") },
+      ],
+      creates: [],
+    },
+    {
       name: "busy agents do not cover pending jobs",
       templates: [tpl({}, 0, 5)],
       jobs: [queued(1)],

@@ -234,7 +234,12 @@ function planTemplate(input: GroupPlanInput, ctx: Context): GroupPlan {
   const current = live.length;
   const occupied = current + occupiedExtra;
   const maxCount = Math.max(0, Math.floor(template.maxCount));
-  const minCount = Math.max(0, Math.floor(template.minCount));
+  // Standby agents beside the busy pods counted here: busy from another view of the pods (the standby work's
+  // reservations) could exceed the live pods of this one and create warm pods that no standby asked for.
+  const minCount =
+    template.standby === undefined
+      ? Math.max(0, Math.floor(template.minCount))
+      : Math.min(maxCount, busy + Math.max(0, Math.floor(template.standby)));
   const desired = Math.min(maxCount, Math.max(minCount, input.jobs.length + busy));
 
   // Coverage per ExtraAgentContainers group: a pod only serves jobs asking for exactly its extra containers.

@@ -26,6 +26,11 @@ export interface TemplateSpec {
   readonly overriddenCapabilities?: readonly string[];
   readonly minCount: number;
   readonly maxCount: number;
+  /**
+   * Standby agents in force, kept free beside the busy pods (src/controller/standby.ts): when set, the template's
+   * minCount is its busy pods, as this plan classifies them, plus these (at most maxCount).
+   */
+  readonly standby?: number;
 }
 
 /** An agent reference as it appears in a job request (`reservedAgent`, `matchedAgents`). */
