@@ -7,6 +7,7 @@ import { type Credential, patCredential, type TokenCredential } from "./auth.ts"
 import {
   AzureDevOpsClient,
   type AzureDevOpsClientOptions,
+  compactJobRequest,
   decideNextPage,
   decideRetry,
   defaultRetryPolicy,
@@ -373,6 +374,52 @@ describe("job requests", () => {
       await sim.stop();
     }
   });
+});
+
+describe("compactJobRequest", () => {
+  const link = { _links: { self: { href: "https://dev.azure.com/org/_apis/x" } } };
+  const ref = (id: number) => ({
+    ...link,
+    id,
+    name: `a${id}`,
+    version: "4.258.1",
+    status: "online",
+    osDescription: "x",
+  });
+  const cases: [string, Record<string, unknown>, unknown][] = [
+    [
+      "the typed fields stay; links, agent details and unknown fields go",
+      {
+        requestId: 7,
+        queueTime: "2026-12-07T10:00:00Z",
+        demands: ["java"],
+        reservedAgent: ref(1),
+        matchedAgents: [ref(1), ref(2)],
+        matchesAllAgentsInPool: true,
+        definition: { ...link, id: 3, name: "ci" },
+        owner: { ...link, id: 4, name: "run" },
+        planId: "p",
+        hostId: "h",
+        data: { ParallelismTag: "Private" },
+      },
+      {
+        requestId: 7,
+        queueTime: "2026-12-07T10:00:00Z",
+        demands: ["java"],
+        reservedAgent: { id: 1, name: "a1", version: "4.258.1", status: "online" },
+        matchedAgents: [
+          { id: 1, name: "a1", version: "4.258.1", status: "online" },
+          { id: 2, name: "a2", version: "4.258.1", status: "online" },
+        ],
+        matchesAllAgentsInPool: true,
+        definition: { id: 3, name: "ci" },
+        owner: { id: 4, name: "run" },
+        planId: "p",
+      },
+    ],
+    ["null fields are left out", { requestId: 8, assignTime: null, reservedAgent: null }, { requestId: 8 }],
+  ];
+  for (const [name, input, expected] of cases) test(name, () => assert.deepEqual(compactJobRequest(input), expected));
 });
 
 describe("job-request paging", () => {

@@ -1,7 +1,7 @@
 /**
  * The Azure DevOps distributedtask shapes the client reads and writes (API 7.1). Null fields are omitted by the
- * service, so everything not always present is optional. Only the fields the operator uses are typed; the objects
- * keep whatever else the service sent.
+ * service, so everything not always present is optional. Only the fields the operator uses are typed; agents keep
+ * whatever else the service sent, job requests only these fields (`compactJobRequest` in client.ts).
  */
 
 export interface AgentReference {
