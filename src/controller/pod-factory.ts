@@ -18,12 +18,20 @@ export interface PodFactoryOptions {
 
 export function createPodFactory(options: PodFactoryOptions): PodFactory {
   const defaultPolicy = options.defaultExtraAgentContainersPolicy;
+  // One checker per spec object (specs stay while their resource's generation does: observe.ts, validateCached),
+  // so the sharing of a pool can keep job matches per checker.
+  const checkers = new WeakMap<object, ReturnType<PodFactory["extraAgentContainersChecker"]>>();
   return {
     build: (input) => buildPodForCreate(input, { defaultExtraAgentContainersPolicy: defaultPolicy }),
     stopSidecarsPatch: (containers) => stopContainersPatch(containers, options.terminatorImage),
     extraAgentContainersChecker: (spec) => {
-      const { policy, policySource } = effectiveExtraAgentContainersPolicy(spec.extraAgentContainers, defaultPolicy);
-      return extraAgentContainersChecker(policy, policySource);
+      let checker = checkers.get(spec);
+      if (checker === undefined) {
+        const { policy, policySource } = effectiveExtraAgentContainersPolicy(spec.extraAgentContainers, defaultPolicy);
+        checker = extraAgentContainersChecker(policy, policySource);
+        checkers.set(spec, checker);
+      }
+      return checker;
     },
   };
 }

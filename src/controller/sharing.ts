@@ -117,8 +117,20 @@ export function jobCapacity(resource: Resource, plan: ScalePlan): number[] {
   });
 }
 
+/** `podHasEnded` by pod object (the caches replace an object when it changes). */
+const ended = new WeakMap<PodObject, boolean>();
+
 /** The pod has finished, is going away, or its agent has ended: it covers no job any more. */
 export function podHasEnded(p: PodObject): boolean {
+  let e = ended.get(p);
+  if (e === undefined) {
+    e = hasEnded(p);
+    ended.set(p, e);
+  }
+  return e;
+}
+
+function hasEnded(p: PodObject): boolean {
   const phase = p.status?.phase;
   const agent = p.status?.containerStatuses?.find((c) => c.name === p.spec.containers[0]?.name);
   return (

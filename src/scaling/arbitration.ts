@@ -24,7 +24,7 @@
  *    can take is nobody's, and every resource reports it.
  */
 import { fingerprintNumber } from "../runtime/compare.ts";
-import { isPending, matchJob, selectPendingJobs, unrequestedCapabilityCount } from "./jobs.ts";
+import { isPending, type JobMatch, matchJob, selectPendingJobs, unrequestedCapabilityCount } from "./jobs.ts";
 import type { JobRequest, PendingJob, TemplateSpec } from "./types.ts";
 
 export interface ResourceTemplates {
@@ -100,8 +100,33 @@ interface Candidate {
   readonly tie: number;
 }
 
+/**
+ * Matches by job, templates and policy: a poll's jobs are handed out again by every reconcile of every resource on
+ * the pool, against the same templates of the others (their arrays and checkers stay while their specs do).
+ */
+const matches = new WeakMap<PendingJob, WeakMap<readonly TemplateSpec[], Map<unknown, JobMatch>>>();
+
+function cachedMatch(job: PendingJob, r: ResourceTemplates): JobMatch {
+  let byTemplates = matches.get(job);
+  if (byTemplates === undefined) {
+    byTemplates = new WeakMap();
+    matches.set(job, byTemplates);
+  }
+  let byChecker = byTemplates.get(r.templates);
+  if (byChecker === undefined) {
+    byChecker = new Map();
+    byTemplates.set(r.templates, byChecker);
+  }
+  let m = byChecker.get(r.checkExtraAgentContainers);
+  if (m === undefined) {
+    m = matchJob(job, r.templates, r.checkExtraAgentContainers);
+    byChecker.set(r.checkExtraAgentContainers, m);
+  }
+  return m;
+}
+
 function candidate(job: PendingJob, r: ResourceTemplates): Candidate | undefined {
-  const m = matchJob(job, r.templates, r.checkExtraAgentContainers);
+  const m = cachedMatch(job, r);
   if (m.kind !== "matched") return undefined;
   const t = r.templates[m.templateIndex];
   if (!t) return undefined;
