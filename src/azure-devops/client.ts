@@ -6,10 +6,12 @@
  * reported to the identity's rate-limit governor, and no request is sent before a Retry-After has elapsed. Every
  * failure is an `AzureDevOpsError` (see errors.ts); a caller's abort signal rejects with the signal's reason.
  */
+
 import { backoffDelay } from "../runtime/backoff.ts";
 import { type Clock, delay, type Random, systemClock } from "../runtime/clock.ts";
 import { type Logger, silentLogger } from "../runtime/logger.ts";
 import { authorizationHeader, type Credential, describeCredential, identityKey, knownSecrets, redact } from "./auth.ts";
+import { AGENT_REFERENCE_KEEP, compactMatchedAgents } from "./compact.ts";
 import {
   AgentBusyError,
   AgentExistsError,
@@ -240,6 +242,8 @@ interface RequestSpec {
   /** Verb phrase for messages: "list the agents of pool 3". */
   operation: string;
   signal?: AbortSignal | undefined;
+  /** Makes a successful answer's text smaller before it is parsed (compact.ts). */
+  compact?: (text: string) => string;
 }
 
 /** Checks an organization URL and returns it without a trailing slash. Throws a `configuration` error. */
@@ -467,6 +471,7 @@ export class AzureDevOpsClient {
         query: { completedRequestCount: options.completedRequestCount, continuationToken: token },
         operation: pagesRead === 1 ? operation : `${operation} (page ${pagesRead})`,
         signal: options.signal,
+        compact: compactMatchedAgents,
       });
       for (const job of this.#list(answer.body, operation, (v) => this.#jobRequest(v, operation))) {
         byId.delete(job.requestId);
@@ -690,6 +695,7 @@ export class AzureDevOpsClient {
       throw failure;
     }
     this.#observed(spec, status, started, rateLimit);
+    if (spec.compact && status >= 200 && status < 300) bodyText = spec.compact(bodyText);
     const result = classifyResponse(withSecrets, {
       status,
       contentType,
@@ -726,7 +732,7 @@ const JOB_REQUEST_FIELDS = [
   "statusMessage",
   "priority",
 ] as const;
-const AGENT_REFERENCE_FIELDS = ["id", "name", "version", "status", "enabled", "provisioningState"] as const;
+const AGENT_REFERENCE_FIELDS = AGENT_REFERENCE_KEEP;
 
 function pick(value: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -740,7 +746,8 @@ const named = (v: unknown) => (isRecord(v) ? pick(v, ["id", "name"]) : v);
 /**
  * A job request with the typed fields only. The service lists every matching agent in `matchedAgents`, each with
  * links and details: in a burst of 200 jobs on a pool of 200 agents that is 40,000 references and tens of MB per
- * poll. Kept whole, one poll's list was most of the operator's heap until the next.
+ * poll. Kept whole, one poll's list was most of the operator's heap until the next. (The list's text is made small
+ * before it is parsed, too: compact.ts.)
  */
 export function compactJobRequest(value: Record<string, unknown>): TaskAgentJobRequest {
   const out = pick(value, JOB_REQUEST_FIELDS);
