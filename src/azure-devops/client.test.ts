@@ -345,6 +345,12 @@ describe("job requests", () => {
     assert.ok(queued.demands?.includes("java"));
     assert.ok(queued.demands?.some((d) => /^Agent\.Version -gtVersion /.test(d)));
     assert.match(apiRequests("/jobrequests").at(-1)?.url ?? "", /\?completedRequestCount=0$/);
+    // The matching agents, cut to what the operator reads while the answer was read (compact.ts).
+    assert.deepEqual(
+      queued.matchedAgents?.map((a) => Object.keys(a).sort()),
+      [["enabled", "id", "name", "provisioningState", "status", "version"]],
+    );
+    assert.equal(queued.matchedAgents?.[0]?.name, "placeholder");
 
     const sim = new SimulatedAgent({
       url: emu.organizationUrl,

@@ -11,7 +11,7 @@ import { backoffDelay } from "../runtime/backoff.ts";
 import { type Clock, delay, type Random, systemClock } from "../runtime/clock.ts";
 import { type Logger, silentLogger } from "../runtime/logger.ts";
 import { authorizationHeader, type Credential, describeCredential, identityKey, knownSecrets, redact } from "./auth.ts";
-import { AGENT_REFERENCE_KEEP, compactMatchedAgents } from "./compact.ts";
+import { AGENT_REFERENCE_KEEP, MatchedAgentsCompactor } from "./compact.ts";
 import {
   AgentBusyError,
   AgentExistsError,
@@ -242,8 +242,8 @@ interface RequestSpec {
   /** Verb phrase for messages: "list the agents of pool 3". */
   operation: string;
   signal?: AbortSignal | undefined;
-  /** Makes a successful answer's text smaller before it is parsed (compact.ts). */
-  compact?: (text: string) => string;
+  /** Makes a successful answer's text smaller while it is read, before it is parsed (compact.ts). */
+  compact?: () => { push(piece: string): void; end(): string };
 }
 
 /** Checks an organization URL and returns it without a trailing slash. Throws a `configuration` error. */
@@ -471,7 +471,7 @@ export class AzureDevOpsClient {
         query: { completedRequestCount: options.completedRequestCount, continuationToken: token },
         operation: pagesRead === 1 ? operation : `${operation} (page ${pagesRead})`,
         signal: options.signal,
-        compact: compactMatchedAgents,
+        compact: () => new MatchedAgentsCompactor(),
       });
       for (const job of this.#list(answer.body, operation, (v) => this.#jobRequest(v, operation))) {
         byId.delete(job.requestId);
@@ -682,7 +682,10 @@ export class AzureDevOpsClient {
       retryAfter = response.headers.get("retry-after");
       rateLimit = readRateLimitHeaders(status, (name) => response.headers.get(name), this.#clock.now());
       this.governor.record(rateLimit);
-      bodyText = await response.text();
+      bodyText =
+        spec.compact && status >= 200 && status < 300 && response.body
+          ? await readCompacted(response.body, spec.compact())
+          : await response.text();
     } catch (err) {
       if (spec.signal?.aborted) throw spec.signal.reason;
       this.#observed(spec, undefined, started, rateLimit);
@@ -695,7 +698,6 @@ export class AzureDevOpsClient {
       throw failure;
     }
     this.#observed(spec, status, started, rateLimit);
-    if (spec.compact && status >= 200 && status < 300) bodyText = spec.compact(bodyText);
     const result = classifyResponse(withSecrets, {
       status,
       contentType,
@@ -756,4 +758,15 @@ export function compactJobRequest(value: Record<string, unknown>): TaskAgentJobR
   if (isRecord(value.definition)) out.definition = named(value.definition);
   if (isRecord(value.owner)) out.owner = named(value.owner);
   return out as unknown as TaskAgentJobRequest;
+}
+
+/** A body read piece by piece into a compactor (the whole text never exists at once). */
+async function readCompacted(
+  body: ReadableStream<Uint8Array>,
+  compactor: { push(piece: string): void; end(): string },
+): Promise<string> {
+  const decoder = new TextDecoder();
+  for await (const chunk of body) compactor.push(decoder.decode(chunk, { stream: true }));
+  compactor.push(decoder.decode());
+  return compactor.end();
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { compactMatchedAgents } from "./compact.ts";
+import { compactMatchedAgents, MatchedAgentsCompactor } from "./compact.ts";
 
 const ref = (id: number, extra: Record<string, unknown> = {}) => ({
   _links: { self: { href: `https://dev.azure.com/org/_apis/distributedtask/Pools/1/Agents/${id}` } },
@@ -49,9 +49,14 @@ describe("compactMatchedAgents", () => {
       { value: [{ matchedAgents: [{ ...small(5), name: 'we\\ird "name"\n' }] }] },
     ],
     [
-      "rule 3: a value that is not a list of objects leaves everything as it was",
-      { value: [{ matchedAgents: [ref(6)] }, { matchedAgents: [1, 2] }] },
-      { value: [{ matchedAgents: [ref(6)] }, { matchedAgents: [1, 2] }] },
+      "rule 3: from a value that is not a list of objects on, the text stays as sent",
+      { value: [{ matchedAgents: [ref(6)] }, { matchedAgents: [1, 2] }, { matchedAgents: [ref(7)] }] },
+      { value: [{ matchedAgents: [small(6)] }, { matchedAgents: [1, 2] }, { matchedAgents: [ref(7)] }] },
+    ],
+    [
+      "numbers and literals at the end of a reference",
+      { value: [{ matchedAgents: [{ name: "x", id: 10 }, { enabled: false }, { status: null }] }] },
+      { value: [{ matchedAgents: [{ name: "x", id: 10 }, { enabled: false }, { status: null }] }] },
     ],
     ["no such member: the same text", { value: [{ requestId: 9 }] }, { value: [{ requestId: 9 }] }],
   ];
@@ -67,6 +72,29 @@ describe("compactMatchedAgents", () => {
     const text = JSON.stringify({ value: [{ matchedAgents: [ref(1), ref(2)] }] });
     for (const cut of [text.indexOf("agent-2"), text.lastIndexOf("CodexAccessMapping")]) {
       assert.equal(compactMatchedAgents(text.slice(0, cut)), text.slice(0, cut));
+    }
+  });
+
+  test("rule 4: text in pieces of any size gives the same text; only one member is held back", () => {
+    const agents = Array.from({ length: 20 }, (_, i) => ref(i + 1, { name: `a"${i}\\` }));
+    const list = {
+      value: Array.from({ length: 10 }, (_, i) => ({ requestId: i, matchedAgents: agents, statusMessage: "]" })),
+    };
+    for (const [text, size] of [0, 1].flatMap((indent) =>
+      [1, 2, 7, 15, 64, 1000, 100_000].map((n) => [JSON.stringify(list, null, indent), n] as const),
+    )) {
+      const whole = compactMatchedAgents(text);
+      assert.ok(whole.length < text.length / 2);
+      const c = new MatchedAgentsCompactor();
+      let held = 0;
+      for (let i = 0; i < text.length; i += size) {
+        c.push(text.slice(i, i + size));
+        held = Math.max(held, c.waiting);
+      }
+      assert.equal(c.end(), whole, `pieces of ${size}`);
+      // One request's member, and up to half as much again before it is looked at once more.
+      const member = text.length / list.value.length;
+      if (size < 1000) assert.ok(held <= member * 1.5 + size, `pieces of ${size}: ${held} held back of ${member}`);
     }
   });
 
