@@ -38,7 +38,9 @@ const INVALID = -2;
 
 export class MatchedAgentsCompactor {
   readonly #kept: ReadonlySet<string>;
-  readonly #out: string[] = [];
+  /** Output so far: joined pieces, and the recent pieces (slices, which keep the text they were cut from). */
+  readonly #joined: string[] = [];
+  #out: string[] = [];
   #pending = "";
   #asSent = false;
   /** After a member was found incomplete: try again once this much is held (so long members cost linear time). */
@@ -63,12 +65,22 @@ export class MatchedAgentsCompactor {
     this.#drain(true);
     this.#out.push(this.#pending);
     this.#pending = "";
-    return this.#out.join("");
+    return [...this.#joined, ...this.#out].join("");
+  }
+
+  #put(...pieces: string[]): void {
+    this.#out.push(...pieces);
+    // A slice keeps the whole string it was cut from (a piece as read, a member before it was cut): joining the
+    // recent ones copies what they show and lets those go.
+    if (this.#out.length >= 32) {
+      this.#joined.push(this.#out.join(""));
+      this.#out = [];
+    }
   }
 
   #emit(upTo: number): void {
     if (upTo <= 0) return;
-    this.#out.push(this.#pending.slice(0, upTo));
+    this.#put(this.#pending.slice(0, upTo));
     this.#pending = this.#pending.slice(upTo);
   }
 
@@ -116,7 +128,7 @@ export class MatchedAgentsCompactor {
         this.#asSent = true;
         continue;
       }
-      this.#out.push(t.slice(0, p), array.text);
+      this.#put(t.slice(0, p), array.text);
       this.#pending = t.slice(array.end);
     }
   }
