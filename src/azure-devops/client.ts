@@ -734,7 +734,6 @@ const JOB_REQUEST_FIELDS = [
   "statusMessage",
   "priority",
 ] as const;
-const AGENT_REFERENCE_FIELDS = AGENT_REFERENCE_KEEP;
 
 function pick(value: Record<string, unknown>, fields: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -742,7 +741,7 @@ function pick(value: Record<string, unknown>, fields: readonly string[]): Record
   return out;
 }
 
-const agentReference = (v: unknown) => (isRecord(v) ? pick(v, AGENT_REFERENCE_FIELDS) : v);
+const agentReference = (v: unknown) => (isRecord(v) ? pick(v, AGENT_REFERENCE_KEEP) : v);
 const named = (v: unknown) => (isRecord(v) ? pick(v, ["id", "name"]) : v);
 
 /**

@@ -246,9 +246,14 @@ export class Reconciler {
     findings.problems.push(...memory.createProblems.values(), ...decided.problems);
     stage("plan");
     const organization = o.azureDevOps.organizationKey(target.organizationUrl);
-    const backgroundDone = (taskKey: string, problems: Problem[]) => {
+    /** A lane task's problems replace those it reported before; true when it reports or reported some. */
+    const recordProblems = (taskKey: string, problems: Problem[]) => {
+      const had = memory.background.delete(taskKey);
       if (problems.length > 0) memory.background.set(taskKey, problems);
-      else memory.background.delete(taskKey);
+      return had || problems.length > 0;
+    };
+    const backgroundDone = (taskKey: string, problems: Problem[]) => {
+      recordProblems(taskKey, problems);
       o.enqueue(key);
     };
     const executed = await execute(
@@ -265,9 +270,7 @@ export class Reconciler {
         podsChanged: () => subscription.pollNow(),
         // Their watch events bring the next reconcile; only a change of problems asks for one.
         podWritesDone: (taskKey, problems) => {
-          const had = memory.background.delete(taskKey);
-          if (problems.length > 0) memory.background.set(taskKey, problems);
-          if (had || problems.length > 0) o.enqueue(key);
+          if (recordProblems(taskKey, problems)) o.enqueue(key);
         },
         createDone: (name, done) => this.#createDone(key, memory, name, done),
       },
