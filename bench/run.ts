@@ -11,6 +11,7 @@
  * of starting one.
  */
 import { node500 } from "./node-500.ts";
+import { plan } from "./plan.ts";
 import { prePull } from "./prepull.ts";
 import { scale } from "./scale.ts";
 import { scaleUp } from "./scale-up.ts";
@@ -19,7 +20,7 @@ import { standby } from "./standby.ts";
 import { standbyWeek } from "./standby-week.ts";
 import { type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
 
-const all: Benchmark[] = [node500, scaleUp, prePull, standby, standbyWeek, serviceHooks, scale];
+const all: Benchmark[] = [plan, node500, scaleUp, prePull, standby, standbyWeek, serviceHooks, scale];
 const args = process.argv.slice(2);
 
 if (args.includes("--list") || args.includes("--help")) {

@@ -54,6 +54,8 @@ export interface Benchmark {
   description: string;
   /** Rough duration on a 2-core machine (s), for the runner's plan. */
   expectedS: number;
+  /** False: it runs without a control plane (its context's `cluster` throws when read). */
+  cluster?: false;
   run(ctx: BenchContext): Promise<BenchResult>;
 }
 
@@ -84,14 +86,18 @@ export async function runBenchmarks(benchmarks: readonly Benchmark[], options: R
   const results: BenchResult[] = [];
   let failed = false;
   try {
-    const cluster = await benchCluster(log);
-    cleanups.add("control plane", () => cluster.close());
+    let cluster: BenchCluster | undefined;
     for (const bench of benchmarks) {
+      if (bench.cluster !== false && cluster === undefined) {
+        const started = await benchCluster(log);
+        cluster = started;
+        cleanups.add("control plane", () => started.close());
+      }
       log(`\n--- ${bench.name}: ${bench.description} (about ${bench.expectedS} s${options.quick ? ", quick" : ""})`);
       const inner = new Cleanups();
       const popInner = cleanups.add(`${bench.name} resources`, () => inner.runAll(log));
       try {
-        const result = await bench.run({ cluster, log, quick: options.quick, workDir, cleanups: inner });
+        const result = await bench.run(contextOf(cluster, { log, quick: options.quick, workDir, cleanups: inner }));
         await popInner();
         printResult(result);
         const file = saveResult(result, outDir);
@@ -113,6 +119,17 @@ export async function runBenchmarks(benchmarks: readonly Benchmark[], options: R
   }
   if (failed) process.exitCode = 1;
   return results;
+}
+
+/** A benchmark's context; without a control plane, reading `cluster` throws. */
+function contextOf(cluster: BenchCluster | undefined, rest: Omit<BenchContext, "cluster">): BenchContext {
+  if (cluster !== undefined) return { cluster, ...rest };
+  return {
+    ...rest,
+    get cluster(): BenchCluster {
+      throw new Error("this benchmark runs without a control plane (cluster: false)");
+    },
+  };
 }
 
 /** `--quick` on the command line. */

@@ -132,11 +132,20 @@ export function createAzureDevOpsPort(
   };
 }
 
-/** Organization URLs as the pollers share them (normalised, case-insensitive). */
+/** Organization URLs as the pollers share them (normalised, case-insensitive), kept per URL as written. */
+const organizationKeys = new Map<string, string>();
+
 function organizationKey(url: string): string {
-  try {
-    return normalizeOrganizationUrl(url).toLowerCase();
-  } catch {
-    return url;
+  let k = organizationKeys.get(url);
+  if (k === undefined) {
+    try {
+      k = normalizeOrganizationUrl(url).toLowerCase();
+    } catch {
+      k = url;
+    }
+    // Resources' URLs: a handful of strings (past 1,000 distinct ones, start again).
+    if (organizationKeys.size >= 1000) organizationKeys.clear();
+    organizationKeys.set(url, k);
   }
+  return k;
 }

@@ -211,6 +211,30 @@ describe("templateSpecs", () => {
     assert.equal(t?.minCount, 1);
     assert.equal(t?.maxCount, 3);
   });
+
+  test("the same array while the templates and the standby in force stay (job matches are kept by it)", () => {
+    const template = { capabilities: { a: "1" }, minCount: 0, maxCount: 3, podTemplateSpec: { spec: {} } };
+    const spec = { podsWithCapabilities: [template, template] } as unknown as Parameters<typeof templateSpecs>[0];
+    const cases: [string, readonly number[] | undefined, readonly number[] | undefined, boolean][] = [
+      ["no standby twice", undefined, undefined, true],
+      ["the same standby (another array)", [2, 0], [2, 0], true],
+      ["standby against none", [2, 0], undefined, false],
+      ["another standby", [2, 0], [1, 0], false],
+    ];
+    for (const [label, first, second, same] of cases) {
+      const a = templateSpecs(spec, first);
+      const b = templateSpecs(spec, second);
+      assert.equal(a === b, same, label);
+      assert.deepEqual(
+        b.map((t) => t.standby),
+        [second?.[0], second?.[1]],
+        label,
+      );
+    }
+    // A new templates' array (a new generation) is looked at anew.
+    const next = { podsWithCapabilities: [{ ...template, maxCount: 5 }] } as unknown as typeof spec;
+    assert.equal(templateSpecs(next)[0]?.maxCount, 5);
+  });
 });
 
 describe("resourcesOnPool", () => {

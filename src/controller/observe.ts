@@ -176,23 +176,46 @@ export function withExpectedPods(
 }
 
 /**
+ * Template specs by templates' array (replaced, never edited, with the resource's generation: `validateCached`)
+ * and standby counts in force: the same array while they stay, so job matches can be kept by it (jobs.ts). Shared:
+ * never edit them.
+ */
+const specsOf = new WeakMap<readonly DefaultedPodsWithCapabilities[], Map<string, readonly TemplateSpec[]>>();
+
+/**
  * The scaling core's view of a spec's templates: the declared capabilities, and what the pods' agents will report
  * (the declared ones plus the agent's own, from the pod template). `standby` (by index) is the standby in force
  * (src/controller/standby.ts): the plan then keeps that many pods free beside the busy ones instead of the minCount.
  */
-export function templateSpecs(spec: DefaultedAutoScaledAgent["spec"], standby?: readonly number[]): TemplateSpec[] {
-  return spec.podsWithCapabilities.map((t, i) => {
-    const declared = t.capabilities as Record<string, string>;
-    const reported = reportedCapabilities(declared, t.podTemplateSpec);
-    return {
-      capabilities: declared,
-      reportedCapabilities: reported.capabilities,
-      overriddenCapabilities: reported.overridden.map((o) => o.message),
-      minCount: t.minCount,
-      maxCount: t.maxCount,
-      ...(standby?.[i] === undefined ? {} : { standby: standby[i] }),
-    };
-  });
+export function templateSpecs(
+  spec: DefaultedAutoScaledAgent["spec"],
+  standby?: readonly number[],
+): readonly TemplateSpec[] {
+  let byStandby = specsOf.get(spec.podsWithCapabilities);
+  if (byStandby === undefined) {
+    byStandby = new Map();
+    specsOf.set(spec.podsWithCapabilities, byStandby);
+  }
+  const key = standby === undefined ? "" : standby.join(",");
+  let specs = byStandby.get(key);
+  if (specs === undefined) {
+    specs = spec.podsWithCapabilities.map((t, i) => {
+      const declared = t.capabilities as Record<string, string>;
+      const reported = reportedCapabilities(declared, t.podTemplateSpec);
+      return {
+        capabilities: declared,
+        reportedCapabilities: reported.capabilities,
+        overriddenCapabilities: reported.overridden.map((o) => o.message),
+        minCount: t.minCount,
+        maxCount: t.maxCount,
+        ...(standby?.[i] === undefined ? {} : { standby: standby[i] }),
+      };
+    });
+    // Standby counts change with schedules and history: a handful per resource.
+    if (byStandby.size >= 8) byStandby.delete(byStandby.keys().next().value as string);
+    byStandby.set(key, specs);
+  }
+  return specs;
 }
 
 /**
@@ -239,14 +262,26 @@ export function resourcesOnPool(
   resource: Resource,
   organizationKey: (url: string) => string,
 ): (DefaultedAutoScaledAgent["spec"] & { key: string })[] {
+  return poolMembers(all, resource, organizationKey).map((m) => ({ key: m.key, ...m.spec }));
+}
+
+/**
+ * `resourcesOnPool` with each resource's spec as validated (the same object while its generation stays, so what
+ * is kept by spec, such as its ExtraAgentContainers checker and its job matches, stays found).
+ */
+export function poolMembers(
+  all: readonly AutoScaledAgent[],
+  resource: Resource,
+  organizationKey: (url: string) => string,
+): { key: string; spec: DefaultedAutoScaledAgent["spec"] }[] {
+  const organization = organizationKey(resource.spec.organizationUrl);
+  const pool = resource.spec.poolName.toLowerCase();
   return all.flatMap((r) => {
     const v = validateCached(r);
     if (!v.ok || r.metadata?.deletionTimestamp) return [];
     const spec = v.value.spec;
-    const same =
-      organizationKey(spec.organizationUrl) === organizationKey(resource.spec.organizationUrl) &&
-      spec.poolName.toLowerCase() === resource.spec.poolName.toLowerCase();
-    return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, ...spec }] : [];
+    const same = spec.poolName.toLowerCase() === pool && organizationKey(spec.organizationUrl) === organization;
+    return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, spec }] : [];
   });
 }
 

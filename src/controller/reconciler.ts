@@ -9,11 +9,10 @@
  * agent failures) and, in the placeholder work and the credential port, when things ran.
  * Everything outside comes through ports (ports.ts), so the whole pipeline runs in a test with fakes.
  */
-import { type AutoScaledAgent, parseDuration, resourceRef, validateAutoScaledAgent } from "../api/v1/index.ts";
+import { type AutoScaledAgent, resourceRef, validateAutoScaledAgent } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { agentFailures } from "../scaling/failures.ts";
-import { planScaling } from "../scaling/plan.ts";
 import type { ObservedPod, ScalePlan } from "../scaling/types.ts";
 import { decideActions, type Problem } from "./actions.ts";
 import { type CacheVolumes, cacheState, cacheVolumeStatus, releasableClaims } from "./cache-volumes.ts";
@@ -22,15 +21,7 @@ import { cleanUpDeleted, hasFinalizer, setFinalizer } from "./deletion.ts";
 import { type CreateDone, execute, laneProblems } from "./executor.ts";
 import type { Lanes } from "./lanes.ts";
 import { type Memory, newMemory } from "./memory.ts";
-import {
-  jobsOfEndedPods,
-  observeAgent,
-  observePod,
-  resourcesOnPool,
-  templateSpecs,
-  validateCached,
-  withExpectedPods,
-} from "./observe.ts";
+import { jobsOfEndedPods, observePod, resourcesOnPool, validateCached, withExpectedPods } from "./observe.ts";
 import type { PlaceholderWork } from "./placeholders.ts";
 import { PoolMetrics, queueTimeLookup } from "./pool-metrics.ts";
 import type {
@@ -45,7 +36,7 @@ import type {
   PoolTarget,
   Resource,
 } from "./ports.ts";
-import { PoolSharing, podHasEnded } from "./sharing.ts";
+import { PoolSharing, planOnPool, podHasEnded } from "./sharing.ts";
 import type { StandbyWork } from "./standby.ts";
 import { azureDevOpsReason, StatusWrites, writeStatus } from "./status.ts";
 
@@ -315,7 +306,7 @@ export class Reconciler {
     return { requeueAfterMs: Math.min(o.resyncIntervalMs, standbyDue, Math.max(1000, placeholdersDue - o.now())) };
   }
 
-  /** The scale plan: jobs another resource on the pool serves better are left to it. */
+  /** The scale plan (sharing.ts, `planOnPool`), timed. */
   #plan(
     key: string,
     resource: Resource,
@@ -325,22 +316,14 @@ export class Reconciler {
     standbyCounts?: readonly number[],
   ): ScalePlan {
     const started = performance.now();
-    const specs = templateSpecs(resource.spec, standbyCounts);
-    let jobRequests = (snapshot?.jobRequests ?? []).filter((j) => !endedJobs.has(j.requestId));
-    if (snapshot) {
-      // Jobs go to the best resource on the pool that can serve them now (sharing.ts).
-      const elsewhere = this.#sharing.servedElsewhere(key, resource, specs, jobRequests);
-      if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
-    }
-    const names = new Set(pods.map((p) => p.name));
-    const plan = planScaling({
-      templates: specs,
-      jobRequests,
+    const plan = planOnPool(this.#sharing, {
+      key,
+      resource,
+      snapshot,
       pods,
-      agents: (snapshot?.agents ?? []).filter((a) => names.has(a.name)).map(observeAgent),
+      endedJobs,
+      standbyCounts,
       now: this.#o.now(),
-      agentMinIdlePeriodMs: parseDuration(resource.spec.agentMinIdlePeriod),
-      maxTerminatedPodsToKeep: resource.spec.maxTerminatedPodsToKeep,
       checkExtraAgentContainers: this.#o.pods.extraAgentContainersChecker(resource.spec),
     });
     this.#o.metrics.planDuration.observe((performance.now() - started) / 1000);

@@ -5,10 +5,12 @@
  * and those it created that the cache does not show yet (a job a pod was created for stays with its resource), and
  * their templates and policies.
  */
+import { parseDuration } from "../api/v1/index.ts";
 import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
-import type { JobRequest, ObservedPod, ScalePlan, TemplateSpec } from "../scaling/types.ts";
-import { observePod, resourcesOnPool, templateSpecs } from "./observe.ts";
-import type { Caches, PodFactory, PodObject, Resource } from "./ports.ts";
+import { planScaling } from "../scaling/plan.ts";
+import type { JobRequest, ObservedPod, PlanInput, ScalePlan, TemplateSpec } from "../scaling/types.ts";
+import { observeAgent, observePod, poolMembers, templateSpecs } from "./observe.ts";
+import type { Caches, PodFactory, PodObject, PoolSnapshot, Resource } from "./ports.ts";
 
 export interface Standing {
   /** Its credential works and its pool poll is healthy. */
@@ -44,18 +46,6 @@ export class PoolSharing {
    * plan maps only what changed (the resource planning now maps its own pods afresh).
    */
   readonly #observed = new WeakMap<PodObject, { templates: unknown; pod: ObservedPod }>();
-
-  /** Template specs by the templates' array (kept with its validation, so stable while the resource is). */
-  readonly #templateSpecs = new WeakMap<Resource["spec"]["podsWithCapabilities"], readonly TemplateSpec[]>();
-
-  #specs(spec: Resource["spec"]): readonly TemplateSpec[] {
-    let t = this.#templateSpecs.get(spec.podsWithCapabilities);
-    if (t === undefined) {
-      t = templateSpecs(spec);
-      this.#templateSpecs.set(spec.podsWithCapabilities, t);
-    }
-    return t;
-  }
 
   #observe(p: PodObject, templates: Resource["spec"]["podsWithCapabilities"]): ObservedPod {
     const kept = this.#observed.get(p);
@@ -96,16 +86,55 @@ export class PoolSharing {
       return {
         key: k,
         ...podStanding(pods, jobRequests, spec.podsWithCapabilities.length),
-        templates: k === key ? specs : this.#specs(spec),
+        templates: k === key ? specs : templateSpecs(spec),
         // This resource is planning from a fresh poll, so it can serve now.
         available: k === key ? true : (standing?.available ?? true),
         ...(standing?.capacity ? { capacity: standing.capacity } : {}),
         checkExtraAgentContainers: this.#pods.extraAgentContainersChecker(spec),
       };
     };
-    const others = resourcesOnPool(all, resource, this.#organizationKey).map((r) => contender(r.key, r));
+    const others = poolMembers(all, resource, this.#organizationKey).map((m) => contender(m.key, m.spec));
     return jobsServedElsewhere(jobRequests, contender(key, resource.spec), others);
   }
+}
+
+export interface PlanRequest {
+  readonly key: string;
+  readonly resource: Resource;
+  /** The pool's latest poll, when fresh (without one the plan only drives Kubernetes-side housekeeping). */
+  readonly snapshot: Pick<PoolSnapshot, "jobRequests" | "agents"> | undefined;
+  /** The resource's pods, cached and expected. */
+  readonly pods: readonly ObservedPod[];
+  /** Jobs of pods that ended (their requests may still show as pending in an older poll). */
+  readonly endedJobs: ReadonlyMap<number, number>;
+  /** Standby agents in force per template (standby.ts). */
+  readonly standbyCounts?: readonly number[] | undefined;
+  readonly now: number;
+  readonly checkExtraAgentContainers: PlanInput["checkExtraAgentContainers"];
+}
+
+/** The scale plan of one resource: the jobs another resource on the pool serves better are left to it. */
+export function planOnPool(sharing: PoolSharing, r: PlanRequest): ScalePlan {
+  const specs = templateSpecs(r.resource.spec, r.standbyCounts);
+  // The same array while no job is left out: what is kept by the poll's list (arbitration.ts) stays found.
+  const polled = r.snapshot?.jobRequests ?? [];
+  const live = r.endedJobs.size === 0 ? polled : polled.filter((j) => !r.endedJobs.has(j.requestId));
+  let jobRequests = live.length === polled.length ? polled : live;
+  if (r.snapshot) {
+    const elsewhere = sharing.servedElsewhere(r.key, r.resource, specs, jobRequests);
+    if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
+  }
+  const names = new Set(r.pods.map((p) => p.name));
+  return planScaling({
+    templates: specs,
+    jobRequests,
+    pods: r.pods,
+    agents: (r.snapshot?.agents ?? []).filter((a) => names.has(a.name)).map(observeAgent),
+    now: r.now,
+    agentMinIdlePeriodMs: parseDuration(r.resource.spec.agentMinIdlePeriod),
+    maxTerminatedPodsToKeep: r.resource.spec.maxTerminatedPodsToKeep,
+    checkExtraAgentContainers: r.checkExtraAgentContainers,
+  });
 }
 
 /** Jobs each template can still take: maxCount minus its pods that cannot take one (busy, finishing, going). */

@@ -24,7 +24,7 @@
  *    can take is nobody's, and every resource reports it.
  */
 import { fingerprintNumber } from "../runtime/compare.ts";
-import { isPending, type JobMatch, matchJob, selectPendingJobs, unrequestedCapabilityCount } from "./jobs.ts";
+import { isPending, matchJobCached, selectPendingJobs, unrequestedCapabilityCount } from "./jobs.ts";
 import type { JobRequest, PendingJob, TemplateSpec } from "./types.ts";
 
 export interface ResourceTemplates {
@@ -100,33 +100,29 @@ interface Candidate {
   readonly tie: number;
 }
 
-/**
- * Matches by job, templates and policy: a poll's jobs are handed out again by every reconcile of every resource on
- * the pool, against the same templates of the others (their arrays and checkers stay while their specs do).
- */
-const matches = new WeakMap<PendingJob, WeakMap<readonly TemplateSpec[], Map<unknown, JobMatch>>>();
+/** Hashes of resource keys (a handful of strings, hashed once). */
+const keyHashes = new Map<string, number>();
 
-function cachedMatch(job: PendingJob, r: ResourceTemplates): JobMatch {
-  let byTemplates = matches.get(job);
-  if (byTemplates === undefined) {
-    byTemplates = new WeakMap();
-    matches.set(job, byTemplates);
+function keyHash(key: string): number {
+  let h = keyHashes.get(key);
+  if (h === undefined) {
+    h = fingerprintNumber(key);
+    if (keyHashes.size >= 10_000) keyHashes.clear();
+    keyHashes.set(key, h);
   }
-  let byChecker = byTemplates.get(r.templates);
-  if (byChecker === undefined) {
-    byChecker = new Map();
-    byTemplates.set(r.templates, byChecker);
-  }
-  let m = byChecker.get(r.checkExtraAgentContainers);
-  if (m === undefined) {
-    m = matchJob(job, r.templates, r.checkExtraAgentContainers);
-    byChecker.set(r.checkExtraAgentContainers, m);
-  }
-  return m;
+  return h;
+}
+
+/** Rule 4's tie order: a 32-bit mix of the request id and the resource key's hash (no string per pair). */
+export function tieOrder(requestId: number, key: string): number {
+  let h = (keyHash(key) ^ Math.imul(requestId | 0, 0x9e3779b1)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 function candidate(job: PendingJob, r: ResourceTemplates): Candidate | undefined {
-  const m = cachedMatch(job, r);
+  const m = matchJobCached(job, r.templates, r.checkExtraAgentContainers);
   if (m.kind !== "matched") return undefined;
   const t = r.templates[m.templateIndex];
   if (!t) return undefined;
@@ -134,7 +130,7 @@ function candidate(job: PendingJob, r: ResourceTemplates): Candidate | undefined
     resource: r,
     templateIndex: m.templateIndex,
     score: unrequestedCapabilityCount(t.capabilities, job),
-    tie: fingerprintNumber(`${job.requestId}/${r.key}`),
+    tie: tieOrder(job.requestId, r.key),
   };
 }
 
@@ -152,11 +148,17 @@ export function assignJobs(
     const c = counts.get(key);
     if (c && (c[t] ?? 0) > 0) c[t] = (c[t] ?? 0) - 1;
   };
+  /** Rule 1: the resource whose pod holds the job (the first listed), with the pod's template. */
+  const holders = new Map<number, { key: string; templateIndex: number }>();
+  for (const r of resources) {
+    for (const [id, templateIndex] of r.covers ?? [])
+      if (!holders.has(id)) holders.set(id, { key: r.key, templateIndex });
+  }
   const out = new Map<number, string>();
   for (const job of selectPendingJobs(jobRequests)) {
-    const holder = resources.find((r) => r.covers?.has(job.requestId));
+    const holder = holders.get(job.requestId);
     if (holder) {
-      take(left, holder.key, holder.covers?.get(job.requestId) ?? -1);
+      take(left, holder.key, holder.templateIndex);
       out.set(job.requestId, holder.key);
       continue;
     }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { reportedCapabilities } from "./capabilities.ts";
-import { isPending, matchJob, matchJobs, selectPendingJobs } from "./jobs.ts";
+import { isPending, matchJob, matchJobCached, matchJobs, selectPendingJobs } from "./jobs.ts";
 import type { JobRequest, PendingJob, TemplateSpec } from "./types.ts";
 
 const AGENT_VERSION = "Agent.Version -gtVersion 2.182.1";
@@ -51,6 +51,42 @@ describe("pending jobs", () => {
     );
     assert.equal(jobs.find((j) => j.requestId === 4)?.demandErrors.length, 1);
     assert.equal(jobs.find((j) => j.requestId === 5)?.queueTimeMs, null);
+  });
+});
+
+describe("a waiting job from poll to poll (every poll parses new request objects)", () => {
+  const first = { requestId: 901, queueTime: "2024-01-01T00:00:01Z", demands: ["docker", "Agent.OS -equals Linux"] };
+  const cases: [string, JobRequest, boolean][] = [
+    ["the same demands and queue time: the same parsed job", { ...first, demands: [...first.demands] }, true],
+    ["a demand changed: parsed again", { ...first, demands: ["docker", "Agent.OS -equals Windows_NT"] }, false],
+    ["a demand more: parsed again", { ...first, demands: [...first.demands, "gpu"] }, false],
+    ["another queue time: parsed again", { ...first, queueTime: "2024-01-01T00:00:02Z" }, false],
+    ["no demands any more: parsed again", { requestId: 901, queueTime: first.queueTime }, false],
+  ];
+  for (const [label, next, same] of cases) {
+    test(label, () => {
+      const [a] = selectPendingJobs([{ ...first }]);
+      const [b] = selectPendingJobs([next]);
+      assert.equal(a === b, same);
+      // Either way, what the job says is what the newest request says.
+      assert.deepEqual(b?.rawDemands, next.demands ?? []);
+      assert.equal(b?.queueTimeMs, Date.parse(next.queueTime ?? ""));
+    });
+  }
+
+  test("matches are kept by job, templates' array and checker", () => {
+    const templates: TemplateSpec[] = [{ capabilities: { docker: "1" }, minCount: 0, maxCount: 1 }];
+    const [j] = selectPendingJobs([{ requestId: 902, demands: ["docker", "ExtraAgentContainers -equals x"] }]);
+    if (j === undefined) throw new Error("not pending");
+    const allow = () => undefined;
+    const refuse = () => "not allowed here";
+    const m = matchJobCached(j, templates, allow);
+    assert.equal(m.kind, "matched");
+    assert.equal(matchJobCached(j, templates, allow), m);
+    assert.equal(matchJobCached(j, templates, refuse).kind, "unmatched");
+    const other = matchJobCached(j, [...templates], allow);
+    assert.notEqual(other, m);
+    assert.deepEqual(other, m);
   });
 });
 

@@ -75,14 +75,35 @@ export function selectPendingJobs(requests: readonly JobRequest[]): PendingJob[]
  */
 const parsed = new WeakMap<JobRequest, PendingJob>();
 
+/**
+ * Parsed pending jobs by request id, across polls: every poll parses new request objects, but a waiting job's
+ * demands and queue time stay, so the next poll's request gets the same parsed job (and the matches kept for it,
+ * `matchJobCached`) when both are as they were. The least recently seen go past `PARSED_BY_ID_MAX`.
+ */
+const parsedById = new Map<number, { queueTime: string | undefined; job: PendingJob }>();
+const PARSED_BY_ID_MAX = 20_000;
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function pendingJob(r: JobRequest): PendingJob {
   let job = parsed.get(r);
-  if (job === undefined) {
-    const rawDemands = r.demands ?? [];
+  if (job !== undefined) return job;
+  const rawDemands = r.demands ?? [];
+  const prior = parsedById.get(r.requestId);
+  parsedById.delete(r.requestId);
+  if (prior !== undefined && prior.queueTime === r.queueTime && sameStrings(prior.job.rawDemands, rawDemands)) {
+    job = prior.job;
+  } else {
     const { demands, errors } = parseDemands(rawDemands);
     job = { requestId: r.requestId, queueTimeMs: parseTime(r.queueTime), rawDemands, demands, demandErrors: errors };
-    parsed.set(r, job);
   }
+  parsedById.set(r.requestId, { queueTime: r.queueTime, job });
+  if (parsedById.size > PARSED_BY_ID_MAX) parsedById.delete(parsedById.keys().next().value as number);
+  parsed.set(r, job);
   return job;
 }
 
@@ -240,6 +261,38 @@ export function matchJob(
   return { kind: "matched", job, templateIndex: best, extraAgentContainers: extraValue };
 }
 
+/**
+ * Matches by job, templates and policy: the jobs of a poll are matched by the plan of every resource on the pool
+ * and by the sharing of the pool against the same templates (their arrays are kept while the resource's generation
+ * and standby stay, observe.ts; checkers while its spec does), and a waiting job keeps its parsed object from poll
+ * to poll (`pendingJob`).
+ */
+const matches = new WeakMap<PendingJob, WeakMap<readonly TemplateSpec[], Map<unknown, JobMatch>>>();
+
+/** `matchJob`, kept by job, templates' array and checker (see `matches`). */
+export function matchJobCached(
+  job: PendingJob,
+  templates: readonly TemplateSpec[],
+  checkExtraAgentContainers?: (value: string) => string | undefined,
+): JobMatch {
+  let byTemplates = matches.get(job);
+  if (byTemplates === undefined) {
+    byTemplates = new WeakMap();
+    matches.set(job, byTemplates);
+  }
+  let byChecker = byTemplates.get(templates);
+  if (byChecker === undefined) {
+    byChecker = new Map();
+    byTemplates.set(templates, byChecker);
+  }
+  let m = byChecker.get(checkExtraAgentContainers);
+  if (m === undefined) {
+    m = matchJob(job, templates, checkExtraAgentContainers);
+    byChecker.set(checkExtraAgentContainers, m);
+  }
+  return m;
+}
+
 /** Matches every pending job; the result keeps queue order. */
 export function matchJobs(
   jobs: readonly PendingJob[],
@@ -249,7 +302,7 @@ export function matchJobs(
   const matched: MatchedJob[] = [];
   const unmatchedJobs: UnmatchedJob[] = [];
   for (const job of jobs) {
-    const m = matchJob(job, templates, checkExtraAgentContainers);
+    const m = matchJobCached(job, templates, checkExtraAgentContainers);
     if (m.kind === "matched") {
       matched.push({ job: m.job, templateIndex: m.templateIndex, extraAgentContainers: m.extraAgentContainers });
     } else {
