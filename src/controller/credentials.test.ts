@@ -135,14 +135,19 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
     } as unknown as KubeClient;
     let now = 0;
     const resolver = new CredentialResolver({ client, logger: silentLogger(), secretTtlMs: 5_000, now: () => now });
+    /** Whether the last resolve answered with a promise (it had to read). */
+    const last = { waited: false };
     const pat = async (key = "team-a/agents") => {
-      const r = await resolver.resolve(key, resource({ personalAccessTokenSecretName: "azure-pat" }));
+      const resolving = resolver.resolve(key, resource({ personalAccessTokenSecretName: "azure-pat" }));
+      last.waited = resolving instanceof Promise;
+      const r = await resolving;
       return r.ok ? (r.credential.kind === "pat" ? r.credential.pat : "?") : r.reason;
     };
     return {
       state,
       resolver,
       pat,
+      last,
       advance: (ms: number) => {
         now += ms;
       },
@@ -152,7 +157,8 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
   }
 
   type Step =
-    | { do: "resolve"; expect: string; gets: number; key?: string }
+    /** `waits`: the resolve answers with a promise (it reads); otherwise at once, from what was read. */
+    | { do: "resolve"; expect: string; gets: number; key?: string; waits?: boolean }
     | { do: "advance"; ms: number }
     | { do: "set"; data: Record<string, string> | "missing" }
     | { do: "refused" };
@@ -160,13 +166,13 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
     {
       name: "a read is used for 5 s; then it still serves while it is read again; the next resolve gets the new value",
       steps: [
-        { do: "resolve", expect: "pat-1", gets: 1 },
+        { do: "resolve", expect: "pat-1", gets: 1, waits: true },
         { do: "set", data: { pat: "pat-2" } },
         { do: "advance", ms: 4_999 },
-        { do: "resolve", expect: "pat-1", gets: 1 },
+        { do: "resolve", expect: "pat-1", gets: 1, waits: false },
         { do: "advance", ms: 1 },
-        { do: "resolve", expect: "pat-1", gets: 2 },
-        { do: "resolve", expect: "pat-2", gets: 2 },
+        { do: "resolve", expect: "pat-1", gets: 2, waits: false },
+        { do: "resolve", expect: "pat-2", gets: 2, waits: false },
       ],
     },
     {
@@ -175,8 +181,8 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
         { do: "resolve", expect: "pat-1", gets: 1 },
         { do: "set", data: "missing" },
         { do: "advance", ms: 5_000 },
-        { do: "resolve", expect: "pat-1", gets: 2 },
-        { do: "resolve", expect: "SecretNotFound", gets: 3 },
+        { do: "resolve", expect: "pat-1", gets: 2, waits: false },
+        { do: "resolve", expect: "SecretNotFound", gets: 3, waits: true },
       ],
     },
     {
@@ -192,7 +198,7 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
         { do: "resolve", expect: "pat-1", gets: 1 },
         { do: "set", data: { pat: "pat-2" } },
         { do: "refused" },
-        { do: "resolve", expect: "pat-2", gets: 2 },
+        { do: "resolve", expect: "pat-2", gets: 2, waits: true },
       ],
     },
     {
@@ -210,7 +216,8 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
         { do: "set", data: { token: "x" } },
         { do: "resolve", expect: "SecretKeyMissing", gets: 1 },
         { do: "set", data: { pat: "pat-1" } },
-        { do: "resolve", expect: "pat-1", gets: 2 },
+        { do: "resolve", expect: "pat-1", gets: 2, waits: true },
+        { do: "resolve", expect: "pat-1", gets: 2, waits: false },
       ],
     },
   ];
@@ -221,6 +228,7 @@ describe("CredentialResolver: Secret reads (rule 1)", () => {
         if (step.do === "resolve") {
           assert.equal(await w.pat(step.key), step.expect, `step ${i}`);
           assert.equal(w.state.gets, step.gets, `step ${i}: GETs`);
+          if (step.waits !== undefined) assert.equal(w.last.waited, step.waits, `step ${i}: answered with a promise`);
         } else if (step.do === "advance") w.advance(step.ms);
         else if (step.do === "set") w.state.data = step.data;
         else w.resolver.refused("team-a/agents");

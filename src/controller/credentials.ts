@@ -41,6 +41,8 @@ interface KeptSecret {
   readonly read: Promise<SecretObject>;
   /** The read succeeded. */
   settled: boolean;
+  /** What it answered, once it did. */
+  secret?: SecretObject;
   /** A newer read runs in the background. */
   refreshing: boolean;
 }
@@ -107,7 +109,11 @@ export class CredentialResolver implements CredentialsPort {
     for (const secret of this.#secretsOf.get(key) ?? []) this.#secrets.delete(secret);
   }
 
-  async resolve(key: string, resource: Resource): Promise<CredentialResult> {
+  /**
+   * Answers at once (no promise) when what it needs was read before: most reconciles then run from start to end
+   * without yielding to other work, so their duration is their own.
+   */
+  resolve(key: string, resource: Resource): CredentialResult | Promise<CredentialResult> {
     const ns = resource.metadata.namespace;
     const patSecret = resource.spec.personalAccessTokenSecretName;
     const entra = resource.spec.entraIdAuthentication;
@@ -122,8 +128,11 @@ export class CredentialResolver implements CredentialsPort {
     }
     if (patSecret) {
       const what = "spec.personalAccessTokenSecretName: the Azure DevOps personal access token";
-      const pat = await this.#readSecretKey(key, ns, patSecret, PAT_SECRET_KEY, what);
-      return pat.ok ? { ok: true, credential: patCredential(pat.value) } : pat;
+      const asPat = (pat: SecretRead): CredentialResult =>
+        pat.ok ? { ok: true, credential: patCredential(pat.value) } : pat;
+      const kept = this.#keptSecret(key, ns, patSecret);
+      if (kept !== undefined) return asPat(this.#secretKey(kept, ns, patSecret, PAT_SECRET_KEY, what));
+      return this.#readSecretKey(key, ns, patSecret, PAT_SECRET_KEY, what).then(asPat);
     }
     if (entra) return this.#entraCredential(key, ns, entra, verdict.authorityHost);
     return {
@@ -131,6 +140,13 @@ export class CredentialResolver implements CredentialsPort {
       reason: "NoCredentials",
       message: "set spec.personalAccessTokenSecretName or spec.entraIdAuthentication",
     };
+  }
+
+  /** The Secret as answered by a kept read that serves now (rule 1), or undefined: then `#readSecret`. */
+  #keptSecret(resourceKey: string, ns: string, name: string): SecretObject | undefined {
+    const kept = this.#secrets.get(`${ns}/${name}`);
+    if (kept?.secret === undefined || decideSecretRead(kept, this.#now(), this.#secretTtlMs) === "read") return;
+    return this.#readSecret(resourceKey, ns, name) === kept.read ? kept.secret : undefined;
   }
 
   /** The Secret, from a read made less than `secretTtlMs` ago or from a new one (rule 1). */
@@ -156,8 +172,9 @@ export class CredentialResolver implements CredentialsPort {
     if (behind) behind.refreshing = true;
     else this.#secrets.set(id, entry);
     read.then(
-      () => {
+      (secret) => {
         entry.settled = true;
+        entry.secret = secret;
         // Replaces what it refreshes, unless that was dropped meanwhile (`refused`, a failed read).
         if (behind && this.#secrets.get(id) === behind) this.#secrets.set(id, entry);
       },
@@ -171,17 +188,7 @@ export class CredentialResolver implements CredentialsPort {
 
   async #readSecretKey(resourceKey: string, ns: string, name: string, key: string, what: string): Promise<SecretRead> {
     try {
-      const secret = await this.#readSecret(resourceKey, ns, name);
-      const value = secret.data?.[key];
-      const text = value === undefined ? "" : Buffer.from(value, "base64").toString("utf8").trim();
-      if (text) return { ok: true, value: text };
-      // Not kept: the key may be added any moment (rule 1).
-      this.#secrets.delete(`${ns}/${name}`);
-      return {
-        ok: false,
-        reason: "SecretKeyMissing",
-        message: `Secret ${ns}/${name} has no non-empty key "${key}" (${what})`,
-      };
+      return this.#secretKey(await this.#readSecret(resourceKey, ns, name), ns, name, key, what);
     } catch (err) {
       return isNotFound(err)
         ? { ok: false, reason: "SecretNotFound", message: `Secret ${ns}/${name} (${what}) not found` }
@@ -191,6 +198,20 @@ export class CredentialResolver implements CredentialsPort {
             message: `Secret ${ns}/${name} could not be read: ${errorMessage(err)}`,
           };
     }
+  }
+
+  /** The key's value in the Secret as read. */
+  #secretKey(secret: SecretObject, ns: string, name: string, key: string, what: string): SecretRead {
+    const value = secret.data?.[key];
+    const text = value === undefined ? "" : Buffer.from(value, "base64").toString("utf8").trim();
+    if (text) return { ok: true, value: text };
+    // Not kept: the key may be added any moment (rule 1).
+    this.#secrets.delete(`${ns}/${name}`);
+    return {
+      ok: false,
+      reason: "SecretKeyMissing",
+      message: `Secret ${ns}/${name} has no non-empty key "${key}" (${what})`,
+    };
   }
 
   async #entraCredential(

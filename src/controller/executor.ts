@@ -114,11 +114,15 @@ export interface ExecutionReport {
   released: Set<string>;
 }
 
-export async function execute(
+/**
+ * Carries the actions out: writes are queued in lanes and run after the reconcile. Only cache-volume claims are
+ * made here, awaited; without them the report comes at once (no promise: the reconcile does not yield).
+ */
+export function execute(
   actions: readonly Action[],
   ctx: ExecutionContext,
   ports: ExecutorPorts,
-): Promise<ExecutionReport> {
+): ExecutionReport | Promise<ExecutionReport> {
   const report: ExecutionReport = { problems: [], released: new Set() };
   const { resource } = ctx;
   const ns = resource.metadata.namespace;
@@ -261,41 +265,45 @@ export async function execute(
     podWrites.set(pod, writes);
   };
 
-  for (const action of actions) {
-    if (ctx.signal?.aborted) break;
+  /** One action; a promise when it has to wait (cache-volume claims). */
+  const step = (action: Action): Promise<void> | undefined => {
     switch (action.kind) {
       case "create-pod": {
         // Rule 1 (and rule 5, in the lane).
         const { create } = action;
         const name = podName(resource.metadata.name, ports.suffix());
-        let claims: { mapping: Record<string, string>; claimed: string[] } = { mapping: {}, claimed: [] };
-        if (cache) {
-          const prepared = await ports.cacheVolumes
-            .prepare(resource, cache, name, create.templateIndex, ctx.pvcs)
-            .catch((err: unknown) => ({
-              ok: false as const,
-              reason: "CacheVolumeFailed",
-              message: `cache volume for pod ${name}: ${errorMessage(err)}`,
-            }));
-          if (!prepared.ok) {
-            const jobs = create.forRequestIds.length ? ` (job request ${create.forRequestIds.join(", ")} waits)` : "";
-            problem(prepared.reason, `${prepared.message}${jobs}`, true);
-            continue;
-          }
-          claims = prepared;
-          cache = withClaims(cache, name, prepared.mapping, ports.now());
+        const queue = (claims: { mapping: Record<string, string>; claimed: string[] }) => {
+          const now = ports.now();
+          ctx.expect(name, {
+            at: now,
+            pod: expectedPod(name, create, now),
+            pvcNames: Object.values(claims.mapping),
+            confirmed: false,
+            pending: true,
+          });
+          ports.podLanes.submit(ns, { key: `create:${ns}/${name}`, run: () => post(name, create, claims) });
+        };
+        if (!cache) {
+          queue({ mapping: {}, claimed: [] });
+          return undefined;
         }
-        const now = ports.now();
-        ctx.expect(name, {
-          at: now,
-          pod: expectedPod(name, create, now),
-          pvcNames: Object.values(claims.mapping),
-          confirmed: false,
-          pending: true,
-        });
-        const held = claims;
-        ports.podLanes.submit(ns, { key: `create:${ns}/${name}`, run: () => post(name, create, held) });
-        break;
+        const state = cache;
+        return ports.cacheVolumes
+          .prepare(resource, state, name, create.templateIndex, ctx.pvcs)
+          .catch((err: unknown) => ({
+            ok: false as const,
+            reason: "CacheVolumeFailed",
+            message: `cache volume for pod ${name}: ${errorMessage(err)}`,
+          }))
+          .then((prepared) => {
+            if (!prepared.ok) {
+              const jobs = create.forRequestIds.length ? ` (job request ${create.forRequestIds.join(", ")} waits)` : "";
+              problem(prepared.reason, `${prepared.message}${jobs}`, true);
+              return;
+            }
+            cache = withClaims(state, name, prepared.mapping, ports.now());
+            queue(prepared);
+          });
       }
       case "remove-pod": {
         // Rule 2.
@@ -365,36 +373,57 @@ export async function execute(
           }
         });
         break;
-      case "release-claims": {
+      case "release-claims":
         // Rule 4.
-        try {
-          for (const name of await ports.cacheVolumes.release(ns, action.claims)) report.released.add(name);
-        } catch (err) {
-          problem("CacheVolumeReleaseFailed", errorMessage(err));
-        }
-        break;
-      }
+        return ports.cacheVolumes.release(ns, action.claims).then(
+          (names) => {
+            for (const name of names) report.released.add(name);
+          },
+          (err: unknown) => problem("CacheVolumeReleaseFailed", errorMessage(err)),
+        );
       case "event":
         if (action.type === "Warning") ports.events.warning(ref, action.reason, action.message, action.action);
         else ports.events.normal(ref, action.reason, action.message, action.action);
         break;
     }
+    return undefined;
+  };
+
+  /**
+   * Rule 6: each pod's writes as one task of the namespace's lane, queued once every action was looked at; a pod
+   * that has one queued or running is left to the next reconcile (the watch event of that write asks for it).
+   */
+  const finish = (): ExecutionReport => {
+    for (const [pod, writes] of podWrites) {
+      const key = `${POD_TASK}${ns}/${pod}`;
+      ports.podLanes.submit(ns, {
+        key,
+        run: async () => {
+          const problems: Problem[] = [];
+          try {
+            for (const write of writes) await write(problems);
+          } finally {
+            ctx.podWritesDone(key, problems);
+          }
+        },
+      });
+    }
+    return report;
+  };
+
+  // The actions in order; from the first that has to wait on, the rest follow it (awaited).
+  for (let i = 0; i < actions.length; i++) {
+    if (ctx.signal?.aborted) break;
+    const waiting = step(actions[i] as Action);
+    if (waiting === undefined) continue;
+    return (async () => {
+      await waiting;
+      for (const action of actions.slice(i + 1)) {
+        if (ctx.signal?.aborted) break;
+        await step(action);
+      }
+      return finish();
+    })();
   }
-  // Rule 6: each pod's writes as one task of the namespace's lane; a pod that has one queued or running is left to
-  // the next reconcile (the watch event of that write asks for it).
-  for (const [pod, writes] of podWrites) {
-    const key = `${POD_TASK}${ns}/${pod}`;
-    ports.podLanes.submit(ns, {
-      key,
-      run: async () => {
-        const problems: Problem[] = [];
-        try {
-          for (const write of writes) await write(problems);
-        } finally {
-          ctx.podWritesDone(key, problems);
-        }
-      },
-    });
-  }
-  return report;
+  return finish();
 }

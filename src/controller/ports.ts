@@ -156,8 +156,11 @@ export type CredentialResult =
   | { ok: false; reason: string; message: string; retryable?: boolean };
 
 export interface CredentialsPort {
-  /** The Azure DevOps credential a resource names (PAT Secret or Entra ID), read now or from a cache. */
-  resolve(key: string, resource: Resource): Promise<CredentialResult>;
+  /**
+   * The Azure DevOps credential a resource names (PAT Secret or Entra ID), read now or from a cache: without a
+   * promise when it needs no read (the reconcile then does not yield to other work).
+   */
+  resolve(key: string, resource: Resource): CredentialResult | Promise<CredentialResult>;
   /** Drops what is cached for the resource (deleted or invalid). */
   forget(key: string): void;
   /**

@@ -154,7 +154,9 @@ export class Reconciler {
 
     // 2. Credential.
     stageStart = performance.now();
-    const credential = await o.credentials.resolve(key, resource);
+    // Awaited only when it is a promise: a reconcile that needs no read runs to its end without yielding.
+    const resolving = o.credentials.resolve(key, resource);
+    const credential = resolving instanceof Promise ? await resolving : resolving;
     stage("credentials");
     if (!credential.ok) {
       findings.credentials = { reason: credential.reason, message: credential.message };
@@ -203,7 +205,8 @@ export class Reconciler {
     });
     memory.failures = failing.memory;
     // Standby agents in force per template (schedules, predictive standby), kept free beside the busy pods.
-    const standby = await o.standby?.decide({ key, resource, previous: raw.status, snapshot, pods });
+    const deciding = o.standby?.decide({ key, resource, previous: raw.status, snapshot, pods });
+    const standby = deciding instanceof Promise ? await deciding : deciding;
     if (standby) {
       findings.problems.push(...standby.problems);
       findings.standby = standby.status;
@@ -247,7 +250,7 @@ export class Reconciler {
       recordProblems(taskKey, problems);
       o.enqueue(key);
     };
-    const executed = await execute(
+    const executing = execute(
       decided.actions,
       {
         resource,
@@ -267,6 +270,7 @@ export class Reconciler {
       },
       o,
     );
+    const executed = executing instanceof Promise ? await executing : executing;
     findings.problems.push(...executed.problems);
     const podNames = new Set(podObjects.map((p) => p.metadata.name));
     findings.problems.push(...laneProblems(memory.background, podNames, (k) => o.lanes.has(k) || o.podLanes.has(k)));

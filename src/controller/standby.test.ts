@@ -279,14 +279,20 @@ describe("StandbyWork: predictive standby and its history", () => {
       previous: undefined,
       pods: [pod("agents-a"), pod("agents-b")],
     };
-    await w.work.decide({ ...base, snapshot: snapshot([job(1, "agents-a")]) });
+    const first = w.work.decide({ ...base, snapshot: snapshot([job(1, "agents-a")]) });
+    assert.ok(first instanceof Promise, "the history is read first: the reconcile waits for it");
+    await first;
     assert.equal(w.store.writes, 1);
     w.advance(10_000);
-    const r = await w.work.decide({ ...base, snapshot: snapshot([job(1, "agents-a"), job(2, "agents-b")]) });
+    const deciding = w.work.decide({ ...base, snapshot: snapshot([job(1, "agents-a"), job(2, "agents-b")]) });
+    assert.ok(!(deciding instanceof Promise), "read, and no write due: the answer comes at once");
+    const r = await deciding;
     assert.equal(w.store.writes, 1, "not yet");
     assert.ok((r.requeueAfterMs ?? 0) <= 50_000, `requeue after ${r.requeueAfterMs}`);
     w.advance(50_000);
-    await w.work.decide({ ...base, snapshot: snapshot([job(1, "agents-a"), job(2, "agents-b")]) });
+    const writing = w.work.decide({ ...base, snapshot: snapshot([job(1, "agents-a"), job(2, "agents-b")]) });
+    assert.ok(writing instanceof Promise, "a write is due: the reconcile waits for it");
+    await writing;
     assert.equal(w.store.writes, 2);
     assert.deepEqual([...w.store.stored().seen], [1, 2]);
   });
@@ -400,15 +406,16 @@ describe("StandbyWork: predictive standby and its history", () => {
     assert.equal(w.store.writes, 2);
   });
 
-  test("12. a resource without predictive templates never reads or writes a history", async () => {
+  test("12. a resource without predictive templates never reads or writes a history, nor waits", async () => {
     const w = world();
-    await w.work.decide({
+    const deciding = w.work.decide({
       key: "ci/agents",
       resource: resource({ schedules: [office] }),
       previous: undefined,
       snapshot: snapshot([job(1, "agents-a")]),
       pods: [pod("agents-a")],
     });
+    assert.ok(!(deciding instanceof Promise));
     assert.equal(w.store.reads + w.store.writes, 0);
   });
 });

@@ -105,6 +105,18 @@ interface State {
   announced?: Map<string, string>;
 }
 
+/** Capability-set keys of a spec's templates, by templates' array (replaced, never edited). */
+const keysOf = new WeakMap<Resource["spec"]["podsWithCapabilities"], readonly string[]>();
+
+function templateKeys(templates: Resource["spec"]["podsWithCapabilities"]): readonly string[] {
+  let keys = keysOf.get(templates);
+  if (keys === undefined) {
+    keys = templates.map((t) => capabilitySetKey(t.capabilities as Record<string, string>));
+    keysOf.set(templates, keys);
+  }
+  return keys;
+}
+
 const announcement = (s: { minCount: number; reason: string; schedule?: number | undefined }) =>
   `${s.minCount} ${s.reason}${s.schedule === undefined ? "" : ` ${s.schedule}`}`;
 
@@ -136,32 +148,66 @@ export class StandbyWork {
     this.#states.delete(key);
   }
 
-  async decide(input: StandbyInput): Promise<StandbyResult> {
-    const { key, resource, snapshot, pods } = input;
+  /**
+   * The standby in force. Without a predictive template nothing is read or written, and the answer comes at once
+   * (no promise: the reconcile does not yield to other work).
+   */
+  decide(input: StandbyInput): StandbyResult | Promise<StandbyResult> {
+    const { key, resource } = input;
     const templates = resource.spec.podsWithCapabilities;
     const now = this.#o.clock.now();
     const problems: Problem[] = [];
     const state = this.#stateOf(key);
-    const keys = templates.map((t) => capabilitySetKey(t.capabilities as Record<string, string>));
+    const keys = templateKeys(templates);
     const predictive = new Map<string, NonNullable<NonNullable<(typeof templates)[number]["standby"]>["predictive"]>>();
     templates.forEach((t, i) => {
       if (t.standby?.predictive) predictive.set(keys[i] as string, t.standby.predictive);
     });
-
-    // Rules 3-6: the history of predictive templates.
-    let requeueWriteMs: number | undefined;
-    if (predictive.size > 0) {
-      await this.#load(resource, state, problems);
-      if (state.history !== undefined && snapshot !== undefined)
-        this.#record(state, snapshot, pods, keys, predictive, now);
-      if (state.history !== undefined && state.dirty) {
-        const wait = state.lastWriteAt + this.#o.writeIntervalMs - this.#o.realNow();
-        if (wait <= 0) await this.#write(resource, state, problems);
-        else requeueWriteMs = wait;
-      }
+    if (predictive.size === 0) return this.#decideNow(input, state, keys, now, problems, undefined);
+    const history =
+      state.history === undefined
+        ? this.#load(resource, state, problems).then(() => this.#history(input, state, keys, predictive, now, problems))
+        : this.#history(input, state, keys, predictive, now, problems);
+    if (history instanceof Promise) {
+      return history.then((requeueWriteMs) => this.#decideNow(input, state, keys, now, problems, requeueWriteMs));
     }
+    return this.#decideNow(input, state, keys, now, problems, history);
+  }
 
-    // Rules 1-2: the decision and the plan's minCount per template.
+  /**
+   * Rules 3-6: the history of predictive templates, once read: this poll's jobs recorded, and the history written
+   * when due (a promise only then); otherwise how long until it may be written, when it waits.
+   */
+  #history(
+    input: StandbyInput,
+    state: State,
+    keys: readonly string[],
+    predictive: ReadonlyMap<string, { lookaheadMinutes?: number; historyWeeks?: number }>,
+    now: number,
+    problems: Problem[],
+  ): number | undefined | Promise<undefined> {
+    const { resource, snapshot, pods } = input;
+    if (state.history !== undefined && snapshot !== undefined)
+      this.#record(state, snapshot, pods, keys, predictive, now);
+    if (state.history !== undefined && state.dirty) {
+      const wait = state.lastWriteAt + this.#o.writeIntervalMs - this.#o.realNow();
+      if (wait <= 0) return this.#write(resource, state, problems).then(() => undefined);
+      return wait;
+    }
+    return undefined;
+  }
+
+  /** Rules 1-2: the decision and the plan's minCount per template. */
+  #decideNow(
+    input: StandbyInput,
+    state: State,
+    keys: readonly string[],
+    now: number,
+    problems: Problem[],
+    requeueWriteMs: number | undefined,
+  ): StandbyResult {
+    const { resource, snapshot, pods } = input;
+    const templates = resource.spec.podsWithCapabilities;
     const zones = new Map<string, Zone>();
     const zoneOf = (name: string) => {
       let z = zones.get(name);
