@@ -380,6 +380,55 @@ describe("job requests", () => {
       await sim.stop();
     }
   });
+
+  test("matchedAgentsNamed: only the references with that name prefix are kept; the body may come in any pieces", async () => {
+    /** The emulator's answers, sent on in pieces of 3 bytes (cutting characters of several bytes). */
+    const smallPieces: typeof fetch = async (input, init) => {
+      const answer = await fetch(input, init);
+      const bytes = new Uint8Array(await answer.arrayBuffer());
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let i = 0; i < bytes.length; i += 3) controller.enqueue(bytes.slice(i, i + 3));
+          controller.close();
+        },
+      });
+      return new Response(body, { status: answer.status, headers: answer.headers });
+    };
+    const c = client({ fetch: smallPieces });
+    const { id: poolId } = await c.findPoolByName("sim-pool");
+    const capabilities = { java: "17", "Agent.Version": "4.258.1" };
+    for (const name of ["dummy-agent", "worker-é日本", "dummy-agent-abc", "dummy-agen", "Dummy-agent-x"]) {
+      await c.registerAgent(poolId, { name, version: "4.258.1", systemCapabilities: capabilities });
+    }
+    const job = emu.control.queueJob({ pool: "sim-pool", demands: ["java"] });
+
+    const names = (jobs: TaskAgentJobRequest[]) =>
+      jobs
+        .find((j) => j.requestId === job.requestId)
+        ?.matchedAgents?.map((a) => a.name)
+        .sort();
+    assert.deepEqual(names(await c.listJobRequests(poolId, { completedRequestCount: 0 })), [
+      "Dummy-agent-x",
+      "dummy-agen",
+      "dummy-agent",
+      "dummy-agent-abc",
+      "worker-é日本",
+    ]);
+    const [placeholdersOnly] = await c.listJobRequests(poolId, {
+      completedRequestCount: 0,
+      matchedAgentsNamed: "dummy-agent",
+    });
+    assert.deepEqual(names(placeholdersOnly ? [placeholdersOnly] : []), ["dummy-agent", "dummy-agent-abc"]);
+    assert.deepEqual(
+      placeholdersOnly?.matchedAgents?.map((a) => Object.keys(a).sort()),
+      [
+        ["enabled", "id", "name", "provisioningState", "status", "version"],
+        ["enabled", "id", "name", "provisioningState", "status", "version"],
+      ],
+    );
+    assert.deepEqual(names(await c.listJobRequests(poolId, { matchedAgentsNamed: "worker-é" })), ["worker-é日本"]);
+    assert.deepEqual(names(await c.listJobRequests(poolId, { matchedAgentsNamed: "none" })), []);
+  });
 });
 
 describe("compactJobRequest", () => {

@@ -187,6 +187,11 @@ export interface ListJobRequestsOptions extends CallOptions {
   completedRequestCount?: number;
   /** Pages followed at most when the service cuts the answer (`X-MS-ContinuationToken`). Default 50. */
   maxPages?: number;
+  /**
+   * Keep only the `matchedAgents` references whose name starts with this (the others are dropped while the answer
+   * is read, compact.ts rule 5). Absent: all references are kept (cut to their fields).
+   */
+  matchedAgentsNamed?: string;
 }
 
 /** Pages of one job-request list followed at most (about 200 requests a page: 10,000 unfinished requests). */
@@ -233,6 +238,12 @@ interface Answer {
   header(name: string): string | null;
 }
 
+/** Takes a body's bytes piece by piece; gives its (cut) text at the end. */
+interface BodyCompactor {
+  push(chunk: Uint8Array): void;
+  end(): string;
+}
+
 interface RequestSpec {
   method: HttpMethod;
   /** Relative to the organization URL, without a leading slash. */
@@ -242,8 +253,8 @@ interface RequestSpec {
   /** Verb phrase for messages: "list the agents of pool 3". */
   operation: string;
   signal?: AbortSignal | undefined;
-  /** Makes a successful answer's text smaller while it is read, before it is parsed (compact.ts). */
-  compact?: () => { push(piece: string): void; end(): string };
+  /** Makes a successful answer's body smaller while it is read, before it is decoded and parsed (compact.ts). */
+  compact?: () => BodyCompactor;
 }
 
 /** Checks an organization URL and returns it without a trailing slash. Throws a `configuration` error. */
@@ -457,6 +468,7 @@ export class AzureDevOpsClient {
    * The pool's job requests; `completedRequestCount: 0` gives only unfinished ones. When the service cuts the
    * answer (`X-MS-ContinuationToken` header), the next pages are read with `continuationToken=`, up to `maxPages`
    * (`decideNextPage`); a request listed on two pages (it moved while paging) is kept once, from the later page.
+   * Each answer's `matchedAgents` are cut while it is read (compact.ts), to `matchedAgentsNamed` when given.
    */
   async listJobRequests(poolId: number, options: ListJobRequestsOptions = {}): Promise<TaskAgentJobRequest[]> {
     const operation = `list the job requests of pool ${poolId}`;
@@ -471,7 +483,7 @@ export class AzureDevOpsClient {
         query: { completedRequestCount: options.completedRequestCount, continuationToken: token },
         operation: pagesRead === 1 ? operation : `${operation} (page ${pagesRead})`,
         signal: options.signal,
-        compact: () => new MatchedAgentsCompactor(),
+        compact: () => new MatchedAgentsCompactor({ referenceNamePrefix: options.matchedAgentsNamed }),
       });
       for (const job of this.#list(answer.body, operation, (v) => this.#jobRequest(v, operation))) {
         byId.delete(job.requestId);
@@ -748,7 +760,8 @@ const named = (v: unknown) => (isRecord(v) ? pick(v, ["id", "name"]) : v);
  * A job request with the typed fields only. The service lists every matching agent in `matchedAgents`, each with
  * links and details: in a burst of 200 jobs on a pool of 200 agents that is 40,000 references and tens of MB per
  * poll. Kept whole, one poll's list was most of the operator's heap until the next. (The list's text is made small
- * before it is parsed, too: compact.ts.)
+ * before it is parsed, too: compact.ts. An answer that the compactor left as sent, its rule 3, is cut here only,
+ * without the name filter of `matchedAgentsNamed`.)
  */
 export function compactJobRequest(value: Record<string, unknown>): TaskAgentJobRequest {
   const out = pick(value, JOB_REQUEST_FIELDS);
@@ -759,13 +772,8 @@ export function compactJobRequest(value: Record<string, unknown>): TaskAgentJobR
   return out as unknown as TaskAgentJobRequest;
 }
 
-/** A body read piece by piece into a compactor (the whole text never exists at once). */
-async function readCompacted(
-  body: ReadableStream<Uint8Array>,
-  compactor: { push(piece: string): void; end(): string },
-): Promise<string> {
-  const decoder = new TextDecoder();
-  for await (const chunk of body) compactor.push(decoder.decode(chunk, { stream: true }));
-  compactor.push(decoder.decode());
+/** A body read piece by piece into a compactor, as bytes: only the cut text is ever decoded. */
+async function readCompacted(body: ReadableStream<Uint8Array>, compactor: BodyCompactor): Promise<string> {
+  for await (const chunk of body) compactor.push(chunk);
   return compactor.end();
 }

@@ -294,6 +294,8 @@ class MemoryReader implements PoolReader {
   jobs: TaskAgentJobRequest[] = [];
   agents: TaskAgent[] = [];
   calls: string[] = [];
+  /** The options of each job-request list, without the signal. */
+  asked: object[] = [];
   failure: AzureDevOpsError | undefined;
 
   constructor(clock: ManualClock) {
@@ -305,8 +307,13 @@ class MemoryReader implements PoolReader {
     return { id: 1, name };
   }
 
-  async listJobRequests(): Promise<TaskAgentJobRequest[]> {
+  async listJobRequests(
+    _poolId: number,
+    options: Parameters<PoolReader["listJobRequests"]>[1],
+  ): Promise<TaskAgentJobRequest[]> {
     this.calls.push("jobs");
+    const { signal: _, ...asked } = options;
+    this.asked.push(asked);
     if (this.failure) throw this.failure;
     return this.jobs;
   }
@@ -396,6 +403,24 @@ describe("JobRequestPoller on a manual clock", () => {
     poller.subscribe(recorder);
     return { clock, reader, poller, recorder, t0: clock.now() };
   }
+
+  test("matchedAgentsNamed: passed on to every job-request list; absent by default", async () => {
+    const named = setup({ matchedAgentsNamed: "dummy-agent" });
+    named.poller.start();
+    await named.clock.tick(0);
+    await named.clock.tick(10_000);
+    assert.deepEqual(named.reader.asked, [
+      { completedRequestCount: 0, matchedAgentsNamed: "dummy-agent" },
+      { completedRequestCount: 0, matchedAgentsNamed: "dummy-agent" },
+    ]);
+    await named.poller.stop();
+
+    const plain = setup();
+    plain.poller.start();
+    await plain.clock.tick(0);
+    assert.deepEqual(plain.reader.asked, [{ completedRequestCount: 0 }]);
+    await plain.poller.stop();
+  });
 
   test("a quiet pool: job requests every idle interval, agents only when their list is old", async () => {
     const { clock, reader, poller, recorder, t0 } = setup();

@@ -29,7 +29,7 @@ export interface PoolReader {
   findPoolByName(name: string, options?: { signal?: AbortSignal }): Promise<TaskAgentPool>;
   listJobRequests(
     poolId: number,
-    options: { completedRequestCount?: number; signal?: AbortSignal },
+    options: { completedRequestCount?: number; matchedAgentsNamed?: string; signal?: AbortSignal },
   ): Promise<TaskAgentJobRequest[]>;
   listAgents(
     poolId: number,
@@ -107,6 +107,11 @@ export interface PollerOptions {
   readonly poolRecheckIntervalMs: number;
   /** Ask for agent capabilities too (bigger answers). Default false. */
   readonly includeAgentCapabilities: boolean;
+  /**
+   * Keep only the `matchedAgents` references of the job requests whose name starts with this; the others are
+   * dropped while the list is read (`listJobRequests`' `matchedAgentsNamed`). Absent (the default): all are kept.
+   */
+  readonly matchedAgentsNamed?: string;
 }
 
 export const defaultPollerOptions: PollerOptions = {
@@ -630,7 +635,12 @@ export class JobRequestPoller {
     let agents = this.#agents;
     let changed: boolean;
     try {
-      jobRequests = await this.#reader.listJobRequests(poolId, { completedRequestCount: 0, signal });
+      const named = this.options.matchedAgentsNamed;
+      jobRequests = await this.#reader.listJobRequests(poolId, {
+        completedRequestCount: 0,
+        ...(named === undefined ? {} : { matchedAgentsNamed: named }),
+        signal,
+      });
       const fetchedAt = this.#clock.now();
       changed = jobRequestsFingerprint(jobRequests) !== this.#fingerprint;
       const activity = changed && this.#fingerprint !== undefined;

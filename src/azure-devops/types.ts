@@ -24,6 +24,11 @@ export interface TaskAgentJobRequest {
   readonly result?: string;
   readonly demands?: readonly string[];
   readonly reservedAgent?: AgentReference;
+  /**
+   * The agents that match the request, each cut to the `AgentReference` fields. With `listJobRequests`'
+   * `matchedAgentsNamed`, only those whose name starts with it (plus any without a name), except in an answer the
+   * compactor left as sent (compact.ts rule 3), which lists them all: a reader filters by name itself.
+   */
   readonly matchedAgents?: readonly AgentReference[];
   readonly matchesAllAgentsInPool?: boolean;
   readonly poolId?: number;

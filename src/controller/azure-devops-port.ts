@@ -11,6 +11,7 @@ import type { OrganizationPolls } from "../hooks/server.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import { PlaceholderManager } from "../placeholders/manager.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { PLACEHOLDER_AGENT_PREFIX } from "../scaling/naming.ts";
 import type { AgentDeletion, AzureDevOpsPort, PoolSnapshot, PoolTarget } from "./ports.ts";
 import { requestRecorder } from "./request-metrics.ts";
 
@@ -51,6 +52,11 @@ export function createAzureDevOpsPort(
       fastIntervalMs: options.pollIntervalMs,
       idleIntervalMs: options.idlePollIntervalMs,
       minIntervalMs: Math.min(1000, options.pollIntervalMs),
+      // The only reader of a job's `matchedAgents` is the placeholder garbage collection (placeholders/plan.ts,
+      // rule 4: a placeholder that a queued job lists is kept), and it looks only at placeholder agents, named
+      // `dummy-agent` or `dummy-agent-...` (`isPlaceholderAgentName`). Every other reference is dropped while the
+      // list is read: in a burst they are almost all of it.
+      matchedAgentsNamed: PLACEHOLDER_AGENT_PREFIX,
     },
   });
   const writers = new Map<string, AzureDevOpsClient>();
