@@ -163,6 +163,39 @@ describe("assignJobs: the best resource that can serve the job now", () => {
   }
 });
 
+describe("assignJobs from poll to poll: rankings are kept while the resources' templates and policies stay", () => {
+  // The same job objects each time (as a waiting job keeps its parsed object); the field changes between calls.
+  const list = [job(7001, ["docker"]), job(7002, ["docker"])];
+  const a = res("ns/a", { docker: "1", extra: "1" });
+  const b = res("ns/b", { docker: "1" });
+  const steps: [string, ResourceTemplates[], Record<number, string>][] = [
+    ["b fits better", [a, b], { 7001: "ns/b", 7002: "ns/b" }],
+    ["the same resources in another order: the same answer", [b, a], { 7001: "ns/b", 7002: "ns/b" }],
+    [
+      "b's templates changed (it no longer offers docker): ranked again",
+      [a, res("ns/b", { kubectl: "1" })],
+      {
+        7001: "ns/a",
+        7002: "ns/a",
+      },
+    ],
+    [
+      "a's policy is a new function: ranked again, b fits better again",
+      [{ ...a, checkExtraAgentContainers: () => undefined }, b],
+      {
+        7001: "ns/b",
+        7002: "ns/b",
+      },
+    ],
+    ["b gone", [a], { 7001: "ns/a", 7002: "ns/a" }],
+  ];
+  test("each step", () => {
+    for (const [label, resources, want] of steps) {
+      assert.deepEqual(Object.fromEntries(assignJobs(list, resources)), want, label);
+    }
+  });
+});
+
 describe("podStanding: what a resource's live pods hold, and which are spare", () => {
   const pod = (name: string, templateIndex: number | null, ...createdForRequestIds: number[]) => ({
     name,

@@ -93,8 +93,9 @@ function requestSets(jobRequests: readonly JobRequest[]): { busy: Set<string>; p
   return sets;
 }
 
+/** A resource that can take a job, with its best template and rule 4's order (by fit, then tie). */
 interface Candidate {
-  readonly resource: ResourceTemplates;
+  readonly key: string;
   readonly templateIndex: number;
   readonly score: number;
   readonly tie: number;
@@ -127,27 +128,66 @@ function candidate(job: PendingJob, r: ResourceTemplates): Candidate | undefined
   const t = r.templates[m.templateIndex];
   if (!t) return undefined;
   return {
-    resource: r,
+    key: r.key,
     templateIndex: m.templateIndex,
     score: unrequestedCapabilityCount(t.capabilities, job),
     tie: tieOrder(job.requestId, r.key),
   };
 }
 
-const byFit = (a: Candidate, b: Candidate) =>
-  a.score - b.score || a.tie - b.tie || (a.resource.key < b.resource.key ? -1 : 1);
+const byFit = (a: Candidate, b: Candidate) => a.score - b.score || a.tie - b.tie || (a.key < b.key ? -1 : 1);
+
+/**
+ * What rules 2 (matching) and 4 (order) depend on: each resource's key, templates and policy, whatever their order.
+ * The same object while they stay, so a job's ranking is kept with it (`rankings`); a few are remembered, as the
+ * resources of several pools take turns.
+ */
+interface Field {
+  readonly parts: readonly unknown[];
+}
+const recentFields: Field[] = [];
+const RECENT_FIELDS = 16;
+
+function fieldOf(resources: readonly ResourceTemplates[]): Field {
+  const parts = [...resources]
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .flatMap((r) => [r.key, r.templates, r.checkExtraAgentContainers]);
+  const same = recentFields.find((f) => f.parts.length === parts.length && f.parts.every((p, i) => p === parts[i]));
+  if (same !== undefined) return same;
+  const field = { parts };
+  recentFields.unshift(field);
+  if (recentFields.length > RECENT_FIELDS) recentFields.pop();
+  return field;
+}
+
+/** Each job's candidates in rule 4's order, kept with the field they were ranked in. */
+const rankings = new WeakMap<PendingJob, { field: Field; ranked: readonly Candidate[] }>();
+
+function ranked(job: PendingJob, resources: readonly ResourceTemplates[], field: Field): readonly Candidate[] {
+  const kept = rankings.get(job);
+  if (kept?.field === field) return kept.ranked;
+  const list = resources.flatMap((r) => candidate(job, r) ?? []).sort(byFit);
+  rankings.set(job, { field, ranked: list });
+  return list;
+}
 
 /** Which resource serves each pending job (request id -> resource key); jobs nobody can take are absent. */
 export function assignJobs(
   jobRequests: readonly JobRequest[],
   resources: readonly ResourceTemplates[],
 ): Map<number, string> {
+  const byKey = new Map(resources.map((r) => [r.key, r]));
+  const field = fieldOf(resources);
   const left = new Map(resources.map((r) => [r.key, [...(r.capacity ?? [])]]));
   const spare = new Map(resources.map((r) => [r.key, [...(r.spare ?? [])]]));
   const take = (counts: Map<string, number[]>, key: string, t: number) => {
     const c = counts.get(key);
     if (c && (c[t] ?? 0) > 0) c[t] = (c[t] ?? 0) - 1;
   };
+  const available = (c: Candidate) => byKey.get(c.key)?.available !== false;
+  const hasRoom = (c: Candidate) =>
+    byKey.get(c.key)?.capacity === undefined || (left.get(c.key)?.[c.templateIndex] ?? 0) > 0;
+  const hasSpare = (c: Candidate) => (spare.get(c.key)?.[c.templateIndex] ?? 0) > 0;
   /** Rule 1: the resource whose pod holds the job (the first listed), with the pod's template. */
   const holders = new Map<number, { key: string; templateIndex: number }>();
   for (const r of resources) {
@@ -162,22 +202,30 @@ export function assignJobs(
       out.set(job.requestId, holder.key);
       continue;
     }
-    const all = resources.flatMap((r) => candidate(job, r) ?? []).sort(byFit);
-    if (all.length === 0) continue;
-    const ready = all.filter((c) => c.resource.available !== false);
-    if (ready.length === 0) {
-      out.set(job.requestId, (all[0] as Candidate).resource.key);
+    const all = ranked(job, resources, field);
+    const first = all[0];
+    if (first === undefined) continue;
+    // Rules 3 and 5 among the available ones, in rule 4's order; rule 6 when none is.
+    let winner: Candidate | undefined;
+    let roomy: Candidate | undefined;
+    let best: Candidate | undefined;
+    for (const c of all) {
+      if (!available(c)) continue;
+      best ??= c;
+      if (hasSpare(c)) {
+        winner = c;
+        break;
+      }
+      if (roomy === undefined && hasRoom(c)) roomy = c;
+    }
+    winner ??= roomy ?? best;
+    if (winner === undefined) {
+      out.set(job.requestId, first.key);
       continue;
     }
-    const hasRoom = (c: Candidate) => {
-      const cap = left.get(c.resource.key);
-      return c.resource.capacity === undefined || (cap?.[c.templateIndex] ?? 0) > 0;
-    };
-    const hasSpare = (c: Candidate) => (spare.get(c.resource.key)?.[c.templateIndex] ?? 0) > 0;
-    const winner = ready.find(hasSpare) ?? ready.find(hasRoom) ?? (ready[0] as Candidate);
-    take(spare, winner.resource.key, winner.templateIndex);
-    take(left, winner.resource.key, winner.templateIndex);
-    out.set(job.requestId, winner.resource.key);
+    take(spare, winner.key, winner.templateIndex);
+    take(left, winner.key, winner.templateIndex);
+    out.set(job.requestId, winner.key);
   }
   return out;
 }

@@ -57,7 +57,22 @@ export function compareQueueOrder(a: PendingJob, b: PendingJob): number {
  * The pending jobs among the requests, in queue order, with their demands parsed. A request id seen twice
  * (pages overlapping) counts once.
  */
-export function selectPendingJobs(requests: readonly JobRequest[]): PendingJob[] {
+export function selectPendingJobs(requests: readonly JobRequest[]): readonly PendingJob[] {
+  let selected = pendingOf.get(requests);
+  if (selected === undefined) {
+    selected = selectPending(requests);
+    pendingOf.set(requests, selected);
+  }
+  return selected;
+}
+
+/**
+ * The selection by request list: the sharing of a pool selects from the same poll's list for every resource on
+ * it (lists are never edited in place; the selection is shared, never edited either).
+ */
+const pendingOf = new WeakMap<readonly JobRequest[], readonly PendingJob[]>();
+
+function selectPending(requests: readonly JobRequest[]): PendingJob[] {
   const seen = new Set<number>();
   const out: PendingJob[] = [];
   for (const r of requests) {
