@@ -145,8 +145,8 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const caches: Caches = {
     resource: (key) => asaInformers.map((inf) => inf.store.get(key)).find((o) => o !== undefined),
     allResources: () => asaInformers.flatMap((inf) => inf.store.list()),
-    podsOf: (uid) => podInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
-    pvcsOf: (uid) => pvcInformers.flatMap((inf) => inf.store.byIndex(ownerIndex, uid)),
+    podsOf: (uid) => joined(podInformers.map((inf) => inf.store.byIndex(ownerIndex, uid))),
+    pvcsOf: (uid) => joined(pvcInformers.map((inf) => inf.store.byIndex(ownerIndex, uid))),
     podsListedAt: () => {
       const times = podInformers.map((inf) => inf.health().lastListStartTime);
       return times.every((t) => t !== undefined) ? Math.min(...(times as number[])) : undefined;
@@ -378,4 +378,14 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       await server.close();
     },
   };
+}
+
+/**
+ * The lists of several informers as one: the one non-empty list itself when there is one (an owner's objects are
+ * in one namespace), so that what is kept by list (the stores keep an answer until it changes) stays found.
+ */
+function joined<T>(lists: readonly (readonly T[])[]): readonly T[] {
+  const full = lists.filter((l) => l.length > 0);
+  if (full.length === 1) return full[0] as readonly T[];
+  return full.flat();
 }

@@ -68,9 +68,9 @@ export interface Caches {
   /** Every cached AutoScaledAgent (jobs and placeholders are shared between resources on a pool). */
   allResources(): AutoScaledAgent[];
   /** The cached pods owned by the resource with this uid. */
-  podsOf(uid: string): PodObject[];
+  podsOf(uid: string): readonly PodObject[];
   /** The cached PersistentVolumeClaims owned by the resource with this uid. */
-  pvcsOf(uid: string): PvcObject[];
+  pvcsOf(uid: string): readonly PvcObject[];
   /** Names of every live agent pod in the cache, or undefined before the pod cache has synced. */
   liveAgentPodNames(): ReadonlySet<string> | undefined;
   /** When the pod cache's last full list was asked for (the oldest of its informers), or undefined. */

@@ -19,6 +19,8 @@ export interface Standing {
   readonly capacity?: readonly number[];
 }
 
+const NO_PODS: readonly PodObject[] = [];
+
 export class PoolSharing {
   readonly #standing = new Map<string, Standing>();
   readonly #caches: Caches;
@@ -67,6 +69,49 @@ export class PoolSharing {
 
   forget(key: string): void {
     this.#standing.delete(key);
+    this.#podStandings.delete(key);
+  }
+
+  /**
+   * What each resource's pods hold and how many are spare (`podStanding`), kept while its cached pods (the caches
+   * answer with the same list until one of them changes), its expected pods, its templates and the poll's list stay
+   * the same: every plan on a pool looks at every resource on it, and most of them have not changed since the last.
+   */
+  readonly #podStandings = new Map<
+    string,
+    {
+      cached: readonly PodObject[];
+      expected: readonly ObservedPod[];
+      templates: Resource["spec"]["podsWithCapabilities"];
+      jobRequests: readonly JobRequest[];
+      standing: ReturnType<typeof podStanding>;
+    }
+  >();
+
+  #podStanding(
+    key: string,
+    uid: string | undefined,
+    templates: Resource["spec"]["podsWithCapabilities"],
+    jobRequests: readonly JobRequest[],
+  ): ReturnType<typeof podStanding> {
+    const cached = uid === undefined ? NO_PODS : this.#caches.podsOf(uid);
+    const expected = this.#expected(key);
+    const kept = this.#podStandings.get(key);
+    if (
+      kept !== undefined &&
+      kept.cached === cached &&
+      kept.templates === templates &&
+      kept.jobRequests === jobRequests &&
+      kept.expected.length === expected.length &&
+      kept.expected.every((p, i) => p === expected[i])
+    ) {
+      return kept.standing;
+    }
+    const live = cached.filter((p) => !podHasEnded(p));
+    const pods = [...live.map((p) => this.#observe(p, templates)), ...expected];
+    const standing = podStanding(pods, jobRequests, templates.length);
+    this.#podStandings.set(key, { cached, expected, templates, jobRequests, standing });
+    return standing;
   }
 
   /** The pending jobs of the pool that another resource serves instead of this one. */
@@ -80,12 +125,9 @@ export class PoolSharing {
     const uids = new Map(all.map((r) => [`${r.metadata?.namespace}/${r.metadata?.name}`, r.metadata?.uid]));
     const contender = (k: string, spec: Resource["spec"]): ResourceTemplates => {
       const standing = this.#standing.get(k);
-      const uid = uids.get(k);
-      const live = uid === undefined ? [] : this.#caches.podsOf(uid).filter((p) => !podHasEnded(p));
-      const pods = [...live.map((p) => this.#observe(p, spec.podsWithCapabilities)), ...this.#expected(k)];
       return {
         key: k,
-        ...podStanding(pods, jobRequests, spec.podsWithCapabilities.length),
+        ...this.#podStanding(k, uids.get(k), spec.podsWithCapabilities, jobRequests),
         templates: k === key ? specs : templateSpecs(spec),
         // This resource is planning from a fresh poll, so it can serve now.
         available: k === key ? true : (standing?.available ?? true),

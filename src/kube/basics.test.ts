@@ -78,4 +78,33 @@ describe("Store", () => {
     assert.deepEqual(store.byIndex("owner", "missing"), []);
     assert.throws(() => store.byIndex("nope", "x"));
   });
+
+  test("an index answer is the same list until an object of its bucket changes", () => {
+    const store = new Store<ReturnType<typeof o>>({
+      owner: (x) => (x.metadata.labels.owner ? [x.metadata.labels.owner] : []),
+    });
+    store.upsert(o("ns", "a", "1", "x"));
+    store.upsert(o("ns", "b", "1", "y"));
+    const names = (l: readonly ReturnType<typeof o>[]) =>
+      l.map((x) => `${x.metadata.name}@${x.metadata.resourceVersion}`);
+    type Step = [string, () => void, boolean, string[]];
+    const steps: Step[] = [
+      ["asked again", () => {}, true, ["a@1"]],
+      ["another bucket's object changed", () => store.upsert(o("ns", "b", "2", "y")), true, ["a@1"]],
+      ["its object replaced", () => store.upsert(o("ns", "a", "2", "x")), false, ["a@2"]],
+      ["an object moved into it", () => store.upsert(o("ns", "b", "3", "x")), false, ["a@2", "b@3"]],
+      ["an object moved out of it", () => store.upsert(o("ns", "b", "4", "y")), false, ["a@2"]],
+      ["its object removed", () => store.remove("ns/a"), false, []],
+      ["a relist that brings it back", () => store.replace([o("ns", "a", "5", "x")]), false, ["a@5"]],
+      ["a relist that changes nothing of it", () => store.replace([o("ns", "a", "5", "x")]), false, ["a@5"]],
+    ];
+    let before = store.byIndex("owner", "x");
+    for (const [label, change, same, want] of steps) {
+      change();
+      const now = store.byIndex("owner", "x");
+      assert.equal(now === before, same, label);
+      assert.deepEqual(names(now), want, label);
+      before = now;
+    }
+  });
 });

@@ -37,6 +37,11 @@ export class Store<T extends KubeObject> {
   readonly #indexers = new Map<string, IndexFn<T>>();
   /** index name -> index value -> keys */
   readonly #indexes = new Map<string, Map<string, Set<string>>>();
+  /**
+   * `byIndex` answers by index name and value, kept until an object of that bucket is added, replaced or removed:
+   * the controller asks for the same owner's pods many times between two changes of them. Shared: never edit one.
+   */
+  readonly #answers = new Map<string, Map<string, readonly T[]>>();
 
   constructor(indexers: Record<string, IndexFn<T>> = {}) {
     this.#indexers.set(namespaceIndex, (o) => [o.metadata?.namespace ?? ""]);
@@ -68,21 +73,32 @@ export class Store<T extends KubeObject> {
     return [...this.#items.values()];
   }
 
-  listByNamespace(namespace: string): T[] {
+  listByNamespace(namespace: string): readonly T[] {
     return this.byIndex(namespaceIndex, namespace);
   }
 
-  /** Objects whose index function returned `value` for index `indexName`. */
-  byIndex(indexName: string, value: string): T[] {
+  /**
+   * Objects whose index function returned `value` for index `indexName`: the same array until one of them changes
+   * (read-only, like the objects).
+   */
+  byIndex(indexName: string, value: string): readonly T[] {
     const index = this.#indexes.get(indexName);
     if (!index) throw new Error(`no index named ${indexName}`);
+    let answers = this.#answers.get(indexName);
+    const kept = answers?.get(value);
+    if (kept !== undefined) return kept;
     const keys = index.get(value);
-    if (!keys) return [];
+    if (!keys) return EMPTY as readonly T[];
     const out: T[] = [];
     for (const k of keys) {
       const o = this.#items.get(k);
       if (o) out.push(o);
     }
+    if (answers === undefined) {
+      answers = new Map();
+      this.#answers.set(indexName, answers);
+    }
+    answers.set(value, out);
     return out;
   }
 
@@ -131,7 +147,9 @@ export class Store<T extends KubeObject> {
   #index(key: string, obj: T): void {
     for (const [name, fn] of this.#indexers) {
       const index = this.#indexes.get(name) as Map<string, Set<string>>;
+      const answers = this.#answers.get(name);
       for (const value of safeIndex(fn, obj)) {
+        answers?.delete(value);
         const keys = index.get(value);
         if (keys) keys.add(key);
         else index.set(value, new Set([key]));
@@ -142,7 +160,9 @@ export class Store<T extends KubeObject> {
   #unindex(key: string, obj: T): void {
     for (const [name, fn] of this.#indexers) {
       const index = this.#indexes.get(name) as Map<string, Set<string>>;
+      const answers = this.#answers.get(name);
       for (const value of safeIndex(fn, obj)) {
+        answers?.delete(value);
         const keys = index.get(value);
         if (!keys) continue;
         keys.delete(key);
@@ -151,6 +171,8 @@ export class Store<T extends KubeObject> {
     }
   }
 }
+
+const EMPTY: readonly never[] = Object.freeze([]);
 
 /** An index function that throws must not break the cache: such an object is simply not indexed. */
 function safeIndex<T>(fn: IndexFn<T>, obj: T): readonly string[] {

@@ -1,0 +1,163 @@
+/**
+ * The sharing of a pool across reconciles: what it keeps of each resource (its pods' standing) must follow every
+ * change that matters, cached pods, pods created but not cached yet, and the poll's list.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { type AutoScaledAgent, podAnnotations as annotations, labels } from "../api/v1/index.ts";
+import { capabilitySetKey } from "../scaling/naming.ts";
+import type { JobRequest, ObservedPod } from "../scaling/types.ts";
+import { templateSpecs, validateCached } from "./observe.ts";
+import { createPodFactory } from "./pod-factory.ts";
+import type { Caches, PodObject, Resource } from "./ports.ts";
+import { PoolSharing } from "./sharing.ts";
+
+const CAPS = { docker: "1" };
+const NONE: readonly PodObject[] = [];
+
+function resource(name: string): AutoScaledAgent {
+  return {
+    apiVersion: "azurepipelines.k8s.scaler.io/v1",
+    kind: "AutoScaledAgent",
+    metadata: { name, namespace: "ci", uid: `uid-${name}`, generation: 1, resourceVersion: "1" },
+    spec: {
+      poolName: "pool",
+      organizationUrl: "https://dev.azure.com/org",
+      personalAccessTokenSecretName: "pat",
+      podsWithCapabilities: [
+        {
+          capabilities: CAPS,
+          minCount: 0,
+          maxCount: 5,
+          podTemplateSpec: { spec: { containers: [{ name: "agent", image: "agent:1" }] } },
+        },
+      ],
+    },
+  } as AutoScaledAgent;
+}
+
+function pod(name: string, owner: string, createdFor: number, phase: "Running" | "Succeeded"): PodObject {
+  return {
+    metadata: {
+      name,
+      namespace: "ci",
+      resourceVersion: `${name}-${phase}`,
+      creationTimestamp: "2026-12-01T12:00:00Z",
+      labels: { [labels.template]: capabilitySetKey(CAPS) },
+      annotations: { [annotations.createdFor]: String(createdFor) },
+      ownerReferences: [{ kind: "AutoScaledAgent", name: owner, uid: `uid-${owner}` }],
+    },
+    spec: { nodeName: "node-1", containers: [{ name: "agent" }] },
+    status: {
+      phase,
+      containerStatuses: [{ name: "agent", state: { running: { startedAt: "2026-12-01T12:00:00Z" } } }],
+    },
+  } as PodObject;
+}
+
+const expectedPod = (name: string, createdFor: number): ObservedPod => ({
+  name,
+  templateIndex: 0,
+  extraAgentContainers: null,
+  createdAtMs: 0,
+  startedAtMs: null,
+  phase: "Pending",
+  scheduled: false,
+  deleting: false,
+  agentContainer: "unknown",
+  agentExitCode: null,
+  otherContainers: [],
+  createdForRequestIds: [createdFor],
+  idleMarkedAtMs: null,
+});
+
+test("the pool's sharing follows the pods of each resource from reconcile to reconcile", () => {
+  const objects = [resource("a"), resource("b")];
+  const pods = new Map<string, readonly PodObject[]>();
+  const expected = new Map<string, readonly ObservedPod[]>();
+  const caches: Caches = {
+    resource: () => undefined,
+    allResources: () => objects,
+    // The same empty list each time, as the caches answer.
+    podsOf: (uid) => pods.get(uid) ?? NONE,
+    pvcsOf: () => [],
+    liveAgentPodNames: () => undefined,
+    podsListedAt: () => undefined,
+  };
+  const sharing = new PoolSharing({
+    caches,
+    pods: createPodFactory({ terminatorImage: "busybox:1" }),
+    organizationKey: (url) => url,
+    expected: (key) => expected.get(key) ?? [],
+  });
+  const job: JobRequest = { requestId: 42, queueTime: "2026-12-01T12:00:00Z", demands: ["docker"] };
+  let jobs: readonly JobRequest[] = [job];
+  const servedBy = (id = 42) => {
+    const who = objects.filter((r) => {
+      const v = validateCached(r);
+      assert.ok(v.ok);
+      const res = v.value as Resource;
+      const key = `ci/${r.metadata?.name}`;
+      return !sharing.servedElsewhere(key, res, templateSpecs(res.spec), jobs).has(id);
+    });
+    return who.map((r) => r.metadata?.name);
+  };
+  // Equal fits: the tie decides; whichever it is, the other one is then given the job by its pod.
+  const [first] = servedBy();
+  assert.ok(first === "a" || first === "b");
+  const other = first === "a" ? "b" : "a";
+  // A later job the tie gives to the same resource, when no pod is spare.
+  let later = 43;
+  for (; later < 100; later++) {
+    jobs = [{ ...job, requestId: later }];
+    if (servedBy(later)[0] === first) break;
+  }
+  jobs = [job];
+  const steps: [string, () => void, string][] = [
+    ["asked again: the same", () => {}, first],
+    [
+      "the other created a pod for it (not cached yet): the job stays with its pod",
+      () => {
+        expected.set(`ci/${other}`, [expectedPod(`${other}-p`, 42)]);
+      },
+      other,
+    ],
+    [
+      "the pod is cached now, no longer expected",
+      () => {
+        expected.delete(`ci/${other}`);
+        pods.set(`uid-${other}`, [pod(`${other}-p`, other, 42, "Running")]);
+      },
+      other,
+    ],
+    [
+      "a new poll, the same job: still there",
+      () => {
+        jobs = [{ ...job }];
+      },
+      other,
+    ],
+    [
+      "its pod ended: the tie decides again",
+      () => {
+        pods.set(`uid-${other}`, [pod(`${other}-p`, other, 42, "Succeeded")]);
+      },
+      first,
+    ],
+    [
+      "a new pod for it, cached",
+      () => {
+        pods.set(`uid-${other}`, [pod(`${other}-q`, other, 42, "Running")]);
+      },
+      other,
+    ],
+  ];
+  for (const [label, change, want] of steps) {
+    change();
+    assert.deepEqual(servedBy(), [want], label);
+  }
+  // A poll without job 42 (another agent took it) and with a later job: the pod made for 42 is spare now, and a
+  // spare pod takes a job first (the service would give it to that idle agent).
+  jobs = [{ ...job, requestId: later }];
+  assert.deepEqual(servedBy(later), [other], "the spare pod's resource serves the later job");
+});
