@@ -10,7 +10,7 @@ import type { JobRequest, ObservedPod } from "../scaling/types.ts";
 import { templateSpecs, validateCached } from "./observe.ts";
 import { createPodFactory } from "./pod-factory.ts";
 import type { Caches, PodObject, Resource } from "./ports.ts";
-import { PoolSharing } from "./sharing.ts";
+import { PoolSharing, withoutEndedJobs } from "./sharing.ts";
 
 const CAPS = { docker: "1" };
 const NONE: readonly PodObject[] = [];
@@ -160,4 +160,41 @@ test("the pool's sharing follows the pods of each resource from reconcile to rec
   // spare pod takes a job first (the service would give it to that idle agent).
   jobs = [{ ...job, requestId: later }];
   assert.deepEqual(servedBy(later), [other], "the spare pod's resource serves the later job");
+});
+
+test("the poll's list without the jobs of ended pods is the same list while the same jobs are left out", () => {
+  const list: JobRequest[] = [1, 2, 3].map((requestId) => ({ requestId, demands: ["docker"] }));
+  const ids = (l: readonly JobRequest[]) => l.map((j) => j.requestId);
+  const cases: [string, Map<number, number>, number[], "the list" | "kept" | "new"][] = [
+    ["no ended jobs: the list itself", new Map(), [1, 2, 3], "the list"],
+    ["ended jobs not in the list: the list itself", new Map([[9, 0]]), [1, 2, 3], "the list"],
+    ["job 2 ended: left out", new Map([[2, 0]]), [1, 3], "new"],
+    [
+      "job 2 ended, seen by another resource (another map): the same list",
+      new Map([
+        [2, 5],
+        [9, 0],
+      ]),
+      [1, 3],
+      "kept",
+    ],
+    [
+      "jobs 2 and 3 ended: another list",
+      new Map([
+        [2, 0],
+        [3, 0],
+      ]),
+      [1],
+      "new",
+    ],
+  ];
+  let previous: readonly JobRequest[] = list;
+  for (const [label, ended, want, identity] of cases) {
+    const got = withoutEndedJobs(list, ended);
+    assert.deepEqual(ids(got), want, label);
+    if (identity === "the list") assert.equal(got, list, label);
+    else if (identity === "kept") assert.equal(got, previous, label);
+    else assert.ok(got !== list && got !== previous, label);
+    previous = got;
+  }
 });

@@ -158,10 +158,7 @@ export interface PlanRequest {
 /** The scale plan of one resource: the jobs another resource on the pool serves better are left to it. */
 export function planOnPool(sharing: PoolSharing, r: PlanRequest): ScalePlan {
   const specs = templateSpecs(r.resource.spec, r.standbyCounts);
-  // The same array while no job is left out: what is kept by the poll's list (arbitration.ts) stays found.
-  const polled = r.snapshot?.jobRequests ?? [];
-  const live = r.endedJobs.size === 0 ? polled : polled.filter((j) => !r.endedJobs.has(j.requestId));
-  let jobRequests = live.length === polled.length ? polled : live;
+  let jobRequests = withoutEndedJobs(r.snapshot?.jobRequests ?? [], r.endedJobs);
   if (r.snapshot) {
     const elsewhere = sharing.servedElsewhere(r.key, r.resource, specs, jobRequests);
     if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
@@ -177,6 +174,37 @@ export function planOnPool(sharing: PoolSharing, r: PlanRequest): ScalePlan {
     maxTerminatedPodsToKeep: r.resource.spec.maxTerminatedPodsToKeep,
     checkExtraAgentContainers: r.checkExtraAgentContainers,
   });
+}
+
+/** `withoutEndedJobs` answers, by poll list and the ids left out. */
+const withoutEnded = new WeakMap<readonly JobRequest[], Map<string, readonly JobRequest[]>>();
+
+/**
+ * The poll's list without the jobs of ended pods, the same array for the same list and left-out jobs: what is kept
+ * by list (the pending jobs of arbitration.ts and jobs.ts, the pod standings above) stays found from plan to plan.
+ * The list itself when no job is left out.
+ */
+export function withoutEndedJobs(
+  polled: readonly JobRequest[],
+  ended: ReadonlyMap<number, number>,
+): readonly JobRequest[] {
+  if (ended.size === 0) return polled;
+  const out = polled.filter((j) => ended.has(j.requestId));
+  if (out.length === 0) return polled;
+  const left = out.map((j) => j.requestId).join(",");
+  let byLeft = withoutEnded.get(polled);
+  if (byLeft === undefined) {
+    byLeft = new Map();
+    withoutEnded.set(polled, byLeft);
+  }
+  let list = byLeft.get(left);
+  if (list === undefined) {
+    list = polled.filter((j) => !ended.has(j.requestId));
+    // A handful of sets per poll (the resources on the pool); past 64, start again.
+    if (byLeft.size >= 64) byLeft.clear();
+    byLeft.set(left, list);
+  }
+  return list;
 }
 
 /** Jobs each template can still take: maxCount minus its pods that cannot take one (busy, finishing, going). */
