@@ -4,6 +4,7 @@
  */
 import type { AutoScaledAgent, DefaultedAutoScaledAgent, DefaultedPodsWithCapabilities } from "../api/v1/index.ts";
 import { podAnnotations as annotations, labels, validateAutoScaledAgent } from "../api/v1/index.ts";
+import { keptIn } from "../runtime/memo.ts";
 import { reportedCapabilities } from "../scaling/capabilities.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type {
@@ -191,11 +192,7 @@ export function templateSpecs(
   spec: DefaultedAutoScaledAgent["spec"],
   standby?: readonly number[],
 ): readonly TemplateSpec[] {
-  let byStandby = specsOf.get(spec.podsWithCapabilities);
-  if (byStandby === undefined) {
-    byStandby = new Map();
-    specsOf.set(spec.podsWithCapabilities, byStandby);
-  }
+  const byStandby = keptIn(specsOf, spec.podsWithCapabilities, () => new Map<string, readonly TemplateSpec[]>());
   const key = standby === undefined ? "" : standby.join(",");
   let specs = byStandby.get(key);
   if (specs === undefined) {

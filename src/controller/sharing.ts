@@ -6,6 +6,7 @@
  * their templates and policies.
  */
 import { parseDuration } from "../api/v1/index.ts";
+import { keptIn } from "../runtime/memo.ts";
 import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { JobRequest, ObservedPod, PlanInput, ScalePlan, TemplateSpec } from "../scaling/types.ts";
@@ -135,7 +136,9 @@ export class PoolSharing {
         checkExtraAgentContainers: this.#pods.extraAgentContainersChecker(spec),
       };
     };
-    const others = poolMembers(all, resource, this.#organizationKey).map((m) => contender(m.key, m.spec));
+    const others = poolMembers(all, resource, this.#organizationKey)
+      .filter((m) => m.key !== key)
+      .map((m) => contender(m.key, m.spec));
     return jobsServedElsewhere(jobRequests, contender(key, resource.spec), others);
   }
 }
@@ -192,11 +195,7 @@ export function withoutEndedJobs(
   const out = polled.filter((j) => ended.has(j.requestId));
   if (out.length === 0) return polled;
   const left = out.map((j) => j.requestId).join(",");
-  let byLeft = withoutEnded.get(polled);
-  if (byLeft === undefined) {
-    byLeft = new Map();
-    withoutEnded.set(polled, byLeft);
-  }
+  const byLeft = keptIn(withoutEnded, polled, () => new Map<string, readonly JobRequest[]>());
   let list = byLeft.get(left);
   if (list === undefined) {
     list = polled.filter((j) => !ended.has(j.requestId));

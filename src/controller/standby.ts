@@ -29,6 +29,7 @@
  */
 import { type AutoScaledAgent, type AutoScaledAgentStatus, resourceRef, type StandbyStatus } from "../api/v1/index.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { keptIn } from "../runtime/memo.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import {
   addJobs,
@@ -109,12 +110,9 @@ interface State {
 const keysOf = new WeakMap<Resource["spec"]["podsWithCapabilities"], readonly string[]>();
 
 function templateKeys(templates: Resource["spec"]["podsWithCapabilities"]): readonly string[] {
-  let keys = keysOf.get(templates);
-  if (keys === undefined) {
-    keys = templates.map((t) => capabilitySetKey(t.capabilities as Record<string, string>));
-    keysOf.set(templates, keys);
-  }
-  return keys;
+  return keptIn(keysOf, templates, () =>
+    templates.map((t) => capabilitySetKey(t.capabilities as Record<string, string>)),
+  );
 }
 
 const announcement = (s: { minCount: number; reason: string; schedule?: number | undefined }) =>

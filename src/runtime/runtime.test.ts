@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backoffDelay } from "./backoff.ts";
 import { delay, formatMicroTime, ManualClock } from "./clock.ts";
+import { keptIn } from "./memo.ts";
 
 describe("backoffDelay", () => {
   const opts = { initialMs: 100, maxMs: 1000 };
@@ -46,5 +47,21 @@ describe("clock", () => {
     ac.abort();
     assert.equal(await q, false);
     assert.equal(clock.pendingTimers, 0);
+  });
+});
+
+describe("keptIn", () => {
+  test("makes a value once per key, in a Map or a WeakMap", () => {
+    let made = 0;
+    const make = () => ++made;
+    const byValue = new Map<string, number>();
+    assert.equal(keptIn(byValue, "a", make), 1);
+    assert.equal(keptIn(byValue, "a", make), 1);
+    assert.equal(keptIn(byValue, "b", make), 2);
+    const key = {};
+    const byObject = new WeakMap<object, number>();
+    assert.equal(keptIn(byObject, key, make), 3);
+    assert.equal(keptIn(byObject, key, make), 3);
+    assert.equal(made, 3);
   });
 });

@@ -16,6 +16,7 @@ import {
   sameCapabilityName,
   satisfies,
 } from "../azure-devops/demands.ts";
+import { keptIn } from "../runtime/memo.ts";
 import { matchableCapabilities } from "./capabilities.ts";
 import type { JobRequest, MatchedJob, PendingJob, TemplateSpec, UnmatchedJob } from "./types.ts";
 
@@ -58,12 +59,7 @@ export function compareQueueOrder(a: PendingJob, b: PendingJob): number {
  * (pages overlapping) counts once.
  */
 export function selectPendingJobs(requests: readonly JobRequest[]): readonly PendingJob[] {
-  let selected = pendingOf.get(requests);
-  if (selected === undefined) {
-    selected = selectPending(requests);
-    pendingOf.set(requests, selected);
-  }
-  return selected;
+  return keptIn(pendingOf, requests, () => selectPending(requests));
 }
 
 /**
@@ -290,22 +286,9 @@ export function matchJobCached(
   templates: readonly TemplateSpec[],
   checkExtraAgentContainers?: (value: string) => string | undefined,
 ): JobMatch {
-  let byTemplates = matches.get(job);
-  if (byTemplates === undefined) {
-    byTemplates = new WeakMap();
-    matches.set(job, byTemplates);
-  }
-  let byChecker = byTemplates.get(templates);
-  if (byChecker === undefined) {
-    byChecker = new Map();
-    byTemplates.set(templates, byChecker);
-  }
-  let m = byChecker.get(checkExtraAgentContainers);
-  if (m === undefined) {
-    m = matchJob(job, templates, checkExtraAgentContainers);
-    byChecker.set(checkExtraAgentContainers, m);
-  }
-  return m;
+  const byTemplates = keptIn(matches, job, () => new WeakMap());
+  const byChecker = keptIn(byTemplates, templates, () => new Map());
+  return keptIn(byChecker, checkExtraAgentContainers, () => matchJob(job, templates, checkExtraAgentContainers));
 }
 
 /** Matches every pending job; the result keeps queue order. */
