@@ -10,6 +10,7 @@ import { capabilitySetKey } from "../scaling/naming.ts";
 import {
   jobsOfEndedPods,
   observeAgent,
+  observedPods,
   observePod,
   resourcesOnPool,
   templateIndexOf,
@@ -168,13 +169,61 @@ describe("withExpectedPods", () => {
   ];
   for (const [name, e, listedAt, kept] of cases) {
     test(name, () => {
-      const r = withExpectedPods([seen], new Map([[e.pod.name, e]]), {
+      const cached = [seen];
+      const r = withExpectedPods(cached, new Map([[e.pod.name, e]]), {
         now: 600_000,
         listedAt,
         unconfirmedTtlMs: 60_000,
       });
       assert.equal(r.open.has(e.pod.name), kept);
       assert.equal(r.pods.length, kept ? 2 : 1);
+      // Nothing added: the cached list itself, so what is kept by list downstream is found again.
+      assert.equal(r.pods === cached, !kept);
+    });
+  }
+});
+
+describe("observedPods: kept by pod object and list while the templates list stays", () => {
+  const a = pod({ metadata: { name: "a" } } as Partial<PodObject>);
+  const b = pod({ metadata: { name: "b" } } as Partial<PodObject>);
+  const list = [a, b];
+  const first = observedPods(list, templates);
+  const cases: {
+    name: string;
+    pods: PodObject[];
+    templates: typeof templates;
+    sameList: boolean;
+    samePods: boolean[];
+  }[] = [
+    { name: "the same list and templates", pods: list, templates, sameList: true, samePods: [true, true] },
+    { name: "a new list of the same pods", pods: [a, b], templates, sameList: false, samePods: [true, true] },
+    {
+      name: "a pod replaced by the cache",
+      pods: [a, { ...b, metadata: { ...b.metadata } }],
+      templates,
+      sameList: false,
+      samePods: [true, false],
+    },
+    {
+      name: "another templates list",
+      pods: list,
+      templates: [...templates],
+      sameList: false,
+      samePods: [false, false],
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const out = observedPods(c.pods, c.templates);
+      assert.equal(out === first, c.sameList);
+      assert.deepEqual(
+        out.map((p, i) => p === first[i]),
+        c.samePods,
+      );
+      assert.deepEqual(
+        out,
+        c.pods.map((p) => observePod(p, c.templates)),
+      );
     });
   }
 });

@@ -109,6 +109,39 @@ export function observePod(pod: PodObject, templates: readonly DefaultedPodsWith
   };
 }
 
+/**
+ * Pods as the scaling core sees them, kept by pod object while the templates list stays: the caches replace a pod's
+ * object when it changes and never edit one, and a resource's templates list stays the same array while its
+ * generation stays (`validateCached`). So a reconcile maps only the pods that changed since the last, and so do the
+ * plans of the other resources on the pool, which look at this resource's pods too (sharing.ts). Shared: never edit.
+ */
+const observed = new WeakMap<PodObject, { templates: readonly DefaultedPodsWithCapabilities[]; pod: ObservedPod }>();
+
+export function observedPod(pod: PodObject, templates: readonly DefaultedPodsWithCapabilities[]): ObservedPod {
+  const kept = observed.get(pod);
+  if (kept?.templates === templates) return kept.pod;
+  const mapped = observePod(pod, templates);
+  observed.set(pod, { templates, pod: mapped });
+  return mapped;
+}
+
+/** The mapped list, by list (the caches answer with the same list until one of its pods changes) and templates. */
+const observedLists = new WeakMap<
+  readonly PodObject[],
+  { templates: readonly DefaultedPodsWithCapabilities[]; pods: readonly ObservedPod[] }
+>();
+
+export function observedPods(
+  pods: readonly PodObject[],
+  templates: readonly DefaultedPodsWithCapabilities[],
+): readonly ObservedPod[] {
+  const kept = observedLists.get(pods);
+  if (kept?.templates === templates) return kept.pods;
+  const mapped = pods.map((p) => observedPod(p, templates));
+  observedLists.set(pods, { templates, pods: mapped });
+  return mapped;
+}
+
 export function observeAgent(agent: PoolAgent): ObservedAgent {
   return {
     id: agent.id,
@@ -157,9 +190,10 @@ export function withExpectedPods(
   cached: readonly ObservedPod[],
   expected: ReadonlyMap<string, Expectation>,
   clock: ExpectationClock,
-): { pods: ObservedPod[]; open: Map<string, Expectation> } {
-  const names = new Set(cached.map((p) => p.name));
+): { pods: readonly ObservedPod[]; open: Map<string, Expectation> } {
   const open = new Map<string, Expectation>();
+  if (expected.size === 0) return { pods: cached, open };
+  const names = new Set(cached.map((p) => p.name));
   const pods = [...cached];
   for (const [name, e] of expected) {
     if (names.has(name)) continue;
@@ -173,7 +207,8 @@ export function withExpectedPods(
     open.set(name, e);
     pods.push(e.pod);
   }
-  return { pods, open };
+  // The cached list itself when no expectation adds a pod: what is kept by list downstream is found again.
+  return { pods: pods.length === cached.length ? cached : pods, open };
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createMetrics, type Metrics } from "../observability/metrics.ts";
+import { wantedPlaceholders } from "../placeholders/plan.ts";
 import type { BlockedJob, JobRequest, ObservedPod, ScalePlan, UnmatchedJob } from "../scaling/types.ts";
 import {
   countUnserved,
@@ -335,5 +336,91 @@ describe("PoolMetrics", () => {
     assert.equal(count?.value, 1);
     assert.equal(sum?.value, 20);
     assert.deepEqual(count?.labels, { namespace: "ci", name: "a", template: "0" });
+  });
+
+  test("the same poll's lists planned again: the gauges follow what changed, and only that", async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const pm = new PoolMetrics(metrics);
+    const jobs: JobRequest[] = [
+      { requestId: 1, queueTime: at(0) },
+      { requestId: 2, queueTime: at(0) },
+    ];
+    const s = snapshot(jobs, ["dummy-agent-x"]);
+    const labels = `organization=${org},pool=Pool`;
+    const unserved = async (reason: string) =>
+      (await values(metrics, "azp_scaler_unserved_jobs"))[`${labels},reason=${reason}`];
+    const planned = (r: Resource, p: ScalePlan, sn: PoolSnapshot = s, pods: ObservedPod[] = []) =>
+      pm.planned({ key: "ci/a", resource: r, organization: org, snapshot: sn, plan: p, pods });
+    const a = resource("a");
+    const cases: { what: string; run: () => void; check: () => Promise<void> }[] = [
+      {
+        what: "first plan",
+        run: () => planned(a, plan([unmatched(1, "no-matching-template")])),
+        check: async () => assert.equal(await unserved("no-matching-template"), 1),
+      },
+      {
+        what: "same lists, another reason for the same job",
+        run: () => planned(a, plan([unmatched(1, "malformed-demand")])),
+        check: async () => {
+          assert.equal(await unserved("no-matching-template"), 0);
+          assert.equal(await unserved("malformed-demand"), 1);
+        },
+      },
+      {
+        what: "same lists, one more job unserved",
+        run: () => planned(a, plan([unmatched(1, "malformed-demand")], [blocked(2)])),
+        check: async () => assert.equal(await unserved("max-count"), 1),
+      },
+      {
+        what: "same lists and plan: nothing changes",
+        run: () => planned(a, plan([unmatched(1, "malformed-demand")], [blocked(2)])),
+        check: async () => assert.equal(await unserved("max-count"), 1),
+      },
+      {
+        what: "the pool name's case changes: the series move to the new label",
+        run: () => planned(resource("a", "POOL"), plan([unmatched(1, "malformed-demand")], [blocked(2)])),
+        check: async () =>
+          assert.deepEqual(Object.keys(await values(metrics, "azp_scaler_queued_jobs")), [
+            `organization=${org},pool=POOL`,
+          ]),
+      },
+      {
+        what: "a new poll: queued jobs and registered placeholders follow it",
+        run: () => {
+          const wanted = wantedPlaceholders([{ key: "ci/a", ...a.spec }]).map((w) => w.name);
+          planned(a, plan(), snapshot([{ requestId: 3, queueTime: at(0) }], wanted));
+        },
+        check: async () => {
+          assert.deepEqual(await values(metrics, "azp_scaler_queued_jobs"), { [labels]: 1 });
+          assert.equal(await unserved("malformed-demand"), 0);
+          assert.equal((await values(metrics, "azp_scaler_placeholder_agents"))[`${labels},state=registered`], 1);
+        },
+      },
+    ];
+    for (const c of cases) {
+      c.run();
+      await c.check().catch((err: Error) => {
+        throw new Error(`${c.what}: ${err.message}`);
+      });
+    }
+  });
+
+  test("assigned waits: a pod that shows up after the poll that assigned its job is still observed", async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const pm = new PoolMetrics(metrics);
+    const r = resource("a");
+    const s = snapshot(
+      [{ requestId: 1, queueTime: at(0), assignTime: at(7), reservedAgent: { id: 1, name: "a-1" } }],
+      ["a-1"],
+    );
+    const planned = (pods: ObservedPod[]) =>
+      pm.planned({ key: "ci/a", resource: r, organization: org, snapshot: s, plan: plan(), pods });
+    planned([]);
+    planned([]);
+    planned([pod("a-1")]);
+    const count = ((await metrics.jobWaitAssigned.get()).values as { metricName?: string; value: number }[]).find((v) =>
+      v.metricName?.endsWith("_count"),
+    );
+    assert.equal(count?.value, 1);
   });
 });

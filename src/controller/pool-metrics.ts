@@ -21,9 +21,10 @@
 import type { Metrics } from "../observability/metrics.ts";
 import { wantedPlaceholders } from "../placeholders/plan.ts";
 import { compareStrings } from "../runtime/compare.ts";
+import { keptIn } from "../runtime/memo.ts";
 import { isPending } from "../scaling/jobs.ts";
 import type { BlockedReason, JobRequest, ObservedPod, ScalePlan, UnmatchedReason } from "../scaling/types.ts";
-import type { PoolSnapshot, Resource } from "./ports.ts";
+import type { PoolAgent, PoolSnapshot, Resource } from "./ports.ts";
 
 export type UnservedReason = UnmatchedReason | BlockedReason;
 
@@ -131,6 +132,18 @@ export function placeholderNames(
   return { wanted: names, registered: new Set([...names].filter((n) => agents.has(n))) };
 }
 
+/** Whether two maps hold the same entries. */
+function sameEntries<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
+// Kept by list: every resource on a pool plans from the same poll's lists, its own pods' list stays while they do.
+const queuedOf = new WeakMap<readonly JobRequest[], Set<number>>();
+const agentNamesOf = new WeakMap<readonly PoolAgent[], readonly string[]>();
+const podTemplatesOf = new WeakMap<readonly ObservedPod[], Map<string, number | null>>();
+
 /** The label of a template index (`none`: the pod's entry is gone). */
 export function templateLabel(index: number | null): string {
   return index === null ? "none" : String(index);
@@ -155,6 +168,8 @@ interface PoolRecord {
   labels: { organization: string; pool: string };
   /** The resource generation `placeholders.wanted` was computed for. */
   generation: number | undefined;
+  /** The agent list `placeholders.registered` was computed from. */
+  agents: readonly PoolAgent[];
   unserved: Map<number, UnservedReason>;
   placeholders: { wanted: Set<string>; registered: Set<string> };
 }
@@ -168,52 +183,87 @@ export class PoolMetrics {
   readonly #queued = new Map<string, Set<number>>();
   /** The labels each pool's series were last written with. */
   readonly #published = new Map<string, { organization: string; pool: string }>();
-  /** Rule 2's memory, per resource. */
-  readonly #assigned = new Map<string, Set<number>>();
+  /** Rule 2's memory, per resource, with the job list and pods it was computed from. */
+  readonly #assigned = new Map<
+    string,
+    { ids: Set<number>; jobRequests: readonly JobRequest[]; pods: readonly ObservedPod[] }
+  >();
 
   constructor(metrics: Metrics) {
     this.#metrics = metrics;
   }
 
-  /** A reconcile planned from a fresh poll: observe its jobs' waits and update its pool's gauges. */
+  /**
+   * A reconcile planned from a fresh poll: observe its jobs' waits and update its pool's gauges. What depends only
+   * on the poll's lists, on the resource's pods or on its spec is kept while they stay the same objects (the poll
+   * answers with new lists only when it polled, the caches with the same pod list until a pod changes), and the
+   * gauges are written only when the pool's numbers change: with many resources on a pool, most reconciles change
+   * nothing here.
+   */
   planned(p: PlannedPool): void {
     const { namespace, name } = p.resource.metadata;
-    const podTemplates = new Map(p.pods.map((pod) => [pod.name, pod.templateIndex]));
+    const { jobRequests, agents } = p.snapshot;
     const seen = this.#assigned.get(p.key);
-    const assigned = newlyAssigned({ jobRequests: p.snapshot.jobRequests, podTemplates, seen: seen ?? new Set() });
-    this.#assigned.set(p.key, assigned.seen);
-    if (seen !== undefined) {
-      for (const w of assigned.waits) {
-        this.#metrics.jobWaitAssigned.observe({ namespace, name, template: templateLabel(w.templateIndex) }, w.seconds);
+    // Rule 2 finds nothing new in the list it last looked at with the same pods.
+    if (seen === undefined || seen.jobRequests !== jobRequests || seen.pods !== p.pods) {
+      const podTemplates = keptIn(
+        podTemplatesOf,
+        p.pods,
+        () => new Map(p.pods.map((pod) => [pod.name, pod.templateIndex])),
+      );
+      const assigned = newlyAssigned({ jobRequests, podTemplates, seen: seen?.ids ?? new Set() });
+      this.#assigned.set(p.key, { ids: assigned.seen, jobRequests, pods: p.pods });
+      if (seen !== undefined) {
+        for (const w of assigned.waits) {
+          this.#metrics.jobWaitAssigned.observe(
+            { namespace, name, template: templateLabel(w.templateIndex) },
+            w.seconds,
+          );
+        }
       }
     }
 
     const pool = JSON.stringify([p.organization, p.resource.spec.poolName.toLowerCase()]);
     const previous = this.#records.get(p.key);
     const generation = p.resource.metadata.generation;
-    // The wanted names change only with the spec.
-    const wanted =
-      previous !== undefined && previous.generation !== undefined && previous.generation === generation
-        ? [...previous.placeholders.wanted]
-        : wantedPlaceholders([{ key: p.key, ...p.resource.spec }]).map((w) => w.name);
+    // The wanted names change only with the spec, the registered ones also with the agent list.
+    const sameSpec = previous !== undefined && previous.generation !== undefined && previous.generation === generation;
+    const placeholders =
+      sameSpec && previous.agents === agents
+        ? previous.placeholders
+        : placeholderNames(
+            sameSpec
+              ? [...previous.placeholders.wanted]
+              : wantedPlaceholders([{ key: p.key, ...p.resource.spec }]).map((w) => w.name),
+            keptIn(agentNamesOf, agents, () => agents.map((a) => a.name.toLowerCase())),
+          );
     if (previous && previous.pool !== pool) this.#unrecord(p.key, previous.pool);
+    const unserved = unservedJobs(p.plan);
+    const queued = keptIn(queuedOf, jobRequests, () => queuedRequestIds(jobRequests));
+    const unchanged =
+      previous !== undefined &&
+      previous.pool === pool &&
+      previous.labels.pool === p.resource.spec.poolName &&
+      previous.labels.organization === p.organization &&
+      previous.placeholders === placeholders &&
+      this.#queued.get(pool) === queued &&
+      sameEntries(previous.unserved, unserved);
     this.#records.set(p.key, {
       pool,
-      labels: { organization: p.organization, pool: p.resource.spec.poolName },
+      labels: unchanged ? previous.labels : { organization: p.organization, pool: p.resource.spec.poolName },
       generation,
-      unserved: unservedJobs(p.plan),
-      placeholders: placeholderNames(
-        wanted,
-        p.snapshot.agents.map((a) => a.name),
-      ),
+      agents,
+      unserved: unchanged ? previous.unserved : unserved,
+      placeholders,
     });
+    if (unchanged) return;
     let keys = this.#onPool.get(pool);
     if (!keys) {
       keys = new Set();
       this.#onPool.set(pool, keys);
     }
     keys.add(p.key);
-    this.#queued.set(pool, queuedRequestIds(p.snapshot.jobRequests));
+    this.#queued.set(pool, queued);
     this.#publish(pool);
     if (previous && previous.pool !== pool) this.#publish(previous.pool);
   }

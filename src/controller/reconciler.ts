@@ -21,7 +21,7 @@ import { cleanUpDeleted, hasFinalizer, setFinalizer } from "./deletion.ts";
 import { type CreateDone, execute, laneProblems } from "./executor.ts";
 import type { Lanes } from "./lanes.ts";
 import { type Memory, newMemory } from "./memory.ts";
-import { jobsOfEndedPods, observePod, resourcesOnPool, validateCached, withExpectedPods } from "./observe.ts";
+import { jobsOfEndedPods, observedPods, resourcesOnPool, validateCached, withExpectedPods } from "./observe.ts";
 import type { PlaceholderWork } from "./placeholders.ts";
 import { PoolMetrics, queueTimeLookup } from "./pool-metrics.ts";
 import type {
@@ -193,7 +193,7 @@ export class Reconciler {
     const podObjects = o.caches.podsOf(resource.metadata.uid);
     const pvcObjects = o.caches.pvcsOf(resource.metadata.uid);
     const { pods, open } = withExpectedPods(
-      podObjects.map((p) => observePod(p, resource.spec.podsWithCapabilities)),
+      observedPods(podObjects, resource.spec.podsWithCapabilities),
       memory.expected,
       { now: o.now(), listedAt: o.caches.podsListedAt(), unconfirmedTtlMs: o.expectationTtlMs ?? 60_000 },
     );

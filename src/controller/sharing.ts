@@ -10,7 +10,7 @@ import { keptIn } from "../runtime/memo.ts";
 import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { JobRequest, ObservedPod, PlanInput, ScalePlan, TemplateSpec } from "../scaling/types.ts";
-import { observeAgent, observePod, poolMembers, templateSpecs } from "./observe.ts";
+import { observeAgent, observedPod, poolMembers, templateSpecs } from "./observe.ts";
 import type { Caches, PodFactory, PodObject, PoolSnapshot, Resource } from "./ports.ts";
 
 export interface Standing {
@@ -41,21 +41,6 @@ export class PoolSharing {
     this.#pods = options.pods;
     this.#organizationKey = options.organizationKey;
     this.#expected = options.expected ?? (() => []);
-  }
-
-  /**
-   * Pods as the arbitration sees them, kept by pod object: the caches replace an object when it changes, and the
-   * other resources' templates come from validations kept by resource object, so with many resources on a pool a
-   * plan maps only what changed (the resource planning now maps its own pods afresh).
-   */
-  readonly #observed = new WeakMap<PodObject, { templates: unknown; pod: ObservedPod }>();
-
-  #observe(p: PodObject, templates: Resource["spec"]["podsWithCapabilities"]): ObservedPod {
-    const kept = this.#observed.get(p);
-    if (kept?.templates === templates) return kept.pod;
-    const pod = observePod(p, templates);
-    this.#observed.set(p, { templates, pod });
-    return pod;
   }
 
   /** The resource cannot serve now (invalid, no credential, poll failing, being deleted). */
@@ -109,7 +94,7 @@ export class PoolSharing {
       return kept.standing;
     }
     const live = cached.filter((p) => !podHasEnded(p));
-    const pods = [...live.map((p) => this.#observe(p, templates)), ...expected];
+    const pods = [...live.map((p) => observedPod(p, templates)), ...expected];
     const standing = podStanding(pods, jobRequests, templates.length);
     this.#podStandings.set(key, { cached, expected, templates, jobRequests, standing });
     return standing;

@@ -7,6 +7,7 @@
 import type { AutoScaledAgent, AutoScaledAgentStatus } from "../api/v1/index.ts";
 import type { Metrics } from "../observability/metrics.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { keptIn } from "../runtime/memo.ts";
 import type { ScalePlan } from "../scaling/types.ts";
 import { deriveConditions, type Findings, setConditions } from "./conditions.ts";
 import type { KubeWriter } from "./ports.ts";
@@ -83,9 +84,19 @@ export function buildStatus(input: StatusInput): AutoScaledAgentStatus {
   return status;
 }
 
+/**
+ * The form statuses are compared in, kept by status object: the previous status of a reconcile is the one the last
+ * built or the cache's, and status objects are never edited.
+ */
+const comparedForm = new WeakMap<AutoScaledAgentStatus, string>();
+const compared = (status: AutoScaledAgentStatus | undefined): string =>
+  status === undefined
+    ? canonical(stripTimes(owned(undefined)))
+    : keptIn(comparedForm, status, () => canonical(stripTimes(owned(status))));
+
 /** Whether the new status differs from the previous one in anything but condition transition times. */
 export function statusChanged(previous: AutoScaledAgentStatus | undefined, next: AutoScaledAgentStatus): boolean {
-  return canonical(stripTimes(owned(next))) !== canonical(stripTimes(owned(previous)));
+  return compared(next) !== compared(previous);
 }
 
 /**

@@ -7,6 +7,7 @@ import type { IncomingMessage } from "node:http";
 import { Agent, type AgentOptions, request as httpsRequest, type RequestOptions } from "node:https";
 import { type RequestAuth, requestAuth } from "./auth.ts";
 import type { ClusterConnection } from "./kubeconfig.ts";
+import { LineReader } from "./lines.ts";
 
 /** A `Status` answer from the API server (or a transport failure), with the fields callers branch on. */
 export class KubeApiError extends Error {
@@ -235,25 +236,20 @@ export class KubeClient {
             );
             return;
           }
-          let buffered = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            buffered += chunk;
-            let nl = buffered.indexOf("\n");
-            while (nl >= 0) {
-              const line = buffered.slice(0, nl).trim();
-              buffered = buffered.slice(nl + 1);
-              nl = buffered.indexOf("\n");
-              if (!line) continue;
+          // One JSON document per line; bytes are kept until their line ends and decoded once (lines.ts).
+          const lines = new LineReader();
+          res.on("data", (chunk: Buffer) =>
+            lines.push(chunk, (line) => {
               try {
                 onEvent(JSON.parse(line) as WatchEvent<T>);
+                return true;
               } catch (err) {
                 req.destroy();
                 reject(err);
-                return;
+                return false;
               }
-            }
-          });
+            }),
+          );
           res.on("end", () => resolve());
           res.on("aborted", () => reject(new Error(`watch ${spec.path}: stream aborted`)));
           res.on("error", reject);
