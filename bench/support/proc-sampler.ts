@@ -1,6 +1,7 @@
 /**
  * Samples a process's resident memory and CPU time from /proc (Linux) at a fixed interval, so that a benchmark
- * can ask for a window afterwards: mean CPU use, its busiest stretch, and RSS (peak and median).
+ * can ask for a window afterwards: mean CPU use, its busiest stretch, RSS (peak and median), and how long its main
+ * thread ran and waited for a core.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -42,11 +43,28 @@ export function processPeakRssMiB(pid: number): number | undefined {
   }
 }
 
+/**
+ * The scheduler's account of one thread (Linux, /proc/<pid>/task/<tid>/schedstat): time it ran, and time it was
+ * ready to run but waited for a core (seconds); undefined when unknown or gone. The main thread's tid is the pid.
+ */
+export function threadSchedStat(pid: number, tid = pid): { runS: number; waitS: number } | undefined {
+  if (!pid) return undefined;
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").trim().split(" ").map(Number);
+    if (run === undefined || wait === undefined || Number.isNaN(run) || Number.isNaN(wait)) return undefined;
+    return { runS: run / 1e9, waitS: wait / 1e9 };
+  } catch {
+    return undefined;
+  }
+}
+
 export interface ProcSample {
   /** Date.now() */
   t: number;
   rssMiB: number;
   cpuS: number;
+  /** The main thread's scheduler account (`threadSchedStat`), when the kernel gives one. */
+  main?: { runS: number; waitS: number };
 }
 
 export interface ProcWindow {
@@ -56,6 +74,11 @@ export interface ProcWindow {
   /** The busiest stretch of `burstS` seconds within the window (cores). */
   cpuCoresPeak: number;
   rssMiB: { median: number; peak: number; end: number };
+  /**
+   * The main thread (where JavaScript runs) over the window, in ms per second: running, and ready to run but waiting
+   * for a core (NaN when unknown).
+   */
+  mainThread: { runMsPerS: number; waitMsPerS: number };
 }
 
 export class ProcSampler {
@@ -72,7 +95,9 @@ export class ProcSampler {
   sample(): void {
     const rssMiB = processRssMiB(this.#pid);
     const cpuS = processCpuSeconds(this.#pid);
-    if (rssMiB !== undefined && cpuS !== undefined) this.samples.push({ t: Date.now(), rssMiB, cpuS });
+    const main = threadSchedStat(this.#pid);
+    if (rssMiB !== undefined && cpuS !== undefined)
+      this.samples.push({ t: Date.now(), rssMiB, cpuS, ...(main ? { main } : {}) });
   }
 
   stop(): void {
@@ -86,7 +111,11 @@ export class ProcSampler {
     const last = inside.at(-1);
     const nan = { seconds: Number.NaN, cpuCores: Number.NaN, cpuCoresPeak: Number.NaN };
     if (!first || !last || last.t <= first.t) {
-      return { ...nan, rssMiB: { median: Number.NaN, peak: Number.NaN, end: Number.NaN } };
+      return {
+        ...nan,
+        rssMiB: { median: Number.NaN, peak: Number.NaN, end: Number.NaN },
+        mainThread: { runMsPerS: Number.NaN, waitMsPerS: Number.NaN },
+      };
     }
     let peak = 0;
     for (let i = 0, j = 0; i < inside.length; i++) {
@@ -96,11 +125,15 @@ export class ProcSampler {
       if (b.t - a.t >= burstS * 500) peak = Math.max(peak, (b.cpuS - a.cpuS) / ((b.t - a.t) / 1000));
     }
     const rss = inside.map((s) => s.rssMiB).sort((x, y) => x - y);
+    const seconds = (last.t - first.t) / 1000;
+    const perS = (f: (m: { runS: number; waitS: number }) => number) =>
+      first.main && last.main ? ((f(last.main) - f(first.main)) * 1000) / seconds : Number.NaN;
     return {
-      seconds: (last.t - first.t) / 1000,
+      seconds,
       cpuCores: (last.cpuS - first.cpuS) / ((last.t - first.t) / 1000),
       cpuCoresPeak: peak,
       rssMiB: { median: rss[Math.floor(rss.length / 2)] as number, peak: rss.at(-1) as number, end: last.rssMiB },
+      mainThread: { runMsPerS: perS((m) => m.runS), waitMsPerS: perS((m) => m.waitS) },
     };
   }
 }
