@@ -57,6 +57,13 @@ describe("parseConfig", () => {
     assert.equal(c.leaderElectionNamespace, "ops");
     assert.equal(c.identity, "op-0");
     assert.equal(c.leaderElect, false);
+    assert.equal(c.ownPod, undefined, "the pod is labelled only with --leader-pod-label");
+  });
+
+  test("--leader-pod-label: the pod from POD_NAME and POD_NAMESPACE", () => {
+    const c = parseConfig(["--leader-pod-label", "true"], { POD_NAMESPACE: "ops", POD_NAME: "op-0" }, "h");
+    assert.ok(c !== "help");
+    assert.deepEqual(c.ownPod, { name: "op-0", namespace: "ops" });
   });
 
   const bad: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
@@ -67,6 +74,12 @@ describe("parseConfig", () => {
     ["bad level", ["--log-level", "loud"], {}, /--log-level: "loud" must be one of/],
     ["unknown flag", ["--nope"], {}, /Unknown option '--nope'/],
     ["renew >= lease", ["--renew-deadline", "20s"], {}, /--renew-deadline must be shorter/],
+    [
+      "a leader label without the pod's name",
+      [],
+      { LEADER_POD_LABEL: "true", POD_NAMESPACE: "ops" },
+      /--leader-pod-label needs POD_NAME and POD_NAMESPACE/,
+    ],
     [
       "bad terminator image",
       ["--terminator-image", "not an image!"],

@@ -45,6 +45,18 @@ export interface OperatorConfig extends OperatorSettings {
   serviceHooks?: { port: number; debounceMs: number; credentials: CredentialLocations };
 }
 
+/** `--leader-pod-label`: the pod to label, from the downward API variables the Deployment sets. */
+function ownPod(env: NodeJS.ProcessEnv): { name: string; namespace: string } {
+  const name = env.POD_NAME ?? "";
+  const namespace = env.POD_NAMESPACE ?? "";
+  if (!name || !namespace) {
+    throw new ConfigError(
+      "--leader-pod-label needs POD_NAME and POD_NAMESPACE (the pod's metadata.name and metadata.namespace, from the downward API)",
+    );
+  }
+  return { name, namespace };
+}
+
 /** Environment variables holding the service hook credentials themselves, when no file is named. */
 export const SERVICE_HOOK_USERNAME_ENV = "SERVICE_HOOK_USERNAME";
 export const SERVICE_HOOK_PASSWORD_ENV = "SERVICE_HOOK_PASSWORD";
@@ -79,6 +91,12 @@ export const flags: Record<string, FlagSpec> = {
     env: "LEADER_ELECT",
     help: "elect a leader through a Lease (needed with several replicas)",
     default: "true",
+    kind: "boolean",
+  },
+  "leader-pod-label": {
+    env: "LEADER_POD_LABEL",
+    help: "label this replica's pod azurepipelines.k8s.scaler.io/leader=true while it leads, false otherwise, so that a Service can select the leader (the chart's service hooks Service with several replicas); needs POD_NAME, POD_NAMESPACE and patch on pods there",
+    default: "false",
     kind: "boolean",
   },
   "leader-election-namespace": {
@@ -408,6 +426,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv, hostname: st
     renewDeadlineMs: duration("renew-deadline"),
     retryPeriodMs: duration("retry-period"),
     identity: raw("identity") || hostname,
+    ...(bool("leader-pod-label") ? { ownPod: ownPod(env) } : {}),
     bindAddress: raw("bind-address"),
     port: int("port", 0),
     workers: int("workers", 1),

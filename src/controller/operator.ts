@@ -22,6 +22,8 @@ import { EventRecorder } from "../kube/events.ts";
 import { controllerOwnerKeys, enqueueHandler, Informer, withoutManagedFields } from "../kube/informer.ts";
 import { LeaderElector, leaderIdentity } from "../kube/leaderelection.ts";
 import { listWatchFor } from "../kube/listwatch.ts";
+import { mergePatch } from "../kube/patch.ts";
+import { resourcePath } from "../kube/resource.ts";
 import type { KubeObject } from "../kube/types.ts";
 import { WorkQueue } from "../kube/workqueue.ts";
 import type { StructuredLogger } from "../observability/logger.ts";
@@ -34,6 +36,7 @@ import { CredentialResolver } from "./credentials.ts";
 import { POD_WRITES_IN_FLIGHT } from "./executor.ts";
 import { kubeWriter } from "./kube-writer.ts";
 import { Lanes } from "./lanes.ts";
+import { LeaderPodLabel } from "./leader-label.ts";
 import { PlaceholderWork } from "./placeholders.ts";
 import { agentPodView } from "./pod-view.ts";
 import type { CredentialPolicy } from "./policy.ts";
@@ -83,6 +86,8 @@ export interface OperatorSettings {
   standbyClock?: { startMs: number; rate: number };
   /** The service hook endpoint (src/hooks) on `bindAddress`; omitted: off. */
   serviceHooks?: { port: number; debounceMs: number };
+  /** The pod this replica runs in (`POD_NAME`, `POD_NAMESPACE`): it carries the leader label (leader-label.ts). */
+  ownPod?: { name: string; namespace: string };
 }
 
 export interface OperatorDeps {
@@ -329,8 +334,17 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
     prePull.start();
   };
 
+  // Rule 1 of leader-label.ts: "false" at start, "true" while leading, "false" after the lease is given up.
+  const ownPod = config.ownPod;
+  const leaderLabel = ownPod
+    ? new LeaderPodLabel({
+        logger: logger.child({ component: "leader-label" }),
+        write: (patch) => mergePatch(client, resourcePath({ apiVersion: "v1", resource: "pods" }, ownPod), patch),
+      })
+    : undefined;
   let stopping = false;
   let leading = !config.leaderElect;
+  leaderLabel?.set(leading);
   let elector: LeaderElector | undefined;
   if (config.leaderElect) {
     elector = new LeaderElector({
@@ -344,6 +358,7 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       logger: logger.child({ component: "leader-election" }),
       onStartedLeading: () => {
         leading = true;
+        leaderLabel?.set(true);
         void startReconciling();
       },
       onStoppedLeading: () => {
@@ -374,6 +389,9 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
       await prePull.stop();
       reconciler.close();
       await elector?.stop();
+      leaderLabel?.set(false);
+      await leaderLabel?.idle();
+      leaderLabel?.close();
       await Promise.all([...informers, ...prePull.informers].map((inf) => inf.stop()));
       await server.close();
     },

@@ -659,6 +659,33 @@ describe("helm template with serviceHooks", () => {
     assert.deepEqual(invalidNames(withIngress), []);
   });
 
+  test("several replicas: the hooks Service selects the pod the leader labels; its Role may get and patch pods", async () => {
+    const leaderLabel = "azurepipelines.k8s.scaler.io/leader";
+    const replicas = await helmTemplate({ values: { ...hooksValues, replicaCount: 2 } });
+    const deployment = find(replicas, "Deployment", fullname);
+    assert.deepEqual(operatorConfig(deployment).ownPod, { name: "operator-pod-0", namespace: "operators" });
+    const service = find(replicas, "Service", `${fullname}-hooks`);
+    assert.deepEqual(service.spec.selector, { ...deployment.spec.selector.matchLabels, [leaderLabel]: "true" });
+    const role = find(replicas, "Role", `${fullname}-leader-election`, "operators");
+    assert.deepEqual(
+      rulesOf(role).filter((r) => (r.resources as string[]).includes("pods")),
+      [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "patch"] }],
+    );
+    // One replica, or several without hooks: no label, no such permission, every replica selected.
+    const cases: [string, Obj[]][] = [
+      ["one replica with hooks", objs],
+      ["two replicas without hooks", await helmTemplate({ values: { replicaCount: 2 } })],
+    ];
+    for (const [name, rendered] of cases) {
+      const d = find(rendered, "Deployment", fullname);
+      assert.equal(operatorConfig(d).ownPod, undefined, name);
+      const r = find(rendered, "Role", `${fullname}-leader-election`, "operators");
+      assert.ok(!rulesOf(r).some((x) => (x.resources as string[]).includes("pods")), name);
+      const hooks = rendered.find((o) => o.kind === "Service" && o.metadata.name === `${fullname}-hooks`);
+      if (hooks) assert.deepEqual(hooks.spec.selector, d.spec.selector.matchLabels, name);
+    }
+  });
+
   test("an Ingress without a host serves every host", async () => {
     const any = await helmTemplate({
       values: { serviceHooks: { ...hooksValues.serviceHooks, ingress: { enabled: true } } },

@@ -4,14 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { eventually } from "../support/cluster.ts";
 import { type OperatorProcess, startOperatorProcess } from "../support/operator.ts";
 import { startWorld, type World } from "../support/world.ts";
 
 describe("operator: resilience", () => {
   let world: World;
   let operator: OperatorProcess;
-  const start = (identity = "op-a", extra: string[] = ["--leader-elect", "false"]) =>
-    startOperatorProcess({ kubeconfig: world.cluster.kubeconfig, namespaces: [world.ns], identity, args: extra });
+  const start = (identity = "op-a", extra: string[] = ["--leader-elect", "false"], env: NodeJS.ProcessEnv = {}) =>
+    startOperatorProcess({ kubeconfig: world.cluster.kubeconfig, namespaces: [world.ns], identity, args: extra, env });
   before(async () => {
     world = await startWorld();
   });
@@ -146,5 +147,62 @@ describe("operator: resilience", () => {
     const f = await world.ado.control.waitForJob(job.requestId, (x) => x.state === "finished", { timeoutMs: 90_000 });
     assert.equal(f.result, "succeeded");
     assert.equal(live(await world.pods("failover")).length <= 1, true);
+  });
+
+  test("--leader-pod-label: the leader's pod is labelled true, the standby's false; a new leader takes the label", async () => {
+    await operator.stop();
+    const client = world.cluster.client;
+    const key = "azurepipelines.k8s.scaler.io/leader";
+    // The replicas' own pods, as the Deployment would make them (bound to no node: nothing runs them).
+    for (const name of ["replica-a", "replica-b"]) {
+      await client.request({
+        method: "POST",
+        path: `/api/v1/namespaces/${world.ns}/pods`,
+        body: {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name, labels: { app: "operator" } },
+          spec: { nodeName: "no-such-node", containers: [{ name: "manager", image: "operator:test" }] },
+        },
+      });
+    }
+    const labelOf = async (name: string) =>
+      (
+        await client.request<{ metadata: { labels?: Record<string, string> } }>({
+          path: `/api/v1/namespaces/${world.ns}/pods/${name}`,
+        })
+      ).metadata.labels?.[key];
+    const labelled = (name: string, value: string) =>
+      eventually(`${name} labelled ${key}=${value}`, async () => ((await labelOf(name)) === value ? true : undefined));
+    const lease = [
+      "--leader-elect",
+      "true",
+      "--leader-election-namespace",
+      world.ns,
+      "--leader-election-name",
+      "labelled",
+      "--lease-duration",
+      "4s",
+      "--renew-deadline",
+      "3s",
+      "--retry-period",
+      "500ms",
+      "--leader-pod-label",
+      "true",
+    ];
+    const first = start("replica-a", lease, { POD_NAME: "replica-a", POD_NAMESPACE: world.ns });
+    await first.waitForLog(/reconciling/);
+    await labelled("replica-a", "true");
+    const second = start("replica-b", lease, { POD_NAME: "replica-b", POD_NAMESPACE: world.ns });
+    operator = second;
+    await second.waitForLog(/caches synced/);
+    await labelled("replica-b", "false");
+    assert.equal(await labelOf("replica-a"), "true", "the leader keeps its label");
+    // A graceful stop gives the lease up and takes the label off; the standby leads and takes it.
+    await first.stop();
+    await labelled("replica-a", "false");
+    await second.waitForLog(/reconciling/, 60_000);
+    await labelled("replica-b", "true");
+    assert.doesNotMatch(first.log() + second.log(), /cannot label/);
   });
 });

@@ -61,6 +61,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+"true" when the operator labels the leader's pod and the hooks Service selects it: service hooks on, more than one
+replica (a delivery to a standby replica would trigger nothing; only the leader polls).
+*/}}
+{{- define "aks-scaler.leaderPodLabel" -}}
+{{- if and .Values.serviceHooks.enabled (gt (int .Values.replicaCount) 1) .Values.leaderElection.enabled -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
 What the operator does in a watched namespace (or cluster-wide), and nothing more. Keep in sync with
 config/rbac/role.yaml and config/rbac/namespaced/role.yaml.
 */}}

@@ -18,6 +18,8 @@ export const labels = {
   extraAgentContainers: `${GROUP}/extra-agent-containers`,
   /** On a cache-volume PVC: the name of the `reusableCacheVolumes` entry it serves. */
   cacheVolume: `${GROUP}/cache-volume`,
+  /** On the operator's own pods: "true" on the leader's, "false" on a standby's (src/controller/leader-label.ts). */
+  leader: `${GROUP}/leader`,
 } as const;
 
 /** Annotations on agent pods. */
