@@ -21,6 +21,21 @@ describe("operator: resilience", () => {
     await world?.close();
   });
 
+  /** Leader election on a short Lease in the test's namespace (a name of its own, or the default). */
+  const leaseFlags = (name?: string) => [
+    "--leader-elect",
+    "true",
+    "--leader-election-namespace",
+    world.ns,
+    ...(name ? ["--leader-election-name", name] : []),
+    "--lease-duration",
+    "4s",
+    "--renew-deadline",
+    "3s",
+    "--retry-period",
+    "500ms",
+  ];
+
   const live = (pods: Awaited<ReturnType<World["pods"]>>) =>
     pods.filter((p) => !p.metadata.deletionTimestamp && !["Succeeded", "Failed"].includes(p.status?.phase ?? ""));
 
@@ -118,18 +133,7 @@ describe("operator: resilience", () => {
 
   test("two replicas with leader election: one leads; when it is killed the other takes over", async () => {
     await operator.stop();
-    const lease = [
-      "--leader-elect",
-      "true",
-      "--leader-election-namespace",
-      world.ns,
-      "--lease-duration",
-      "4s",
-      "--renew-deadline",
-      "3s",
-      "--retry-period",
-      "500ms",
-    ];
+    const lease = leaseFlags();
     const first = start("replica-1", lease);
     await first.waitForLog(/reconciling/);
     const second = start("replica-2", lease);
@@ -174,22 +178,7 @@ describe("operator: resilience", () => {
       ).metadata.labels?.[key];
     const labelled = (name: string, value: string) =>
       eventually(`${name} labelled ${key}=${value}`, async () => ((await labelOf(name)) === value ? true : undefined));
-    const lease = [
-      "--leader-elect",
-      "true",
-      "--leader-election-namespace",
-      world.ns,
-      "--leader-election-name",
-      "labelled",
-      "--lease-duration",
-      "4s",
-      "--renew-deadline",
-      "3s",
-      "--retry-period",
-      "500ms",
-      "--leader-pod-label",
-      "true",
-    ];
+    const lease = [...leaseFlags("labelled"), "--leader-pod-label", "true"];
     const first = start("replica-a", lease, { POD_NAME: "replica-a", POD_NAMESPACE: world.ns });
     await first.waitForLog(/reconciling/);
     await labelled("replica-a", "true");
