@@ -240,3 +240,57 @@ describe("the optional service-hooks component (config/components/service-hooks)
     );
   });
 });
+
+describe("the optional service-hooks-leader component (config/components/service-hooks-leader)", () => {
+  let objs: Obj[];
+  let deployment: Obj;
+  before(async () => {
+    const dir = join(tempDir("kustomize-overlay-"), "overlay");
+    mkdirSync(dir);
+    const rel = (path: string) => relative(dir, join(repoRoot, path));
+    writeFileSync(
+      join(dir, "kustomization.yaml"),
+      [
+        "resources:",
+        `  - ${rel("config/default")}`,
+        "components:",
+        `  - ${rel("config/components/service-hooks")}`,
+        `  - ${rel("config/components/service-hooks-leader")}`,
+        "replicas:",
+        `  - name: ${PREFIX}controller-manager`,
+        "    count: 2",
+        "",
+      ].join("\n"),
+    );
+    objs = await kustomize(dir);
+    deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
+  });
+
+  test("the operator labels its pod, and the hooks Service selects the leader's", () => {
+    const config = parseConfig(
+      [],
+      containerEnv(deployment, { name: "scaler-0", namespace: NS }),
+      "host",
+    ) as OperatorConfig;
+    assert.deepEqual(config.ownPod, { name: "scaler-0", namespace: NS });
+    assert.equal(config.leaderElect, true);
+    assert.equal((deployment.spec as { replicas: number }).replicas, 2);
+    const service = find(objs, "Service", `${PREFIX}service-hooks`, NS);
+    const selector = (service.spec as { selector: Record<string, string> }).selector;
+    const podLabels = (deployment.spec as { template: { metadata: { labels: Record<string, string> } } }).template
+      .metadata.labels;
+    const { "azurepipelines.k8s.scaler.io/leader": leader, ...rest } = selector;
+    assert.equal(leader, "true");
+    for (const [k, v] of Object.entries(rest)) assert.equal(podLabels[k], v, `selector ${k}`);
+  });
+
+  test("a Role in the operator's namespace lets the Deployment's ServiceAccount get and patch pods there", () => {
+    const role = find(objs, "Role", `${PREFIX}leader-pod-label`, NS);
+    assert.deepEqual(role.rules, [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "patch"] }]);
+    const binding = find(objs, "RoleBinding", `${PREFIX}leader-pod-label`, NS);
+    const sa = (deployment.spec as { template: { spec: { serviceAccountName?: string } } }).template.spec
+      .serviceAccountName;
+    assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: sa, namespace: NS }]);
+    assert.equal((binding.roleRef as { name: string }).name, `${PREFIX}leader-pod-label`);
+  });
+});
