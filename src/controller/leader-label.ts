@@ -11,7 +11,8 @@
  * 2. Writes are merge patches of that one label, one at a time; the newest wanted value wins (`nextWrite`).
  * 3. A failed write is tried again after `retryMs` (5 s by default) while its value is still wanted; the first
  *    failure of a streak is logged as a warning, the success after it at info level.
- * 4. Outside a pod (no pod name or namespace) nothing is written.
+ * 4. Only with `--leader-pod-label`, which needs the pod's name and namespace (src/cli/config.ts); else nothing is
+ *    written.
  */
 import { labels } from "../api/v1/index.ts";
 import { type Clock, systemClock, type TimerHandle } from "../runtime/clock.ts";

@@ -141,7 +141,6 @@ function sameEntries<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>): boolean 
 
 // Kept by list: every resource on a pool plans from the same poll's lists, its own pods' list stays while they do.
 const queuedOf = new WeakMap<readonly JobRequest[], Set<number>>();
-const agentNamesOf = new WeakMap<readonly PoolAgent[], readonly string[]>();
 const podTemplatesOf = new WeakMap<readonly ObservedPod[], Map<string, number | null>>();
 
 /** The label of a template index (`none`: the pod's entry is gone). */
@@ -235,7 +234,7 @@ export class PoolMetrics {
             sameSpec
               ? [...previous.placeholders.wanted]
               : wantedPlaceholders([{ key: p.key, ...p.resource.spec }]).map((w) => w.name),
-            keptIn(agentNamesOf, agents, () => agents.map((a) => a.name.toLowerCase())),
+            agents.map((a) => a.name),
           );
     if (previous && previous.pool !== pool) this.#unrecord(p.key, previous.pool);
     const unserved = unservedJobs(p.plan);

@@ -27,6 +27,23 @@ import {
 
 const CRD_NAME = "autoscaledagents.azurepipelines.k8s.scaler.io";
 
+/**
+ * An overlay in a temporary folder, rendered: `resources` and `components` by relative paths as kustomize wants,
+ * then any further lines of its kustomization.
+ */
+async function overlay(resource: string, components: string[], more: string[] = []): Promise<Obj[]> {
+  const dir = join(tempDir("kustomize-overlay-"), "overlay");
+  mkdirSync(dir);
+  const rel = (path: string) => relative(dir, join(repoRoot, path));
+  const lines = ["resources:", `  - ${rel(resource)}`, "components:", ...components.map((c) => `  - ${rel(c)}`)];
+  writeFileSync(join(dir, "kustomization.yaml"), `${[...lines, ...more].join("\n")}\n`);
+  return kustomize(dir);
+}
+
+/** The configuration the Deployment's environment gives the operator, in a pod named scaler-0. */
+const operatorConfig = (deployment: Obj) =>
+  parseConfig([], containerEnv(deployment, { name: "scaler-0", namespace: NS }), "host") as OperatorConfig;
+
 // Suites render in before(), not in an async describe body (see chart.test.ts).
 describe("kubectl kustomize config/default", () => {
   let objs: Obj[];
@@ -147,38 +164,24 @@ describe("kubectl kustomize config/default", () => {
 });
 
 describe("the optional image-prepull component (config/components/image-prepull)", () => {
-  /** An overlay in a temporary folder: `resources` and the component, by relative paths as kustomize wants. */
-  const overlay = async (resource: string) => {
-    const dir = join(tempDir("kustomize-overlay-"), "overlay");
-    mkdirSync(dir);
-    const rel = (path: string) => relative(dir, join(repoRoot, path));
-    writeFileSync(
-      join(dir, "kustomization.yaml"),
-      `resources:\n  - ${rel(resource)}\ncomponents:\n  - ${rel("config/components/image-prepull")}\n`,
-    );
-    return kustomize(dir);
-  };
+  const withPrePull = (resource: string) => overlay(resource, ["config/components/image-prepull"]);
   let objs: Obj[];
   let chartRules: unknown;
   before(async () => {
-    objs = await overlay("config/default");
+    objs = await withPrePull("config/default");
     const chart = await helmTemplate({ release: "t", values: { imagePrePull: { enabled: true } } });
     chartRules = find(chart, "ClusterRole", "t-azure-pipelines-k8s-agent-scaler").rules;
   });
 
   test("adds the chart's DaemonSet rule to the ClusterRole and to the namespaced Role", async () => {
     assert.deepEqual(find(objs, "ClusterRole", `${PREFIX}manager-role`).rules, chartRules);
-    const namespaced = await overlay("config/rbac/namespaced");
+    const namespaced = await withPrePull("config/rbac/namespaced");
     assert.deepEqual(find(namespaced, "Role").rules, chartRules);
   });
 
   test("turns image pre-pull on in the operator", () => {
     const deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
-    const config = parseConfig(
-      [],
-      containerEnv(deployment, { name: "scaler-0", namespace: NS }),
-      "host",
-    ) as OperatorConfig;
+    const config = operatorConfig(deployment);
     assert.equal(config.imagePrePull?.enabled, true);
   });
 });
@@ -195,23 +198,12 @@ describe("the optional service-hooks component (config/components/service-hooks)
   let objs: Obj[];
   let deployment: Obj;
   before(async () => {
-    const dir = join(tempDir("kustomize-overlay-"), "overlay");
-    mkdirSync(dir);
-    const rel = (path: string) => relative(dir, join(repoRoot, path));
-    writeFileSync(
-      join(dir, "kustomization.yaml"),
-      `resources:\n  - ${rel("config/default")}\ncomponents:\n  - ${rel("config/components/service-hooks")}\n`,
-    );
-    objs = await kustomize(dir);
+    objs = await overlay("config/default", ["config/components/service-hooks"]);
     deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
   });
 
   test("turns the endpoint on, with credentials read from the mounted Secret's files", () => {
-    const config = parseConfig(
-      [],
-      containerEnv(deployment, { name: "scaler-0", namespace: NS }),
-      "host",
-    ) as OperatorConfig;
+    const config = operatorConfig(deployment);
     assert.equal(config.serviceHooks?.port, 8081);
     const files = config.serviceHooks?.credentials;
     assert.deepEqual(files, {
@@ -245,33 +237,16 @@ describe("the optional service-hooks-leader component (config/components/service
   let objs: Obj[];
   let deployment: Obj;
   before(async () => {
-    const dir = join(tempDir("kustomize-overlay-"), "overlay");
-    mkdirSync(dir);
-    const rel = (path: string) => relative(dir, join(repoRoot, path));
-    writeFileSync(
-      join(dir, "kustomization.yaml"),
-      [
-        "resources:",
-        `  - ${rel("config/default")}`,
-        "components:",
-        `  - ${rel("config/components/service-hooks")}`,
-        `  - ${rel("config/components/service-hooks-leader")}`,
-        "replicas:",
-        `  - name: ${PREFIX}controller-manager`,
-        "    count: 2",
-        "",
-      ].join("\n"),
+    objs = await overlay(
+      "config/default",
+      ["config/components/service-hooks", "config/components/service-hooks-leader"],
+      ["replicas:", `  - name: ${PREFIX}controller-manager`, "    count: 2"],
     );
-    objs = await kustomize(dir);
     deployment = find(objs, "Deployment", `${PREFIX}controller-manager`, NS);
   });
 
   test("the operator labels its pod, and the hooks Service selects the leader's", () => {
-    const config = parseConfig(
-      [],
-      containerEnv(deployment, { name: "scaler-0", namespace: NS }),
-      "host",
-    ) as OperatorConfig;
+    const config = operatorConfig(deployment);
     assert.deepEqual(config.ownPod, { name: "scaler-0", namespace: NS });
     assert.equal(config.leaderElect, true);
     assert.equal((deployment.spec as { replicas: number }).replicas, 2);
