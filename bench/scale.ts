@@ -54,10 +54,11 @@ import {
 import { type BenchContext, type Benchmark, quickFromArgv, runBenchmarks } from "./support/bench.ts";
 import { benchLabels } from "./support/cluster.ts";
 import { forEachLimited } from "./support/concurrency.ts";
+import { placeOperator, setThreadsNice } from "./support/cpu-placement.ts";
 import { type NodeProcess, startNodeProcess } from "./support/node.ts";
 import type { PhaseStats } from "./support/node-process.ts";
 import { startOperatorProcess } from "./support/operator.ts";
-import { ProcSampler, type ProcWindow, processPeakRssMiB } from "./support/proc-sampler.ts";
+import { ProcSampler, type ProcWindow, processPeakRssMiB, threadKinds } from "./support/proc-sampler.ts";
 import {
   type Histogram,
   histogramBound,
@@ -110,6 +111,19 @@ export interface FleetOptions {
   rampTimeoutMs: number;
   burstTimeoutMs: number;
   seed: number;
+  /**
+   * The nice value of the operator's threads (0: as the rest of the machine). A negative one gives the operator a
+   * core before the API server, etcd, the virtual nodes and the emulator, as if the simulated world ran on other
+   * machines: the run then shows the operator's own tail. `AZP_BENCH_OPERATOR_NICE`; the result is saved as
+   * `scale-nice.json` instead of `scale.json`.
+   */
+  operatorNice: number;
+  /**
+   * CPUs of the operator's own (e.g. "1"), the benchmark and everything it started on the others: the operator never
+   * waits for the simulated world, which has fewer cores. `AZP_BENCH_OPERATOR_CPUS`; the result is saved as
+   * `scale-own-core.json`. Empty: all share every core.
+   */
+  operatorCpus: string;
 }
 
 export const defaultFleetOptions: FleetOptions = {
@@ -130,6 +144,8 @@ export const defaultFleetOptions: FleetOptions = {
   rampTimeoutMs: 300_000,
   burstTimeoutMs: 240_000,
   seed: 5150,
+  operatorNice: Number(process.env.AZP_BENCH_OPERATOR_NICE ?? 0) || 0,
+  operatorCpus: process.env.AZP_BENCH_OPERATOR_CPUS ?? "",
 };
 
 const quickOptions: Partial<FleetOptions> = {
@@ -329,6 +345,15 @@ interface BurstResult {
   whole: WindowStats;
 }
 
+/** How the run placed the operator on the cores, for the targets' title. */
+function placement(o: FleetOptions): string {
+  const parts = [
+    ...(o.operatorCpus === "" ? [] : [`the operator alone on CPU ${o.operatorCpus}, the rest on the others`]),
+    ...(o.operatorNice === 0 ? [] : [`the operator's threads at nice ${o.operatorNice}`]),
+  ];
+  return parts.map((p) => `; ${p}`).join("");
+}
+
 export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetOptions> = {}): Promise<BenchResult> {
   const o: FleetOptions = { ...defaultFleetOptions, ...(ctx.quick ? quickOptions : {}), ...overrides };
   const { client } = ctx.cluster;
@@ -525,6 +550,15 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
   const stopOperator = ctx.cleanups.add("operator", () => operator.stop());
   const pid = operator.child.pid ?? 0;
   const sampler = new ProcSampler(pid, 1000);
+  // Threads started later (the thread pool's) get the nice value from the next pass.
+  const renice = () => {
+    if (o.operatorNice !== 0) setThreadsNice(pid, o.operatorNice);
+  };
+  renice();
+  if (o.operatorCpus !== "") {
+    const placed = placeOperator(pid, o.operatorCpus);
+    log(`operator on CPUs ${placed.operatorCpus.join(",")}, the rest on ${placed.otherCpus.join(",")}`);
+  }
   const stopSampler = ctx.cleanups.add("operator sampler", () => sampler.stop());
   for (const n of nodes) n.phaseStart();
   const startedLine = await operator.waitForLog(/operator started/);
@@ -544,6 +578,7 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
     externalMiB: number;
   }[] = [];
   const gaugeTimer = setInterval(() => {
+    renice();
     scrape()
       .then((s) =>
         gauges.push({
@@ -981,7 +1016,7 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
   const burstWindows = bursts.flatMap((b) => [b.reaction, b.whole]);
   const tables: Table[] = [
     {
-      title: `Targets (${resources} AutoScaledAgents on ${o.pools} pools, ${warmTotal} warm agent pods on ${o.nodes} virtual nodes, ${o.historyRequests} job requests in one pool)`,
+      title: `Targets (${resources} AutoScaledAgents on ${o.pools} pools, ${warmTotal} warm agent pods on ${o.nodes} virtual nodes, ${o.historyRequests} job requests in one pool${placement(o)})`,
       columns: ["measure", "measured", "target", "verdict"],
       rows: targetRows.map((r) => [r.measure, r.value, r.target, verdict(r.ok)]),
       notes: [
@@ -1055,6 +1090,7 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
         "main thread runs (ms/s)",
         "waits for a core (ms/s)",
         "waits, of its ready time",
+        "its other threads run: V8 / libuv / other (ms/s)",
         "GC pauses minor / major / incremental (ms/s)",
       ],
       rows: [...windows, ...burstWindows].map((w) => {
@@ -1069,12 +1105,13 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
           Number.isFinite(runMsPerS + waitMsPerS) && runMsPerS + waitMsPerS > 0
             ? `${fixed((100 * waitMsPerS) / (runMsPerS + waitMsPerS), 0)} %`
             : "-",
+          threadKinds.map((k) => fixed(w.proc.otherThreadsMsPerS[k], 0)).join(" / "),
           gcKinds.map((k) => fixed(w.gcMsPerS[k], 1)).join(" / "),
         ];
       }),
       notes: [
         "a plan is synchronous JavaScript: its duration is its own work, plus the time the main thread waited for a core (the API server, etcd, the virtual nodes, the emulator and the benchmark share the machine's cores) and garbage-collection pauses that fell within it",
-        "main thread: /proc/<pid>/task/<pid>/schedstat (time running, time ready but waiting for a core), sampled every second; GC pauses: the operator's azp_scaler_process_nodejs_gc_duration_seconds",
+        "main thread: /proc/<pid>/task/<pid>/schedstat (time running, time ready but waiting for a core), sampled every second; other threads: the same by thread name (V8: its workers for concurrent GC and compilation, libuv: the thread pool); GC pauses: the operator's azp_scaler_process_nodejs_gc_duration_seconds",
         `the plan alone, without the cluster, on a pool of the same world: npm run bench -- plan (docs/benchmarks.md#plan)`,
       ],
     },
@@ -1173,7 +1210,7 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
   const r2 = (v: number) => (Number.isFinite(v) ? Math.round(v * 100) / 100 : v);
   const roundWindow = <T>(w: T): T => JSON.parse(JSON.stringify(w, (_k, v) => (typeof v === "number" ? r2(v) : v)));
   return {
-    name: "scale",
+    name: o.operatorCpus !== "" ? "scale-own-core" : o.operatorNice !== 0 ? "scale-nice" : "scale",
     date: started.toISOString(),
     durationS: Math.round((Date.now() - started.getTime()) / 1000),
     machine: { ...machine, loadAverage1mEnd: loadEnd },

@@ -4,7 +4,7 @@
  * thread ran and waited for a core.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { processRssMiB } from "./process.ts";
 
 let ticksPerSecond: number | undefined;
@@ -58,6 +58,44 @@ export function threadSchedStat(pid: number, tid = pid): { runS: number; waitS: 
   }
 }
 
+/** Kinds of a Node process's other threads, by name (`/proc/<pid>/task/<tid>/comm`). */
+export type ThreadKind = "v8" | "libuv" | "other";
+export const threadKinds: readonly ThreadKind[] = ["v8", "libuv", "other"];
+
+/** V8's workers (concurrent GC, compilation) and its delayed-task runner; libuv's thread pool; anything else. */
+export function threadKind(comm: string): ThreadKind {
+  if (comm.startsWith("V8") || comm.startsWith("DelayedTask")) return "v8";
+  if (comm.startsWith("libuv")) return "libuv";
+  return "other";
+}
+
+/**
+ * Run time (s) of a process's threads other than its main one, by kind: the threads that share the process's cores
+ * with its main thread (a thread gone since is no longer counted, so read differences over short windows only).
+ */
+export function otherThreadsRunS(pid: number): Record<ThreadKind, number> | undefined {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  const out: Record<ThreadKind, number> = { v8: 0, libuv: 0, other: 0 };
+  for (const tid of tids) {
+    if (Number(tid) === pid) continue;
+    const stat = threadSchedStat(pid, Number(tid));
+    if (!stat) continue;
+    let comm = "";
+    try {
+      comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
+    } catch {
+      continue;
+    }
+    out[threadKind(comm)] += stat.runS;
+  }
+  return out;
+}
+
 export interface ProcSample {
   /** Date.now() */
   t: number;
@@ -65,6 +103,8 @@ export interface ProcSample {
   cpuS: number;
   /** The main thread's scheduler account (`threadSchedStat`), when the kernel gives one. */
   main?: { runS: number; waitS: number };
+  /** The other threads' run time by kind (`otherThreadsRunS`). */
+  others?: Record<ThreadKind, number>;
 }
 
 export interface ProcWindow {
@@ -79,6 +119,8 @@ export interface ProcWindow {
    * for a core (NaN when unknown).
    */
   mainThread: { runMsPerS: number; waitMsPerS: number };
+  /** The process's other threads, running, in ms per second by kind (NaN when unknown). */
+  otherThreadsMsPerS: Record<ThreadKind, number>;
 }
 
 export class ProcSampler {
@@ -96,8 +138,9 @@ export class ProcSampler {
     const rssMiB = processRssMiB(this.#pid);
     const cpuS = processCpuSeconds(this.#pid);
     const main = threadSchedStat(this.#pid);
+    const others = otherThreadsRunS(this.#pid);
     if (rssMiB !== undefined && cpuS !== undefined)
-      this.samples.push({ t: Date.now(), rssMiB, cpuS, ...(main ? { main } : {}) });
+      this.samples.push({ t: Date.now(), rssMiB, cpuS, ...(main ? { main } : {}), ...(others ? { others } : {}) });
   }
 
   stop(): void {
@@ -115,6 +158,7 @@ export class ProcSampler {
         ...nan,
         rssMiB: { median: Number.NaN, peak: Number.NaN, end: Number.NaN },
         mainThread: { runMsPerS: Number.NaN, waitMsPerS: Number.NaN },
+        otherThreadsMsPerS: { v8: Number.NaN, libuv: Number.NaN, other: Number.NaN },
       };
     }
     let peak = 0;
@@ -128,12 +172,28 @@ export class ProcSampler {
     const seconds = (last.t - first.t) / 1000;
     const perS = (f: (m: { runS: number; waitS: number }) => number) =>
       first.main && last.main ? ((f(last.main) - f(first.main)) * 1000) / seconds : Number.NaN;
+    // Threads come and go (libuv's start on first use): sum the gains between samples, never a drop.
+    const othersPerS = (k: ThreadKind) => {
+      let sum = 0;
+      for (let i = 1; i < inside.length; i++) {
+        const a = inside[i - 1]?.others;
+        const b = inside[i]?.others;
+        if (!a || !b) return Number.NaN;
+        sum += Math.max(0, b[k] - a[k]);
+      }
+      return (sum * 1000) / seconds;
+    };
     return {
       seconds,
       cpuCores: (last.cpuS - first.cpuS) / ((last.t - first.t) / 1000),
       cpuCoresPeak: peak,
       rssMiB: { median: rss[Math.floor(rss.length / 2)] as number, peak: rss.at(-1) as number, end: last.rssMiB },
       mainThread: { runMsPerS: perS((m) => m.runS), waitMsPerS: perS((m) => m.waitS) },
+      otherThreadsMsPerS: {
+        v8: othersPerS("v8"),
+        libuv: othersPerS("libuv"),
+        other: othersPerS("other"),
+      },
     };
   }
 }
