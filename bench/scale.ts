@@ -113,8 +113,8 @@ export interface FleetOptions {
   seed: number;
   /**
    * The nice value of the operator's threads (0: as the rest of the machine). A negative one gives the operator a
-   * core before the API server, etcd, the virtual nodes and the emulator, as if the simulated world ran on other
-   * machines: the run then shows the operator's own tail. `AZP_BENCH_OPERATOR_NICE`; the result is saved as
+   * core before the API server, etcd, the virtual nodes and the emulator, nearer to a cluster, where they run on other
+   * machines (its own V8 threads still share its cores). `AZP_BENCH_OPERATOR_NICE`; the result is saved as
    * `scale-nice.json` instead of `scale.json`.
    */
   operatorNice: number;
@@ -554,7 +554,8 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
   const renice = () => {
     if (o.operatorNice !== 0) setThreadsNice(pid, o.operatorNice);
   };
-  renice();
+  if (o.operatorNice !== 0 && setThreadsNice(pid, o.operatorNice) === 0)
+    throw new Error(`could not set the operator's nice value to ${o.operatorNice} (a negative one needs CAP_SYS_NICE)`);
   if (o.operatorCpus !== "") {
     const placed = placeOperator(pid, o.operatorCpus);
     log(`operator on CPUs ${placed.operatorCpus.join(",")}, the rest on ${placed.otherCpus.join(",")}`);

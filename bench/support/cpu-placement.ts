@@ -25,7 +25,7 @@ export function setThreadsNice(pid: number, nice: number): number {
       setPriority(tid, nice);
       set++;
     } catch {
-      // Gone, or not allowed (a negative value needs CAP_SYS_NICE): the caller reports the count.
+      // Gone, or not allowed (a negative value needs CAP_SYS_NICE): the caller checks the count.
     }
   }
   return set;
