@@ -305,7 +305,7 @@ export function poolMembers(
   all: readonly AutoScaledAgent[],
   resource: Resource,
   organizationKey: (url: string) => string,
-): { key: string; spec: DefaultedAutoScaledAgent["spec"] }[] {
+): PoolMember[] {
   const organization = organizationKey(resource.spec.organizationUrl);
   const pool = resource.spec.poolName.toLowerCase();
   return all.flatMap((r) => {
@@ -313,8 +313,15 @@ export function poolMembers(
     if (!v.ok || r.metadata?.deletionTimestamp) return [];
     const spec = v.value.spec;
     const same = spec.poolName.toLowerCase() === pool && organizationKey(spec.organizationUrl) === organization;
-    return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, spec }] : [];
+    return same ? [{ key: `${r.metadata?.namespace}/${r.metadata?.name}`, uid: r.metadata?.uid, spec }] : [];
   });
+}
+
+export interface PoolMember {
+  /** `namespace/name`. */
+  readonly key: string;
+  readonly uid: string | undefined;
+  readonly spec: DefaultedAutoScaledAgent["spec"];
 }
 
 /**

@@ -147,11 +147,12 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
   const podInformers = informersOf<PodObject & KubeObject>("pods", "v1", managed, agentPodView);
   const pvcInformers = informersOf<PvcObject & KubeObject>("persistentvolumeclaims", "v1", managed);
 
+  const joinResources = keptJoin<AutoScaledAgent>();
   const caches: Caches = {
     resource: (key) => asaInformers.map((inf) => inf.store.get(key)).find((o) => o !== undefined),
-    allResources: () => asaInformers.flatMap((inf) => inf.store.list()),
-    podsOf: (uid) => joined(podInformers.map((inf) => inf.store.byIndex(ownerIndex, uid))),
-    pvcsOf: (uid) => joined(pvcInformers.map((inf) => inf.store.byIndex(ownerIndex, uid))),
+    allResources: () => joinResources(asaInformers.map((inf) => inf.store.all())),
+    podsOf: (uid) => joined(podInformers, (inf) => inf.store.byIndex(ownerIndex, uid)),
+    pvcsOf: (uid) => joined(pvcInformers, (inf) => inf.store.byIndex(ownerIndex, uid)),
     podsListedAt: () => {
       const times = podInformers.map((inf) => inf.health().lastListStartTime);
       return times.every((t) => t !== undefined) ? Math.min(...(times as number[])) : undefined;
@@ -402,8 +403,34 @@ export async function startOperator(deps: OperatorDeps): Promise<RunningOperator
  * The lists of several informers as one: the one non-empty list itself when there is one (an owner's objects are
  * in one namespace), so that what is kept by list (the stores keep an answer until it changes) stays found.
  */
-function joined<T>(lists: readonly (readonly T[])[]): readonly T[] {
-  const full = lists.filter((l) => l.length > 0);
-  if (full.length === 1) return full[0] as readonly T[];
-  return full.flat();
+function joined<S, T>(sources: readonly S[], listOf: (source: S) => readonly T[]): readonly T[] {
+  // Every plan asks for the pods of each resource on its pool: no array is made unless two lists have objects.
+  let one: readonly T[] | undefined;
+  let many: T[] | undefined;
+  for (const source of sources) {
+    const list = listOf(source);
+    if (list.length === 0) continue;
+    if (one === undefined) one = list;
+    else {
+      many ??= [...one];
+      for (const o of list) many.push(o);
+    }
+  }
+  return many ?? one ?? NO_OBJECTS;
+}
+
+const NO_OBJECTS: readonly never[] = Object.freeze([]);
+
+/**
+ * `joined`, answering with the same array while every list is the same: the resources of several namespaces, which
+ * every plan reads (sharing.ts keeps its pool members by this array).
+ */
+function keptJoin<T>(): (lists: readonly (readonly T[])[]) => readonly T[] {
+  let last: { lists: readonly (readonly T[])[]; out: readonly T[] } | undefined;
+  return (lists) => {
+    if (last?.lists.length === lists.length && last.lists.every((l, i) => l === lists[i])) return last.out;
+    const out = joined(lists, (l) => l);
+    last = { lists, out };
+    return out;
+  };
 }

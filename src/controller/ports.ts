@@ -66,7 +66,7 @@ export interface Caches {
   /** The cached resource, by key `namespace/name`. */
   resource(key: string): AutoScaledAgent | undefined;
   /** Every cached AutoScaledAgent (jobs and placeholders are shared between resources on a pool). */
-  allResources(): AutoScaledAgent[];
+  allResources(): readonly AutoScaledAgent[];
   /** The cached pods owned by the resource with this uid. */
   podsOf(uid: string): readonly PodObject[];
   /** The cached PersistentVolumeClaims owned by the resource with this uid. */

@@ -77,6 +77,9 @@ const CREATE_RETRY_MS = 2_000;
 
 export type ReconcileResult = { requeueAfterMs: number } | undefined;
 
+/** No pods expected (most resources, most of the time): one array for all. */
+const NONE_EXPECTED: readonly ObservedPod[] = [];
+
 export class Reconciler {
   readonly #o: ReconcilerOptions;
   readonly #memory = new Map<string, Memory>();
@@ -95,7 +98,10 @@ export class Reconciler {
       caches: options.caches,
       pods: options.pods,
       organizationKey: options.azureDevOps.organizationKey,
-      expected: (key) => [...(this.#memory.get(key)?.expected.values() ?? [])].map((e) => e.pod),
+      expected: (key) => {
+        const expected = this.#memory.get(key)?.expected;
+        return expected === undefined || expected.size === 0 ? NONE_EXPECTED : [...expected.values()].map((e) => e.pod);
+      },
     });
   }
 

@@ -162,6 +162,77 @@ test("the pool's sharing follows the pods of each resource from reconcile to rec
   assert.deepEqual(servedBy(later), [other], "the spare pod's resource serves the later job");
 });
 
+test("the pool's members follow the resources as the caches list them", () => {
+  const a = resource("a");
+  const b = resource("b");
+  const changed = (r: AutoScaledAgent, generation: number, change: Partial<AutoScaledAgent>): AutoScaledAgent =>
+    ({
+      ...r,
+      ...change,
+      metadata: { ...r.metadata, generation, resourceVersion: String(generation), ...change.metadata },
+    }) as AutoScaledAgent;
+  let objects: readonly AutoScaledAgent[] = [a, b];
+  const caches: Caches = {
+    resource: () => undefined,
+    // A new array on every change, as the caches answer.
+    allResources: () => objects,
+    podsOf: () => NONE,
+    pvcsOf: () => [],
+    liveAgentPodNames: () => undefined,
+    podsListedAt: () => undefined,
+  };
+  const sharing = new PoolSharing({
+    caches,
+    pods: createPodFactory({ terminatorImage: "busybox:1" }),
+    organizationKey: (url) => url,
+    // b created a pod for the job: while b is on the pool, the job is b's.
+    expected: (key) => (key === "ci/b" ? [expectedPod("b-p", 42)] : []),
+  });
+  const jobs: readonly JobRequest[] = [{ requestId: 42, queueTime: "2026-12-01T12:00:00Z", demands: ["docker"] }];
+  const aServes = () => {
+    const v = validateCached(a);
+    assert.ok(v.ok);
+    const res = v.value as Resource;
+    return !sharing.servedElsewhere("ci/a", res, templateSpecs(res.spec), jobs).has(42);
+  };
+  const steps: [string, () => void, boolean][] = [
+    ["b's pod holds the job", () => {}, false],
+    ["asked again", () => {}, false],
+    [
+      "b moved to another pool",
+      () => {
+        objects = [a, changed(b, 2, { spec: { ...b.spec, poolName: "other" } })];
+      },
+      true,
+    ],
+    [
+      "b back on the pool, its pool name written otherwise",
+      () => {
+        objects = [a, changed(b, 3, { spec: { ...b.spec, poolName: "POOL" } })];
+      },
+      false,
+    ],
+    [
+      "b being deleted",
+      () => {
+        objects = [a, changed(b, 3, { metadata: { deletionTimestamp: "2026-12-01T12:00:00Z" } })];
+      },
+      true,
+    ],
+    [
+      "b gone",
+      () => {
+        objects = [a];
+      },
+      true,
+    ],
+  ];
+  for (const [label, change, want] of steps) {
+    change();
+    assert.equal(aServes(), want, label);
+  }
+});
+
 test("the poll's list without the jobs of ended pods is the same list while the same jobs are left out", () => {
   const list: JobRequest[] = [1, 2, 3].map((requestId) => ({ requestId, demands: ["docker"] }));
   const ids = (l: readonly JobRequest[]) => l.map((j) => j.requestId);

@@ -5,12 +5,14 @@
  * and those it created that the cache does not show yet (a job a pod was created for stays with its resource), and
  * their templates and policies.
  */
+
+import type { AutoScaledAgent } from "../api/v1/index.ts";
 import { parseDuration } from "../api/v1/index.ts";
 import { keptIn } from "../runtime/memo.ts";
 import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
 import type { JobRequest, ObservedPod, PlanInput, ScalePlan, TemplateSpec } from "../scaling/types.ts";
-import { observeAgent, observedPod, poolMembers, templateSpecs } from "./observe.ts";
+import { observeAgent, observedPod, type PoolMember, poolMembers, templateSpecs } from "./observe.ts";
 import type { Caches, PodFactory, PodObject, PoolSnapshot, Resource } from "./ports.ts";
 
 export interface Standing {
@@ -107,13 +109,12 @@ export class PoolSharing {
     specs: readonly TemplateSpec[],
     jobRequests: readonly JobRequest[],
   ): Set<number> {
-    const all = this.#caches.allResources();
-    const uids = new Map(all.map((r) => [`${r.metadata?.namespace}/${r.metadata?.name}`, r.metadata?.uid]));
-    const contender = (k: string, spec: Resource["spec"]): ResourceTemplates => {
+    const members = this.#members(resource);
+    const contender = (k: string, uid: string | undefined, spec: Resource["spec"]): ResourceTemplates => {
       const standing = this.#standing.get(k);
       return {
         key: k,
-        ...this.#podStanding(k, uids.get(k), spec.podsWithCapabilities, jobRequests),
+        ...this.#podStanding(k, uid, spec.podsWithCapabilities, jobRequests),
         templates: k === key ? specs : templateSpecs(spec),
         // This resource is planning from a fresh poll, so it can serve now.
         available: k === key ? true : (standing?.available ?? true),
@@ -121,10 +122,22 @@ export class PoolSharing {
         checkExtraAgentContainers: this.#pods.extraAgentContainersChecker(spec),
       };
     };
-    const others = poolMembers(all, resource, this.#organizationKey)
-      .filter((m) => m.key !== key)
-      .map((m) => contender(m.key, m.spec));
-    return jobsServedElsewhere(jobRequests, contender(key, resource.spec), others);
+    const self = contender(key, members.find((m) => m.key === key)?.uid ?? resource.metadata?.uid, resource.spec);
+    const others = members.filter((m) => m.key !== key).map((m) => contender(m.key, m.uid, m.spec));
+    return jobsServedElsewhere(jobRequests, self, others);
+  }
+
+  /**
+   * The valid, live resources on the resource's pool (`poolMembers`), kept by the caches' array of resources (the
+   * same until a resource is added, changed or removed) and pool: every plan asks, most of them between two changes.
+   */
+  readonly #poolMembers = new WeakMap<readonly AutoScaledAgent[], Map<string, readonly PoolMember[]>>();
+
+  #members(resource: Resource): readonly PoolMember[] {
+    const all = this.#caches.allResources();
+    const byPool = keptIn(this.#poolMembers, all, () => new Map<string, readonly PoolMember[]>());
+    const pool = `${this.#organizationKey(resource.spec.organizationUrl)}\n${resource.spec.poolName.toLowerCase()}`;
+    return keptIn(byPool, pool, () => poolMembers(all, resource, this.#organizationKey));
   }
 }
 

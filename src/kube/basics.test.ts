@@ -107,4 +107,29 @@ describe("Store", () => {
       before = now;
     }
   });
+
+  test("every object as one list, the same until an object is added, replaced or removed", () => {
+    const store = new Store<ReturnType<typeof o>>();
+    store.upsert(o("ns", "a", "1"));
+    const names = (l: readonly ReturnType<typeof o>[]) =>
+      l.map((x) => `${x.metadata.name}@${x.metadata.resourceVersion}`).sort();
+    type Step = [string, () => void, boolean, string[]];
+    const steps: Step[] = [
+      ["asked again", () => {}, true, ["a@1"]],
+      ["an object added", () => store.upsert(o("other", "b", "1")), false, ["a@1", "b@1"]],
+      ["asked again after the change", () => {}, true, ["a@1", "b@1"]],
+      ["an object replaced", () => store.upsert(o("ns", "a", "2")), false, ["a@2", "b@1"]],
+      ["an object removed", () => store.remove("other/b"), false, ["a@2"]],
+      ["a key that is not there removed", () => store.remove("other/b"), true, ["a@2"]],
+      ["a relist", () => store.replace([o("ns", "a", "2"), o("ns", "c", "1")]), false, ["a@2", "c@1"]],
+    ];
+    let before = store.all();
+    for (const [label, change, same, want] of steps) {
+      change();
+      const now = store.all();
+      assert.equal(now === before, same, label);
+      assert.deepEqual(names(now), want, label);
+      before = now;
+    }
+  });
 });

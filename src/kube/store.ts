@@ -73,6 +73,14 @@ export class Store<T extends KubeObject> {
     return [...this.#items.values()];
   }
 
+  /** Every object, as one array that stays the same until an object is added, replaced or removed. Never edit it. */
+  all(): readonly T[] {
+    this.#all ??= [...this.#items.values()];
+    return this.#all;
+  }
+
+  #all: readonly T[] | undefined;
+
   listByNamespace(namespace: string): readonly T[] {
     return this.byIndex(namespaceIndex, namespace);
   }
@@ -107,6 +115,7 @@ export class Store<T extends KubeObject> {
     const key = objectKey(obj);
     const old = this.#items.get(key);
     if (old) this.#unindex(key, old);
+    this.#all = undefined;
     this.#items.set(key, obj);
     this.#index(key, obj);
     return old;
@@ -117,6 +126,7 @@ export class Store<T extends KubeObject> {
     const old = this.#items.get(key);
     if (!old) return undefined;
     this.#unindex(key, old);
+    this.#all = undefined;
     this.#items.delete(key);
     return old;
   }

@@ -174,6 +174,13 @@ describe("scale up", () => {
       creates: [[0, null, [2], "pending-job"]],
     },
     {
+      name: "an idle pod takes the oldest job, a starting pod keeps its own, spare ones the oldest left in turn",
+      templates: [tpl({}, 0, 9)],
+      jobs: [queued(1), queued(2), queued(3), queued(4), queued(5)],
+      pods: [idlePod("w1"), { pod: pod("p3", { createdForRequestIds: [3] }) }, { pod: pod("p0") }, { pod: pod("p00") }],
+      creates: [[0, null, [5], "pending-job"]],
+    },
+    {
       name: "starting pod whose job was cancelled serves the next job",
       templates: [tpl({}, 0, 5)],
       jobs: [{ ...queued(1), result: "canceled", finishTime: new Date(NOW).toISOString() }, queued(2)],
@@ -482,7 +489,7 @@ describe("scale down", () => {
       [["b1", "clear"]],
       "a busy pod loses its idle mark",
     );
-    assert.equal(p.podStates.b1, "busy");
+    assert.equal(p.podStates.get("b1"), "busy");
     assert.equal(p.creates.length, 0);
   });
 
@@ -570,8 +577,8 @@ describe("scale down", () => {
       ...withPods([{ pod: pod("s1") }, { pod: pod("s2"), agent: agent("s2", { status: "offline" }) }]),
     });
     assert.deepEqual(p.removals, []);
-    assert.equal(p.podStates.s1, "starting");
-    assert.equal(p.podStates.s2, "starting");
+    assert.equal(p.podStates.get("s1"), "starting");
+    assert.equal(p.podStates.get("s2"), "starting");
   });
 
   test("job cancelled before it started: the idle pod waits the idle period like any other", () => {
@@ -609,7 +616,7 @@ describe("scale down", () => {
       jobRequests: [cancelled],
       ...withPods([{ pod: pod("p1"), agent: agent("p1", { lastCompletedRequestFinishMs: NOW - 1000 }) }]),
     });
-    assert.equal(whileAgentExits.podStates.p1, "finishing");
+    assert.equal(whileAgentExits.podStates.get("p1"), "finishing");
     assert.deepEqual([whileAgentExits.removals, whileAgentExits.creates, whileAgentExits.idleMarks], [[], [], []]);
     const exited = plan({
       templates: [tpl({}, 0, 5)],
@@ -720,6 +727,14 @@ describe("pod classification", () => {
     assert.equal(classifyPod(pod("x"), agent("x"), r), "idle");
   });
 
+  test("kept by list: the same list gives the same sets, a new list is read afresh", () => {
+    const list = [running(1, "x")];
+    assert.equal(reservations(list), reservations(list));
+    const next = [running(2, "y")];
+    assert.deepEqual([...reservations(next).names], ["y"]);
+    assert.deepEqual([...reservations(list).names], ["x"]);
+  });
+
   test("without run-once agents a completed agent is idle capacity", () => {
     assert.equal(classifyPod(pod("x"), agent("x", { lastCompletedRequestFinishMs: 1 }), none, false), "idle");
   });
@@ -771,7 +786,7 @@ describe("stopping sidecars", () => {
       ],
     });
     assert.deepEqual(p.stopSidecars, [{ podName: "x", containers: ["buildkit", "c"] }]);
-    assert.equal(p.podStates.x, "finishing");
+    assert.equal(p.podStates.get("x"), "finishing");
     assert.equal(p.templates[0]?.finishing, 1);
   });
 });

@@ -6,6 +6,7 @@
 
 import { EXTRA_AGENT_CONTAINERS_CAPABILITY, sameCapabilityName } from "../azure-devops/demands.ts";
 import { byKey, compareStrings } from "../runtime/compare.ts";
+import { keptIn } from "../runtime/memo.ts";
 import { compareQueueOrder, isFinished, matchJobs, selectPendingJobs } from "./jobs.ts";
 import type {
   BlockedJob,
@@ -33,7 +34,17 @@ export interface Reservations {
   readonly ids: ReadonlySet<number>;
 }
 
+/**
+ * By request list: every resource on a pool plans from the same poll's list, and so do its deletions and standby
+ * work (lists are never edited in place; the sets are shared, never edited either).
+ */
+const reservationsOf = new WeakMap<readonly JobRequest[], Reservations>();
+
 export function reservations(requests: readonly JobRequest[]): Reservations {
+  return keptIn(reservationsOf, requests, () => reservationsIn(requests));
+}
+
+function reservationsIn(requests: readonly JobRequest[]): Reservations {
   const names = new Set<string>();
   const ids = new Set<number>();
   for (const r of requests) {
@@ -161,7 +172,12 @@ function coverJobs(
     podToJob.set(pod.name, requestId);
     covered.add(requestId);
   };
-  const nextUncovered = () => jobs.find((j) => !covered.has(j.job.requestId));
+  // Jobs before `next` are all covered (covering only ever adds), so each search goes on from where the last ended.
+  let next = 0;
+  const nextUncovered = () => {
+    while (next < jobs.length && covered.has((jobs[next] as MatchedJob).job.requestId)) next++;
+    return jobs[next];
+  };
 
   const idle = capacity.filter((p) => states.get(p.name) === "idle").sort(byCreation);
   for (const pod of idle) {
@@ -464,6 +480,6 @@ export function planScaling(input: PlanInput): ScalePlan {
     templateProblems,
     templates,
     orphaned: countPods(orphans, states),
-    podStates: Object.fromEntries(states),
+    podStates: states,
   };
 }

@@ -284,6 +284,6 @@ export interface ScalePlan {
   readonly templates: readonly TemplateStatus[];
   /** Pods whose template no longer exists in the resource. */
   readonly orphaned: PodCounts;
-  /** The state the core gave each pod, by name (for logs and events). */
-  readonly podStates: Readonly<Record<string, PodState>>;
+  /** The state the core gave each pod, by name (for logs, events and tests). */
+  readonly podStates: ReadonlyMap<string, PodState>;
 }
