@@ -71,25 +71,38 @@ const expectedPod = (name: string, createdFor: number): ObservedPod => ({
   idleMarkedAtMs: null,
 });
 
-test("the pool's sharing follows the pods of each resource from reconcile to reconcile", () => {
-  const objects = [resource("a"), resource("b")];
-  const pods = new Map<string, readonly PodObject[]>();
-  const expected = new Map<string, readonly ObservedPod[]>();
+/** The sharing of a pool over caches that hold these resources and pods, with these pods expected. */
+function sharingOf(
+  resources: () => readonly AutoScaledAgent[],
+  podsOf: (uid: string) => readonly PodObject[],
+  expected: (key: string) => readonly ObservedPod[],
+): PoolSharing {
   const caches: Caches = {
     resource: () => undefined,
-    allResources: () => objects,
-    // The same empty list each time, as the caches answer.
-    podsOf: (uid) => pods.get(uid) ?? NONE,
+    allResources: resources,
+    podsOf,
     pvcsOf: () => [],
     liveAgentPodNames: () => undefined,
     podsListedAt: () => undefined,
   };
-  const sharing = new PoolSharing({
+  return new PoolSharing({
     caches,
     pods: createPodFactory({ terminatorImage: "busybox:1" }),
     organizationKey: (url) => url,
-    expected: (key) => expected.get(key) ?? [],
+    expected,
   });
+}
+
+test("the pool's sharing follows the pods of each resource from reconcile to reconcile", () => {
+  const objects = [resource("a"), resource("b")];
+  const pods = new Map<string, readonly PodObject[]>();
+  const expected = new Map<string, readonly ObservedPod[]>();
+  const sharing = sharingOf(
+    () => objects,
+    // The same empty list each time, as the caches answer.
+    (uid) => pods.get(uid) ?? NONE,
+    (key) => expected.get(key) ?? [],
+  );
   const job: JobRequest = { requestId: 42, queueTime: "2026-12-01T12:00:00Z", demands: ["docker"] };
   let jobs: readonly JobRequest[] = [job];
   const servedBy = (id = 42) => {
@@ -172,22 +185,13 @@ test("the pool's members follow the resources as the caches list them", () => {
       metadata: { ...r.metadata, generation, resourceVersion: String(generation), ...change.metadata },
     }) as AutoScaledAgent;
   let objects: readonly AutoScaledAgent[] = [a, b];
-  const caches: Caches = {
-    resource: () => undefined,
+  const sharing = sharingOf(
     // A new array on every change, as the caches answer.
-    allResources: () => objects,
-    podsOf: () => NONE,
-    pvcsOf: () => [],
-    liveAgentPodNames: () => undefined,
-    podsListedAt: () => undefined,
-  };
-  const sharing = new PoolSharing({
-    caches,
-    pods: createPodFactory({ terminatorImage: "busybox:1" }),
-    organizationKey: (url) => url,
+    () => objects,
+    () => NONE,
     // b created a pod for the job: while b is on the pool, the job is b's.
-    expected: (key) => (key === "ci/b" ? [expectedPod("b-p", 42)] : []),
-  });
+    (key) => (key === "ci/b" ? [expectedPod("b-p", 42)] : []),
+  );
   const jobs: readonly JobRequest[] = [{ requestId: 42, queueTime: "2026-12-01T12:00:00Z", demands: ["docker"] }];
   const aServes = () => {
     const v = validateCached(a);
