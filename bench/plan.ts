@@ -300,6 +300,8 @@ async function measure(o: PlanBenchOptions, scenario: "idle" | "burst"): Promise
       snapshot: poll,
       pods,
       endedJobs: new Map(),
+      // As the operator's standby work answers for templates without standby settings: each one's minCount.
+      standbyCounts: resource.spec.podsWithCapabilities.map((t) => t.minCount),
       now: NOW,
       checkExtraAgentContainers: factory.extraAgentContainersChecker(resource.spec),
     });

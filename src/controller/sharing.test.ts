@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { type AutoScaledAgent, podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
 import type { JobRequest, ObservedPod } from "../scaling/types.ts";
-import { templateSpecs, validateCached } from "./observe.ts";
+import { validateCached } from "./observe.ts";
 import { createPodFactory } from "./pod-factory.ts";
 import type { Caches, PodObject, Resource } from "./ports.ts";
 import { PoolSharing, withoutEndedJobs } from "./sharing.ts";
@@ -111,7 +111,7 @@ test("the pool's sharing follows the pods of each resource from reconcile to rec
       assert.ok(v.ok);
       const res = v.value as Resource;
       const key = `ci/${r.metadata?.name}`;
-      return !sharing.servedElsewhere(key, res, templateSpecs(res.spec), jobs).has(id);
+      return !sharing.servedElsewhere(key, res, jobs).has(id);
     });
     return who.map((r) => r.metadata?.name);
   };
@@ -197,7 +197,7 @@ test("the pool's members follow the resources as the caches list them", () => {
     const v = validateCached(a);
     assert.ok(v.ok);
     const res = v.value as Resource;
-    return !sharing.servedElsewhere("ci/a", res, templateSpecs(res.spec), jobs).has(42);
+    return !sharing.servedElsewhere("ci/a", res, jobs).has(42);
   };
   const steps: [string, () => void, boolean][] = [
     ["b's pod holds the job", () => {}, false],

@@ -11,7 +11,7 @@ import { parseDuration } from "../api/v1/index.ts";
 import { keptIn } from "../runtime/memo.ts";
 import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
-import type { JobRequest, ObservedPod, PlanInput, ScalePlan, TemplateSpec } from "../scaling/types.ts";
+import type { JobRequest, ObservedPod, PlanInput, ScalePlan } from "../scaling/types.ts";
 import { observeAgent, observedPod, type PoolMember, poolMembers, templateSpecs } from "./observe.ts";
 import type { Caches, PodFactory, PodObject, PoolSnapshot, Resource } from "./ports.ts";
 
@@ -102,20 +102,20 @@ export class PoolSharing {
     return standing;
   }
 
-  /** The pending jobs of the pool that another resource serves instead of this one. */
-  servedElsewhere(
-    key: string,
-    resource: Resource,
-    specs: readonly TemplateSpec[],
-    jobRequests: readonly JobRequest[],
-  ): Set<number> {
+  /**
+   * The pending jobs of the pool that another resource serves instead of this one. Every resource is seen with its
+   * templates as `templateSpecs(spec)` answers them, this one too: the sharing matches and ranks jobs, which standby
+   * counts do not change, and with the same arrays in every plan on the pool each job's ranking is kept from plan to
+   * plan (arbitration.ts, `rankings`) instead of being made again in each resource's plan.
+   */
+  servedElsewhere(key: string, resource: Resource, jobRequests: readonly JobRequest[]): Set<number> {
     const members = this.#members(resource);
     const contender = (k: string, uid: string | undefined, spec: Resource["spec"]): ResourceTemplates => {
       const standing = this.#standing.get(k);
       return {
         key: k,
         ...this.#podStanding(k, uid, spec.podsWithCapabilities, jobRequests),
-        templates: k === key ? specs : templateSpecs(spec),
+        templates: templateSpecs(spec),
         // This resource is planning from a fresh poll, so it can serve now.
         available: k === key ? true : (standing?.available ?? true),
         ...(standing?.capacity ? { capacity: standing.capacity } : {}),
@@ -161,7 +161,7 @@ export function planOnPool(sharing: PoolSharing, r: PlanRequest): ScalePlan {
   const specs = templateSpecs(r.resource.spec, r.standbyCounts);
   let jobRequests = withoutEndedJobs(r.snapshot?.jobRequests ?? [], r.endedJobs);
   if (r.snapshot) {
-    const elsewhere = sharing.servedElsewhere(r.key, r.resource, specs, jobRequests);
+    const elsewhere = sharing.servedElsewhere(r.key, r.resource, jobRequests);
     if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
   }
   const names = new Set(r.pods.map((p) => p.name));
