@@ -67,10 +67,13 @@ export function podStanding(
   const spare = Array.from({ length: templateCount }, () => 0);
   for (const p of pods) {
     if (p.templateIndex === null || busy.has(p.name)) continue;
-    const held = p.createdForRequestIds.filter((id) => pending.has(id));
-    for (const id of held) covers.set(id, p.templateIndex);
-    if (held.length === 0 && p.templateIndex < templateCount)
-      spare[p.templateIndex] = (spare[p.templateIndex] ?? 0) + 1;
+    let holds = false;
+    for (const id of p.createdForRequestIds) {
+      if (!pending.has(id)) continue;
+      covers.set(id, p.templateIndex);
+      holds = true;
+    }
+    if (!holds && p.templateIndex < templateCount) spare[p.templateIndex] = (spare[p.templateIndex] ?? 0) + 1;
   }
   return { covers, spare };
 }
