@@ -5,9 +5,7 @@
  * and those it created that the cache does not show yet (a job a pod was created for stays with its resource), and
  * their templates and policies.
  */
-
-import type { AutoScaledAgent } from "../api/v1/index.ts";
-import { parseDuration } from "../api/v1/index.ts";
+import { type AutoScaledAgent, parseDuration } from "../api/v1/index.ts";
 import { keptIn } from "../runtime/memo.ts";
 import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
