@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { type AutoScaledAgent, podAnnotations as annotations, labels } from "../api/v1/index.ts";
 import { capabilitySetKey } from "../scaling/naming.ts";
-import type { JobRequest, ObservedPod } from "../scaling/types.ts";
+import type { JobRequest, ObservedPod, ScalePlan } from "../scaling/types.ts";
 import { validateCached } from "./observe.ts";
 import { createPodFactory } from "./pod-factory.ts";
 import type { Caches, PodObject, Resource } from "./ports.ts";
@@ -111,7 +111,7 @@ test("the pool's sharing follows the pods of each resource from reconcile to rec
       assert.ok(v.ok);
       const res = v.value as Resource;
       const key = `ci/${r.metadata?.name}`;
-      return !sharing.servedElsewhere(key, res, jobs).has(id);
+      return sharing.jobsFor(key, res, jobs).some((j) => j.requestId === id);
     });
     return who.map((r) => r.metadata?.name);
   };
@@ -175,6 +175,101 @@ test("the pool's sharing follows the pods of each resource from reconcile to rec
   assert.deepEqual(servedBy(later), [other], "the spare pod's resource serves the later job");
 });
 
+/** A plan as `planned` reads it: template 0 with this many busy pods. */
+const planWithBusy = (busy: number) =>
+  ({ templates: [{ templateIndex: 0, busy, finishing: 0, terminating: 0, lost: 0 }] }) as unknown as ScalePlan;
+
+test("the pool's assignment is kept from plan to plan while nothing that decides it changes, and follows what does", () => {
+  // Listed by the caches in another order than by key.
+  const objects = [resource("b"), resource("a")];
+  const specs = new Map(
+    objects.map((r) => {
+      const v = validateCached(r);
+      assert.ok(v.ok);
+      return [`ci/${r.metadata?.name}`, v.value as Resource];
+    }),
+  );
+  const pods = new Map<string, readonly PodObject[]>();
+  const expected = new Map<string, readonly ObservedPod[]>();
+  const sharing = sharingOf(
+    () => objects,
+    (uid) => pods.get(uid) ?? NONE,
+    (key) => expected.get(key) ?? [],
+  );
+  const jobs: readonly JobRequest[] = [
+    { requestId: 42, queueTime: "2026-12-01T12:00:00Z", demands: ["docker"] },
+    // A job the agent of pod "w" runs: that pod holds nothing and is not spare.
+    { requestId: 7, assignTime: "2026-12-01T12:00:00Z", reservedAgent: { id: 1, name: "w" }, demands: ["docker"] },
+  ];
+  /** The list `key`'s plan sees (asking marks it available: it plans from a fresh poll). */
+  const listOf = (key: string) => sharing.jobsFor(key, specs.get(key) as Resource, jobs);
+  const has42 = (key: string) => listOf(key).some((j) => j.requestId === 42);
+  // Equal fits: the tie decides.
+  const first = has42("ci/a") ? "ci/a" : "ci/b";
+  const other = first === "ci/a" ? "ci/b" : "ci/a";
+  assert.equal(has42(other), false, "exactly one of the two serves it");
+  const room = (key: string, busy: number) => () =>
+    sharing.planned(key, specs.get(key) as Resource, planWithBusy(busy));
+  const busyPod = (resourceVersion: string) => {
+    const w = pod("w", other.slice(3), 7, "Running");
+    return { ...w, metadata: { ...w.metadata, resourceVersion } };
+  };
+  // Each step: what changes, who serves job 42, and the list of the one that does not (asked only when it plans;
+  // asking marks it available), the same array as at the step before or not. The one that serves keeps the whole
+  // list (nothing left out), so the other's tells whether the assignment was kept.
+  let seen: readonly JobRequest[] | undefined = listOf(other);
+  const steps: [string, () => void, string, "kept" | "new" | "not asked"][] = [
+    ["asked again: the same list", () => {}, first, "kept"],
+    ["its plan published no room: the other serves it", room(first, 5), other, "new"],
+    ["the same room published again: the same list", room(first, 5), other, "kept"],
+    [
+      "the other cannot serve now (its poll fails): back to the first, full or not",
+      () => sharing.unavailable(other),
+      first,
+      "not asked",
+    ],
+    ["the other plans from a fresh poll: it can serve again, and does", () => {}, other, "new"],
+    ["room again: the tie decides", room(first, 0), first, "new"],
+    [
+      "a pod of the other whose agent runs another job appears: it holds nothing, is not spare: the same list",
+      () => pods.set(`uid-${other.slice(3)}`, [busyPod("1")]),
+      first,
+      "kept",
+    ],
+    [
+      "the same pod, a newer object, the same standing: the same list",
+      () => pods.set(`uid-${other.slice(3)}`, [busyPod("2")]),
+      first,
+      "kept",
+    ],
+    [
+      "pods of both hold the job (both created one): the first by key keeps it",
+      () => {
+        expected.set("ci/a", [expectedPod("a-p", 42)]);
+        expected.set("ci/b", [expectedPod("b-p", 42)]);
+      },
+      "ci/a",
+      "new",
+    ],
+  ];
+  for (const [label, change, want, identity] of steps) {
+    change();
+    const loser = want === "ci/a" ? "ci/b" : "ci/a";
+    if (identity === "not asked") {
+      assert.ok(has42(want), `${label}: ${want} serves it`);
+      seen = undefined;
+      continue;
+    }
+    // The step's plans, the one that does not serve it first: the other's answer must not depend on who asks first.
+    const lost = listOf(loser);
+    assert.ok(has42(want), `${label}: ${want} serves it`);
+    assert.equal(has42(loser), false, `${label}: ${loser} does not`);
+    if (identity === "kept") assert.equal(lost, seen, `${label}: the same list`);
+    else assert.notEqual(lost, seen, `${label}: another list`);
+    seen = lost;
+  }
+});
+
 test("the pool's members follow the resources as the caches list them", () => {
   const a = resource("a");
   const b = resource("b");
@@ -197,7 +292,7 @@ test("the pool's members follow the resources as the caches list them", () => {
     const v = validateCached(a);
     assert.ok(v.ok);
     const res = v.value as Resource;
-    return !sharing.servedElsewhere("ci/a", res, jobs).has(42);
+    return sharing.jobsFor("ci/a", res, jobs).some((j) => j.requestId === 42);
   };
   const steps: [string, () => void, boolean][] = [
     ["b's pod holds the job", () => {}, false],

@@ -7,9 +7,9 @@
  */
 import { type AutoScaledAgent, parseDuration } from "../api/v1/index.ts";
 import { keptIn } from "../runtime/memo.ts";
-import { jobsServedElsewhere, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
+import { assignJobs, jobsLeftTo, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
-import type { JobRequest, ObservedPod, PlanInput, ScalePlan } from "../scaling/types.ts";
+import type { JobRequest, ObservedPod, PlanInput, ScalePlan, TemplateSpec } from "../scaling/types.ts";
 import { observeAgent, observedPod, type PoolMember, poolMembers, templateSpecs } from "./observe.ts";
 import type { Caches, PodFactory, PodObject, PoolSnapshot, Resource } from "./ports.ts";
 
@@ -21,6 +21,28 @@ export interface Standing {
 }
 
 const NO_PODS: readonly PodObject[] = [];
+const AVAILABLE: Standing = { available: true };
+const UNAVAILABLE: Standing = { available: false };
+
+type PodStandingOf = ReturnType<typeof podStanding>;
+
+/**
+ * The pool's jobs handed out (`assignJobs`) from one poll's list and what every resource on the pool published,
+ * kept while all of it stays: every resource's plan on the pool asks for the same answer, and between two changes
+ * that matter (a poll, a pod created or taking a job, a capacity) it is computed once, not once per plan.
+ */
+interface Assignment {
+  readonly jobRequests: readonly JobRequest[];
+  /** What it was computed from: per resource, in the pool's order, its key, templates, policy and standings. */
+  readonly inputs: readonly unknown[];
+  /** Request id -> the resource that serves it; jobs nobody can take are absent. */
+  readonly owners: ReadonlyMap<number, string>;
+  /** Each resource's list (`jobsFor`), by key. */
+  readonly lists: Map<string, readonly JobRequest[]>;
+}
+
+/** Assignments kept per pool: a few, as resources with jobs of ended pods left out plan from lists of their own. */
+const ASSIGNMENTS_PER_POOL = 4;
 
 export class PoolSharing {
   readonly #standing = new Map<string, Standing>();
@@ -45,12 +67,18 @@ export class PoolSharing {
 
   /** The resource cannot serve now (invalid, no credential, poll failing, being deleted). */
   unavailable(key: string): void {
-    this.#standing.set(key, { available: false });
+    this.#standing.set(key, UNAVAILABLE);
   }
 
-  /** The resource planned from a fresh poll: available, with this much room per template. */
+  /**
+   * The resource planned from a fresh poll: available, with this much room per template. The standing object stays
+   * while its room does (the pool's assignment is kept by it).
+   */
   planned(key: string, resource: Resource, plan: ScalePlan): void {
-    this.#standing.set(key, { available: true, capacity: jobCapacity(resource, plan) });
+    const capacity = jobCapacity(resource, plan);
+    const kept = this.#standing.get(key);
+    if (kept?.available === true && kept.capacity !== undefined && sameNumbers(kept.capacity, capacity)) return;
+    this.#standing.set(key, { available: true, capacity });
   }
 
   forget(key: string): void {
@@ -62,6 +90,8 @@ export class PoolSharing {
    * What each resource's pods hold and how many are spare (`podStanding`), kept while its cached pods (the caches
    * answer with the same list until one of them changes), its expected pods, its templates and the poll's list stay
    * the same: every plan on a pool looks at every resource on it, and most of them have not changed since the last.
+   * A new standing equal to the kept one is answered as the kept object (a pod that only changed its status changes
+   * nothing of it), so the pool's assignment stays found.
    */
   readonly #podStandings = new Map<
     string,
@@ -70,7 +100,7 @@ export class PoolSharing {
       expected: readonly ObservedPod[];
       templates: Resource["spec"]["podsWithCapabilities"];
       jobRequests: readonly JobRequest[];
-      standing: ReturnType<typeof podStanding>;
+      standing: PodStandingOf;
     }
   >();
 
@@ -79,7 +109,7 @@ export class PoolSharing {
     uid: string | undefined,
     templates: Resource["spec"]["podsWithCapabilities"],
     jobRequests: readonly JobRequest[],
-  ): ReturnType<typeof podStanding> {
+  ): PodStandingOf {
     const cached = uid === undefined ? NO_PODS : this.#caches.podsOf(uid);
     const expected = this.#expected(key);
     const kept = this.#podStandings.get(key);
@@ -93,50 +123,101 @@ export class PoolSharing {
     ) {
       return kept.standing;
     }
-    const live = cached.filter((p) => !podHasEnded(p));
-    const pods = [...live.map((p) => observedPod(p, templates)), ...expected];
-    const standing = podStanding(pods, jobRequests, templates.length);
+    const pods: ObservedPod[] = [];
+    for (const p of cached) if (!podHasEnded(p)) pods.push(observedPod(p, templates));
+    pods.push(...expected);
+    const computed = podStanding(pods, jobRequests, templates.length);
+    const standing = kept !== undefined && sameStanding(kept.standing, computed) ? kept.standing : computed;
     this.#podStandings.set(key, { cached, expected, templates, jobRequests, standing });
     return standing;
   }
 
   /**
-   * The pending jobs of the pool that another resource serves instead of this one. Every resource is seen with its
-   * templates as `templateSpecs(spec)` answers them, this one too: the sharing matches and ranks jobs, which standby
-   * counts do not change, and with the same arrays in every plan on the pool each job's ranking is kept from plan to
-   * plan (arbitration.ts, `rankings`) instead of being made again in each resource's plan.
+   * The requests `key`'s plan sees: the list without the pending jobs another resource on the pool serves (the rules
+   * are arbitration.ts's). Jobs nobody can take stay in every list (every resource reports them). Every resource is
+   * seen with its templates as `templateSpecs(spec)` answers them, this one too (the sharing matches and ranks jobs,
+   * which standby counts do not change), in the pool's order (by key; rule 1's "first listed"), so that every plan
+   * on the pool asks the same question: the answer is kept until a poll or a resource's standing changes it, and so
+   * is each resource's list (the same array, so what is kept by list downstream stays found too).
    */
-  servedElsewhere(key: string, resource: Resource, jobRequests: readonly JobRequest[]): Set<number> {
+  jobsFor(key: string, resource: Resource, jobRequests: readonly JobRequest[]): readonly JobRequest[] {
     const members = this.#members(resource);
-    const contender = (k: string, uid: string | undefined, spec: Resource["spec"]): ResourceTemplates => {
-      const standing = this.#standing.get(k);
-      return {
-        key: k,
-        ...this.#podStanding(k, uid, spec.podsWithCapabilities, jobRequests),
-        templates: templateSpecs(spec),
-        // This resource is planning from a fresh poll, so it can serve now.
-        available: k === key ? true : (standing?.available ?? true),
-        ...(standing?.capacity ? { capacity: standing.capacity } : {}),
-        checkExtraAgentContainers: this.#pods.extraAgentContainersChecker(spec),
-      };
-    };
-    const self = contender(key, members.find((m) => m.key === key)?.uid ?? resource.metadata?.uid, resource.spec);
-    const others = members.filter((m) => m.key !== key).map((m) => contender(m.key, m.uid, m.spec));
-    return jobsServedElsewhere(jobRequests, self, others);
+    if (members.length === 0 || (members.length === 1 && members[0]?.key === key)) return jobRequests;
+    // This resource is planning from a fresh poll, so it can serve now (and says so to the plans that follow).
+    if (this.#standing.get(key)?.available !== true) this.#standing.set(key, AVAILABLE);
+    const contenders = members.some((m) => m.key === key)
+      ? members.map((m) => (m.key === key ? { ...m, spec: resource.spec } : m))
+      : [...members, { key, uid: resource.metadata?.uid, spec: resource.spec }].sort(byMemberKey);
+    const inputs: unknown[] = [];
+    for (const m of contenders) {
+      inputs.push(
+        m.key,
+        templateSpecs(m.spec),
+        this.#pods.extraAgentContainersChecker(m.spec),
+        this.#standing.get(m.key),
+        this.#podStanding(m.key, m.uid, m.spec.podsWithCapabilities, jobRequests),
+      );
+    }
+    const pool = poolKeyOf(resource, this.#organizationKey);
+    const kept = this.#assignments.get(pool) ?? [];
+    let assignment = kept.find((a) => a.jobRequests === jobRequests && sameItems(a.inputs, inputs));
+    if (assignment === undefined) {
+      const resources: ResourceTemplates[] = [];
+      for (let i = 0; i < inputs.length; i += 5) {
+        const standing = inputs[i + 3] as Standing | undefined;
+        resources.push({
+          key: inputs[i] as string,
+          templates: inputs[i + 1] as readonly TemplateSpec[],
+          checkExtraAgentContainers: inputs[i + 2] as ResourceTemplates["checkExtraAgentContainers"],
+          available: standing?.available ?? true,
+          ...(standing?.capacity ? { capacity: standing.capacity } : {}),
+          ...(inputs[i + 4] as PodStandingOf),
+        });
+      }
+      assignment = { jobRequests, inputs, owners: assignJobs(jobRequests, resources), lists: new Map() };
+      this.#assignments.set(pool, [assignment, ...kept.slice(0, ASSIGNMENTS_PER_POOL - 1)]);
+    }
+    return keptIn(assignment.lists, key, () => jobsLeftTo(jobRequests, (assignment as Assignment).owners, key));
   }
 
+  readonly #assignments = new Map<string, readonly Assignment[]>();
+
   /**
-   * The valid, live resources on the resource's pool (`poolMembers`), kept by the caches' array of resources (the
-   * same until a resource is added, changed or removed) and pool: every plan asks, most of them between two changes.
+   * The valid, live resources on the resource's pool (`poolMembers`) by key, kept by the caches' array of
+   * resources (the same until a resource is added, changed or removed) and pool: every plan asks, most of them
+   * between two changes.
    */
   readonly #poolMembers = new WeakMap<readonly AutoScaledAgent[], Map<string, readonly PoolMember[]>>();
 
   #members(resource: Resource): readonly PoolMember[] {
     const all = this.#caches.allResources();
     const byPool = keptIn(this.#poolMembers, all, () => new Map<string, readonly PoolMember[]>());
-    const pool = `${this.#organizationKey(resource.spec.organizationUrl)}\n${resource.spec.poolName.toLowerCase()}`;
-    return keptIn(byPool, pool, () => poolMembers(all, resource, this.#organizationKey));
+    return keptIn(byPool, poolKeyOf(resource, this.#organizationKey), () =>
+      poolMembers(all, resource, this.#organizationKey).sort(byMemberKey),
+    );
   }
+}
+
+const byMemberKey = (a: PoolMember, b: PoolMember) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+
+function poolKeyOf(resource: Resource, organizationKey: (url: string) => string): string {
+  return `${organizationKey(resource.spec.organizationUrl)}\n${resource.spec.poolName.toLowerCase()}`;
+}
+
+function sameItems(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
+  return sameItems(a, b);
+}
+
+function sameStanding(a: PodStandingOf, b: PodStandingOf): boolean {
+  if (a.covers.size !== b.covers.size || !sameNumbers(a.spare, b.spare)) return false;
+  for (const [id, t] of a.covers) if (b.covers.get(id) !== t) return false;
+  return true;
 }
 
 export interface PlanRequest {
@@ -157,11 +238,8 @@ export interface PlanRequest {
 /** The scale plan of one resource: the jobs another resource on the pool serves better are left to it. */
 export function planOnPool(sharing: PoolSharing, r: PlanRequest): ScalePlan {
   const specs = templateSpecs(r.resource.spec, r.standbyCounts);
-  let jobRequests = withoutEndedJobs(r.snapshot?.jobRequests ?? [], r.endedJobs);
-  if (r.snapshot) {
-    const elsewhere = sharing.servedElsewhere(r.key, r.resource, jobRequests);
-    if (elsewhere.size > 0) jobRequests = jobRequests.filter((j) => !elsewhere.has(j.requestId));
-  }
+  const polled = withoutEndedJobs(r.snapshot?.jobRequests ?? [], r.endedJobs);
+  const jobRequests = r.snapshot ? sharing.jobsFor(r.key, r.resource, polled) : polled;
   const names = new Set(r.pods.map((p) => p.name));
   return planScaling({
     templates: specs,

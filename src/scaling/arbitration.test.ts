@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { assignJobs, jobsServedElsewhere, podStanding, type ResourceTemplates } from "./arbitration.ts";
+import { assignJobs, jobsLeftTo, podStanding, type ResourceTemplates } from "./arbitration.ts";
 import type { JobRequest } from "./types.ts";
 
 const job = (requestId: number, demands: string[], extra: Partial<JobRequest> = {}): JobRequest => ({
@@ -13,6 +13,20 @@ const res = (key: string, ...caps: Record<string, string>[]) => ({
   key,
   templates: caps.map((capabilities) => ({ capabilities, minCount: 0, maxCount: 5 })),
 });
+
+/**
+ * The pending jobs `self`'s plan leaves to another resource of the pool (`others`; self among them or not), the pool
+ * listed as the controller lists it, by key.
+ */
+function jobsServedElsewhere(
+  jobs: readonly JobRequest[],
+  self: ResourceTemplates,
+  others: readonly ResourceTemplates[],
+): number[] {
+  const pool = [self, ...others.filter((o) => o.key !== self.key)].sort((a, b) => (a.key < b.key ? -1 : 1));
+  const mine = new Set(jobsLeftTo(jobs, assignJobs(jobs, pool), self.key).map((j) => j.requestId));
+  return jobs.filter((j) => !mine.has(j.requestId)).map((j) => j.requestId);
+}
 
 describe("jobsServedElsewhere", () => {
   const a = res("ns/a", { docker: "1" });
@@ -34,7 +48,7 @@ describe("jobsServedElsewhere", () => {
     ["Agent.Version demands ignored", [job(1, ["docker", "Agent.Version -gtVersion 2.1"])], b, [a], [1]],
   ];
   for (const [name, jobs, self, others, expected] of cases) {
-    test(name, () => assert.deepEqual([...jobsServedElsewhere(jobs, self, others)], expected));
+    test(name, () => assert.deepEqual(jobsServedElsewhere(jobs, self, others), expected));
   }
 });
 
@@ -54,13 +68,13 @@ describe("jobsServedElsewhere with what the agents report by itself", () => {
   const arm = reporting("ns/b", "ARM64");
   test("only the resource whose agents report the demanded architecture serves the job", () => {
     const jobs = [job(1, ["Agent.OSArchitecture -equals ARM64"]), job(2, ["Agent.OSArchitecture -equals X64"])];
-    assert.deepEqual([...jobsServedElsewhere(jobs, amd, [amd, arm])], [1]);
-    assert.deepEqual([...jobsServedElsewhere(jobs, arm, [amd, arm])], [2]);
+    assert.deepEqual(jobsServedElsewhere(jobs, amd, [amd, arm]), [1]);
+    assert.deepEqual(jobsServedElsewhere(jobs, arm, [amd, arm]), [2]);
   });
   test("equal declared sets: implicit capabilities do not decide; exactly one of the two serves", () => {
     const jobs = [job(1, ["Agent.OS -equals Linux"])];
-    const a = jobsServedElsewhere(jobs, arm, [amd, arm]).size;
-    const b = jobsServedElsewhere(jobs, amd, [amd, arm]).size;
+    const a = jobsServedElsewhere(jobs, arm, [amd, arm]).length;
+    const b = jobsServedElsewhere(jobs, amd, [amd, arm]).length;
     assert.equal(a + b, 1);
   });
 });
@@ -117,6 +131,15 @@ describe("assignJobs: the best resource that can serve the job now", () => {
       { "b/next": 1, "a/best": 1 },
     ],
     [
+      "pods of two resources hold one job: the first listed keeps it, whatever the fit",
+      [
+        { ...res("a/next", { docker: "1", extra: "1" }), capacity: [5], covers: new Map([[1, 0]]) },
+        { ...res("b/best", { docker: "1" }), capacity: [5], covers: new Map([[1, 0]]) },
+      ],
+      1,
+      { "a/next": 1 },
+    ],
+    [
       "a spare pod takes a job before a better fit without one (the service gives it to any idle agent)",
       [
         { ...res("a/best", { docker: "1" }), capacity: [5] },
@@ -159,6 +182,23 @@ describe("assignJobs: the best resource that can serve the job now", () => {
       const got: Record<string, number> = {};
       for (const k of owners(m)) got[k] = (got[k] ?? 0) + 1;
       assert.deepEqual(got, want);
+    });
+  }
+});
+
+describe("jobsLeftTo: a resource's list once the pool's jobs are handed out", () => {
+  const list = [job(1, ["docker"]), job(2, ["docker"]), job(3, ["nothing"]), job(4, ["docker"], { assignTime: "t" })];
+  const ids = (l: readonly JobRequest[]) => l.map((j) => j.requestId);
+  const cases: [string, Record<number, string>, number[], boolean][] = [
+    ["every pending job is mine: the list itself", { 1: "a", 2: "a" }, [1, 2, 3, 4], true],
+    ["job 2 is b's: left out", { 1: "a", 2: "b" }, [1, 3, 4], false],
+    ["all are b's: what nobody can take and what is no longer pending stay", { 1: "b", 2: "b" }, [3, 4], false],
+  ];
+  for (const [name, owners, want, same] of cases) {
+    test(name, () => {
+      const got = jobsLeftTo(list, new Map(Object.entries(owners).map(([id, k]) => [Number(id), k])), "a");
+      assert.deepEqual(ids(got), want);
+      assert.equal(got === list, same);
     });
   }
 });

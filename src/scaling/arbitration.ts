@@ -7,7 +7,9 @@
  * Rules:
  * 1. Pending jobs are handed out in queue order. A job that a resource's live pod was created for stays with that
  *    resource (its pod is on the way; another resource taking it would start a second pod), and uses one job of
- *    that pod's template's capacity (the pod holds the slot).
+ *    that pod's template's capacity (the pod holds the slot). When pods of two resources hold one job, the first
+ *    listed keeps it (the controller lists a pool's resources by key, the same order in every plan); the other's
+ *    pod is then like a pod whose job another agent took.
  * 2. A resource can take a job when one of its templates matches it the way Azure DevOps judges, its
  *    ExtraAgentContainers policy allows the job's value, and it is available (its credential works and its pool
  *    poll is healthy; a resource not judged yet counts as available).
@@ -233,15 +235,18 @@ export function assignJobs(
   return out;
 }
 
-/** Request ids of pending jobs that another resource (of `others`, on the same pool) serves instead of `self`. */
-export function jobsServedElsewhere(
+/**
+ * The requests a resource's plan sees once the pool's jobs are handed out (`owners`, from `assignJobs`): all but the
+ * pending jobs another resource serves. The list itself when nothing is left out.
+ */
+export function jobsLeftTo(
   jobRequests: readonly JobRequest[],
-  self: ResourceTemplates,
-  others: readonly ResourceTemplates[],
-): Set<number> {
-  const rivals = others.filter((o) => o.key !== self.key);
-  if (rivals.length === 0) return new Set();
-  const elsewhere = new Set<number>();
-  for (const [id, key] of assignJobs(jobRequests, [self, ...rivals])) if (key !== self.key) elsewhere.add(id);
-  return elsewhere;
+  owners: ReadonlyMap<number, string>,
+  key: string,
+): readonly JobRequest[] {
+  const left = jobRequests.filter((j) => {
+    const owner = owners.get(j.requestId);
+    return owner === undefined || owner === key;
+  });
+  return left.length === jobRequests.length ? jobRequests : left;
 }
