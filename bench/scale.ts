@@ -124,6 +124,11 @@ export interface FleetOptions {
    * `scale-own-core.json`. Empty: all share every core.
    */
   operatorCpus: string;
+  /**
+   * Node flags for the operator in place of the image's (`AZP_BENCH_OPERATOR_FLAGS`, read by
+   * bench/support/operator.ts); the result is then saved as `scale-flags.json`. Empty: the image's.
+   */
+  operatorFlags: string;
 }
 
 export const defaultFleetOptions: FleetOptions = {
@@ -146,6 +151,7 @@ export const defaultFleetOptions: FleetOptions = {
   seed: 5150,
   operatorNice: Number(process.env.AZP_BENCH_OPERATOR_NICE ?? 0) || 0,
   operatorCpus: process.env.AZP_BENCH_OPERATOR_CPUS ?? "",
+  operatorFlags: process.env.AZP_BENCH_OPERATOR_FLAGS ?? "",
 };
 
 const quickOptions: Partial<FleetOptions> = {
@@ -350,6 +356,7 @@ function placement(o: FleetOptions): string {
   const parts = [
     ...(o.operatorCpus === "" ? [] : [`the operator alone on CPU ${o.operatorCpus}, the rest on the others`]),
     ...(o.operatorNice === 0 ? [] : [`the operator's threads at nice ${o.operatorNice}`]),
+    ...(o.operatorFlags === "" ? [] : [`the operator run with \`node ${o.operatorFlags}\``]),
   ];
   return parts.map((p) => `; ${p}`).join("");
 }
@@ -1211,7 +1218,14 @@ export async function runFleetBench(ctx: BenchContext, overrides: Partial<FleetO
   const r2 = (v: number) => (Number.isFinite(v) ? Math.round(v * 100) / 100 : v);
   const roundWindow = <T>(w: T): T => JSON.parse(JSON.stringify(w, (_k, v) => (typeof v === "number" ? r2(v) : v)));
   return {
-    name: o.operatorCpus !== "" ? "scale-own-core" : o.operatorNice !== 0 ? "scale-nice" : "scale",
+    name:
+      o.operatorCpus !== ""
+        ? "scale-own-core"
+        : o.operatorNice !== 0
+          ? "scale-nice"
+          : o.operatorFlags !== ""
+            ? "scale-flags"
+            : "scale",
     date: started.toISOString(),
     durationS: Math.round((Date.now() - started.getTime()) / 1000),
     machine: { ...machine, loadAverage1mEnd: loadEnd },
