@@ -93,8 +93,8 @@ function sharingOf(
   });
 }
 
-test("the pool's sharing follows the pods of each resource from reconcile to reconcile", () => {
-  const objects = [resource("a"), resource("b")];
+/** The sharing of a pool of these resources, with the pods (by owner uid) and expected pods (by key) the test sets. */
+function poolOf(objects: readonly AutoScaledAgent[]) {
   const pods = new Map<string, readonly PodObject[]>();
   const expected = new Map<string, readonly ObservedPod[]>();
   const sharing = sharingOf(
@@ -103,6 +103,12 @@ test("the pool's sharing follows the pods of each resource from reconcile to rec
     (uid) => pods.get(uid) ?? NONE,
     (key) => expected.get(key) ?? [],
   );
+  return { pods, expected, sharing };
+}
+
+test("the pool's sharing follows the pods of each resource from reconcile to reconcile", () => {
+  const objects = [resource("a"), resource("b")];
+  const { pods, expected, sharing } = poolOf(objects);
   const job: JobRequest = { requestId: 42, queueTime: "2026-12-01T12:00:00Z", demands: ["docker"] };
   let jobs: readonly JobRequest[] = [job];
   const servedBy = (id = 42) => {
@@ -189,13 +195,7 @@ test("the pool's assignment is kept from plan to plan while nothing that decides
       return [`ci/${r.metadata?.name}`, v.value as Resource];
     }),
   );
-  const pods = new Map<string, readonly PodObject[]>();
-  const expected = new Map<string, readonly ObservedPod[]>();
-  const sharing = sharingOf(
-    () => objects,
-    (uid) => pods.get(uid) ?? NONE,
-    (key) => expected.get(key) ?? [],
-  );
+  const { pods, expected, sharing } = poolOf(objects);
   const jobs: readonly JobRequest[] = [
     { requestId: 42, queueTime: "2026-12-01T12:00:00Z", demands: ["docker"] },
     // A job the agent of pod "w" runs: that pod holds nothing and is not spare.
