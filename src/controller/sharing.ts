@@ -33,12 +33,23 @@ type PodStandingOf = ReturnType<typeof podStanding>;
  */
 interface Assignment {
   readonly jobRequests: readonly JobRequest[];
-  /** What it was computed from: per resource, in the pool's order, its key, templates, policy and standings. */
-  readonly inputs: readonly unknown[];
+  /** What it was computed from, per resource in the pool's order. */
+  readonly contenders: readonly Contender[];
   /** Request id -> the resource that serves it; jobs nobody can take are absent. */
   readonly owners: ReadonlyMap<number, string>;
   /** Each resource's list (`jobsFor`), by key. */
   readonly lists: Map<string, readonly JobRequest[]>;
+}
+
+/** A resource of the pool as the assignment sees it: kept objects, compared by identity. */
+interface Contender {
+  readonly key: string;
+  readonly templates: readonly TemplateSpec[];
+  readonly checkExtraAgentContainers: ResourceTemplates["checkExtraAgentContainers"];
+  /** What it published (`planned`, `unavailable`); none yet: not judged. */
+  readonly standing: Standing | undefined;
+  /** What its pods hold and how many are spare. */
+  readonly pods: PodStandingOf;
 }
 
 /** Assignments kept per pool: a few, as resources with jobs of ended pods left out plan from lists of their own. */
@@ -84,6 +95,9 @@ export class PoolSharing {
   forget(key: string): void {
     this.#standing.delete(key);
     this.#podStandings.delete(key);
+    // Its pool's assignments name it; the next plan on that pool computes one without it (and pools left empty
+    // keep no poll's list).
+    this.#assignments.clear();
   }
 
   /**
@@ -145,37 +159,34 @@ export class PoolSharing {
     if (members.length === 0 || (members.length === 1 && members[0]?.key === key)) return jobRequests;
     // This resource is planning from a fresh poll, so it can serve now (and says so to the plans that follow).
     if (this.#standing.get(key)?.available !== true) this.#standing.set(key, AVAILABLE);
-    const contenders = members.some((m) => m.key === key)
+    const pool = members.some((m) => m.key === key)
       ? members.map((m) => (m.key === key ? { ...m, spec: resource.spec } : m))
       : [...members, { key, uid: resource.metadata?.uid, spec: resource.spec }].sort(byMemberKey);
-    const inputs: unknown[] = [];
-    for (const m of contenders) {
-      inputs.push(
-        m.key,
-        templateSpecs(m.spec),
-        this.#pods.extraAgentContainersChecker(m.spec),
-        this.#standing.get(m.key),
-        this.#podStanding(m.key, m.uid, m.spec.podsWithCapabilities, jobRequests),
-      );
-    }
-    const pool = poolKeyOf(resource, this.#organizationKey);
-    const kept = this.#assignments.get(pool) ?? [];
-    let assignment = kept.find((a) => a.jobRequests === jobRequests && sameItems(a.inputs, inputs));
+    const contenders = pool.map(
+      (m): Contender => ({
+        key: m.key,
+        templates: templateSpecs(m.spec),
+        checkExtraAgentContainers: this.#pods.extraAgentContainersChecker(m.spec),
+        standing: this.#standing.get(m.key),
+        pods: this.#podStanding(m.key, m.uid, m.spec.podsWithCapabilities, jobRequests),
+      }),
+    );
+    const poolKey = poolKeyOf(resource, this.#organizationKey);
+    const kept = this.#assignments.get(poolKey) ?? [];
+    let assignment = kept.find((a) => a.jobRequests === jobRequests && sameContenders(a.contenders, contenders));
     if (assignment === undefined) {
-      const resources: ResourceTemplates[] = [];
-      for (let i = 0; i < inputs.length; i += 5) {
-        const standing = inputs[i + 3] as Standing | undefined;
-        resources.push({
-          key: inputs[i] as string,
-          templates: inputs[i + 1] as readonly TemplateSpec[],
-          checkExtraAgentContainers: inputs[i + 2] as ResourceTemplates["checkExtraAgentContainers"],
-          available: standing?.available ?? true,
-          ...(standing?.capacity ? { capacity: standing.capacity } : {}),
-          ...(inputs[i + 4] as PodStandingOf),
-        });
-      }
-      assignment = { jobRequests, inputs, owners: assignJobs(jobRequests, resources), lists: new Map() };
-      this.#assignments.set(pool, [assignment, ...kept.slice(0, ASSIGNMENTS_PER_POOL - 1)]);
+      const resources = contenders.map(
+        (c): ResourceTemplates => ({
+          key: c.key,
+          templates: c.templates,
+          checkExtraAgentContainers: c.checkExtraAgentContainers,
+          available: c.standing?.available ?? true,
+          ...(c.standing?.capacity ? { capacity: c.standing.capacity } : {}),
+          ...c.pods,
+        }),
+      );
+      assignment = { jobRequests, contenders, owners: assignJobs(jobRequests, resources), lists: new Map() };
+      this.#assignments.set(poolKey, [assignment, ...kept.slice(0, ASSIGNMENTS_PER_POOL - 1)]);
     }
     return keptIn(assignment.lists, key, () => jobsLeftTo(jobRequests, (assignment as Assignment).owners, key));
   }
@@ -204,14 +215,27 @@ function poolKeyOf(resource: Resource, organizationKey: (url: string) => string)
   return `${organizationKey(resource.spec.organizationUrl)}\n${resource.spec.poolName.toLowerCase()}`;
 }
 
-function sameItems(a: readonly unknown[], b: readonly unknown[]): boolean {
+function sameContenders(a: readonly Contender[], b: readonly Contender[]): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as Contender;
+    const y = b[i] as Contender;
+    if (
+      x.key !== y.key ||
+      x.templates !== y.templates ||
+      x.checkExtraAgentContainers !== y.checkExtraAgentContainers ||
+      x.standing !== y.standing ||
+      x.pods !== y.pods
+    )
+      return false;
+  }
   return true;
 }
 
 function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
-  return sameItems(a, b);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function sameStanding(a: PodStandingOf, b: PodStandingOf): boolean {
