@@ -151,6 +151,24 @@ describe("agent pods on the virtual node", () => {
     });
   }
 
+  test("graceful deletion while the job is still starting (received, not yet running) waits for it too", async () => {
+    const name = "agent-starting";
+    const job = ado.control.queueJob({ pool: "sim pool", demands: ["buildkit"], startDelayMs: 1500, durationMs: 300 });
+    await agentPod(name);
+    // The agent took the job's message: its worker is starting (the service shows no receive time yet).
+    await eventually("the agent received the job", async () =>
+      node.logs(ns, name, "azure-pipelines-agent").some((l) => l.includes(`(request ${job.requestId})`))
+        ? true
+        : undefined,
+    );
+    assert.notEqual(ado.control.getJob(job.requestId)?.state, "running", "deleted before the job ran");
+    await cluster.client.request({ method: "DELETE", path: `/api/v1/namespaces/${ns}/pods/${name}` });
+    const finished = await ado.control.waitForJob(job.requestId, (j) => j.state === "finished", {
+      timeoutMs: 60_000,
+    });
+    assert.equal(finished.result, "succeeded", "the starting job was not cut short");
+  });
+
   test("a wrong token makes the agent container exit non-zero and say why", async () => {
     await agentPod("agent-badtoken", "wrong-pat");
     const failed = await eventually("pod Failed", async () => {

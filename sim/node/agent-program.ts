@@ -99,8 +99,14 @@ export function agentProgram(options: AgentProgramOptions = {}): Program {
         ...(options.renewIntervalMs ? { renewIntervalMs: options.renewIntervalMs } : {}),
         ...(options.retryDelayMs ? { retryDelayMs: options.retryDelayMs } : {}),
       });
-      agent.on("jobStarted", (job) => {
+      // The listener starts the job's worker as soon as it takes the job message, so the pod is busy from then on
+      // (the preStop hook's `pgrep Agent.Worker` finds the worker while the job starts, too), not only once the
+      // job's first lock renewal (the service's receive time) has been answered.
+      agent.on("jobReceived", (job) => {
         busy = true;
+        ctx.log(`received job ${job.jobName} (request ${job.requestId})`);
+      });
+      agent.on("jobStarted", (job) => {
         ctx.log(`running job ${job.jobName} (request ${job.requestId})`);
       });
       agent.on("jobFinished", (job) => {
