@@ -30,6 +30,7 @@ import type { StructuredLogger } from "../observability/logger.ts";
 import { createMetrics, type Metrics } from "../observability/metrics.ts";
 import { type HealthCheck, startObservabilityServer } from "../observability/server.ts";
 import { DEFAULT_PREPULL_IMAGES } from "../prepull/plan.ts";
+import { sameItems } from "../runtime/compare.ts";
 import { podNameSuffix } from "../scaling/naming.ts";
 import { CacheVolumes } from "./cache-volumes.ts";
 import { CredentialResolver } from "./credentials.ts";
@@ -428,7 +429,7 @@ const NO_OBJECTS: readonly never[] = Object.freeze([]);
 function keptJoin<T>(): (lists: readonly (readonly T[])[]) => readonly T[] {
   let last: { lists: readonly (readonly T[])[]; out: readonly T[] } | undefined;
   return (lists) => {
-    if (last?.lists.length === lists.length && last.lists.every((l, i) => l === lists[i])) return last.out;
+    if (last !== undefined && sameItems(last.lists, lists)) return last.out;
     const out = joined(lists, (l) => l);
     last = { lists, out };
     return out;

@@ -20,7 +20,7 @@
  */
 import type { Metrics } from "../observability/metrics.ts";
 import { wantedPlaceholders } from "../placeholders/plan.ts";
-import { compareStrings } from "../runtime/compare.ts";
+import { compareStrings, sameEntries } from "../runtime/compare.ts";
 import { keptIn } from "../runtime/memo.ts";
 import { isPending } from "../scaling/jobs.ts";
 import type { BlockedReason, JobRequest, ObservedPod, ScalePlan, UnmatchedReason } from "../scaling/types.ts";
@@ -130,13 +130,6 @@ export function placeholderNames(
   for (const name of agentNames) agents.add(name.toLowerCase());
   const names = new Set(wanted.map((w) => w.toLowerCase()));
   return { wanted: names, registered: new Set([...names].filter((n) => agents.has(n))) };
-}
-
-/** Whether two maps hold the same entries. */
-function sameEntries<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
 }
 
 // Kept by list: every resource on a pool plans from the same poll's lists, its own pods' list stays while they do.

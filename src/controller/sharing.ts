@@ -6,6 +6,7 @@
  * their templates and policies.
  */
 import { type AutoScaledAgent, parseDuration } from "../api/v1/index.ts";
+import { byKey, sameEntries, sameItems } from "../runtime/compare.ts";
 import { keptIn } from "../runtime/memo.ts";
 import { assignJobs, jobsLeftTo, podStanding, type ResourceTemplates } from "../scaling/arbitration.ts";
 import { planScaling } from "../scaling/plan.ts";
@@ -88,7 +89,7 @@ export class PoolSharing {
   planned(key: string, resource: Resource, plan: ScalePlan): void {
     const capacity = jobCapacity(resource, plan);
     const kept = this.#standing.get(key);
-    if (kept?.available === true && kept.capacity !== undefined && sameNumbers(kept.capacity, capacity)) return;
+    if (kept?.available === true && kept.capacity !== undefined && sameItems(kept.capacity, capacity)) return;
     this.#standing.set(key, { available: true, capacity });
   }
 
@@ -132,8 +133,7 @@ export class PoolSharing {
       kept.cached === cached &&
       kept.templates === templates &&
       kept.jobRequests === jobRequests &&
-      kept.expected.length === expected.length &&
-      kept.expected.every((p, i) => p === expected[i])
+      sameItems(kept.expected, expected)
     ) {
       return kept.standing;
     }
@@ -209,7 +209,7 @@ export class PoolSharing {
   }
 }
 
-const byMemberKey = (a: PoolMember, b: PoolMember) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+const byMemberKey = byKey((m: PoolMember) => m.key);
 
 function poolKeyOf(resource: Resource, organizationKey: (url: string) => string): string {
   return `${organizationKey(resource.spec.organizationUrl)}\n${resource.spec.poolName.toLowerCase()}`;
@@ -232,16 +232,8 @@ function sameContenders(a: readonly Contender[], b: readonly Contender[]): boole
   return true;
 }
 
-function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 function sameStanding(a: PodStandingOf, b: PodStandingOf): boolean {
-  if (a.covers.size !== b.covers.size || !sameNumbers(a.spare, b.spare)) return false;
-  for (const [id, t] of a.covers) if (b.covers.get(id) !== t) return false;
-  return true;
+  return sameItems(a.spare, b.spare) && sameEntries(a.covers, b.covers);
 }
 
 export interface PlanRequest {

@@ -25,7 +25,7 @@
  * 6. A job only unavailable resources can take goes to the best of them (it is theirs, not unmatched); a job nobody
  *    can take is nobody's, and every resource reports it.
  */
-import { fingerprintNumber } from "../runtime/compare.ts";
+import { fingerprintNumber, sameItems } from "../runtime/compare.ts";
 import { isPending, matchJobCached, selectPendingJobs, unrequestedCapabilityCount } from "./jobs.ts";
 import type { JobRequest, PendingJob, TemplateSpec } from "./types.ts";
 
@@ -157,7 +157,7 @@ function fieldOf(resources: readonly ResourceTemplates[]): Field {
   const parts = [...resources]
     .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
     .flatMap((r) => [r.key, r.templates, r.checkExtraAgentContainers]);
-  const same = recentFields.find((f) => f.parts.length === parts.length && f.parts.every((p, i) => p === parts[i]));
+  const same = recentFields.find((f) => sameItems(f.parts, parts));
   if (same !== undefined) return same;
   const field = { parts };
   recentFields.unshift(field);

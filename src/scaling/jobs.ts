@@ -16,6 +16,7 @@ import {
   sameCapabilityName,
   satisfies,
 } from "../azure-devops/demands.ts";
+import { sameItems } from "../runtime/compare.ts";
 import { keptIn } from "../runtime/memo.ts";
 import { matchableCapabilities } from "./capabilities.ts";
 import type { JobRequest, MatchedJob, PendingJob, TemplateSpec, UnmatchedJob } from "./types.ts";
@@ -94,19 +95,13 @@ const parsed = new WeakMap<JobRequest, PendingJob>();
 const parsedById = new Map<number, { queueTime: string | undefined; job: PendingJob }>();
 const PARSED_BY_ID_MAX = 20_000;
 
-function sameStrings(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 function pendingJob(r: JobRequest): PendingJob {
   let job = parsed.get(r);
   if (job !== undefined) return job;
   const rawDemands = r.demands ?? [];
   const prior = parsedById.get(r.requestId);
   parsedById.delete(r.requestId);
-  if (prior !== undefined && prior.queueTime === r.queueTime && sameStrings(prior.job.rawDemands, rawDemands)) {
+  if (prior !== undefined && prior.queueTime === r.queueTime && sameItems(prior.job.rawDemands, rawDemands)) {
     job = prior.job;
   } else {
     const { demands, errors } = parseDemands(rawDemands);
